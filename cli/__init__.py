@@ -1,0 +1,1 @@
+"""flowrt.cli: the click commands (thin: parse, call the library, report)."""

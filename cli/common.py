@@ -1,0 +1,32 @@
+"""What every command shares: turning user errors into one line and an exit code.
+
+Only click is imported here; heavy modules load inside the commands.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+
+def report_errors(func):
+    """Run a command body; a FlowrtError (or Ctrl-C) becomes one line on stderr and a non-zero exit."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from flowrt.errors import FlowrtError
+        try:
+            return func(*args, **kwargs)
+        except FlowrtError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("flowrt").setLevel(level if verbose else logging.WARNING)

@@ -1,0 +1,22 @@
+"""The ``flowrt`` command group. Each command lives in its own module and imports its heavy
+dependencies (torch, onnxruntime, numba) only when it runs, so ``flowrt --help`` is instant."""
+from __future__ import annotations
+
+import click
+
+from flowrt import __version__
+
+from .train_cmd import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowrt")
+def cli() -> None:
+    """Restore images (noise, JPEG, blur, downsampling, missing pixels) with a learned flow prior."""
+
+
+cli.add_command(train)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,1 @@
+"""flowrt.export: ONNX export of the flow and its verification."""
