@@ -110,13 +110,13 @@ def from_dict(cls: Type[T], data: Optional[Mapping[str, Any]], where: str = "") 
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(known)})")
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(known)})")
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name)
         if is_dataclass(default):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"config section {where}{name!r} must be a mapping")
+                raise ConfigError(f"config section '{where}{name}' must be a mapping")
             kwargs[name] = from_dict(type(default), value, f"{where}{name}.")
         else:
             kwargs[name] = _coerce(value, default, f"{where}{name}")
@@ -133,7 +133,8 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
     try:
         return type(default)(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r} must be a {type(default).__name__}, got {value!r}") from None
+        kind = {int: "an integer", float: "a number"}.get(type(default), type(default).__name__)
+        raise ConfigError(f"config key {key!r} must be {kind}, got {value!r}") from None
 
 
 def to_dict(cfg: Any) -> Dict[str, Any]:
