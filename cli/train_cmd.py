@@ -1,6 +1,8 @@
 """flowrt train: fit a flow prior on a folder of clean photos."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from .common import report_errors, setup_logging
@@ -33,5 +35,7 @@ def train(config_path, resume, verbose, **overrides):
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     last = run_training(cfg, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:   # under torchrun only rank 0 reports
+        return
     summary = ", ".join(f"{k} {last[k]:.4f}" for k in ("nll_bpd", "val_bpd") if k in last)
     click.echo(f"trained to step {last.get('step', cfg.optim.steps)} in {cfg.run.out}" + (f" ({summary})" if summary else ""))
