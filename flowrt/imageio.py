@@ -1,0 +1,343 @@
+"""Images as users have them: 8/16-bit PNG and TIFF, greyscale, RGBA, JPEG; ICC and EXIF kept.
+
+``read_image`` turns a file, bytes or stdin ('-') into a ``LoadedImage`` (float RGB in [0, 1]
+plus everything needed to write the result back the way the input was); ``write_image`` writes
+an RGB result like a given input, atomically, never over that input. Pixels are never rotated:
+the EXIF orientation tag is carried over so viewers show the output as they showed the input.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import InputError
+from .jpegfile import JpegInfo, read_jpeg_info
+from .png16 import decode_png16, encode_png16, png_bit_depth
+
+__all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "format_for_path"]
+
+EXIF_PREFIX = b"Exif\x00\x00"
+ORIENTATION_TAG = 274
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's RGB -> L
+Source = Union[str, os.PathLike, bytes, bytearray]
+
+
+@dataclass
+class LoadedImage:
+    """A decoded input image and what is needed to write a result back like it.
+
+    rgb: float32 (H, W, 3) in [0, 1] (greyscale replicated to 3 channels). alpha: float32 (H, W)
+    in [0, 1] or None. mode: 'L' or 'RGB' (the file's colour). bit_depth: 8 or 16 per sample.
+    format: 'PNG', 'TIFF' or 'JPEG'. exif: EXIF bytes starting with b'Exif\\0\\0' (or None).
+    orientation: EXIF orientation 1-8 (1 = as stored). jpeg: the file's own quantisation for
+    JPEG inputs. size: (width, height). source: the path read, None for bytes or stdin.
+    """
+
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray]
+    mode: str
+    bit_depth: int
+    format: str
+    icc_profile: Optional[bytes]
+    exif: Optional[bytes]
+    jpeg: Optional[JpegInfo]
+    size: Tuple[int, int]
+    source: Optional[str] = None
+    orientation: int = 1
+    name: str = "<image>"
+
+
+def _max_pixels() -> Optional[int]:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _bomb(name: str, w: int = 0, h: int = 0) -> InputError:
+    size = f"of {w}x{h} pixels " if w and h else ""
+    return InputError(f"{name}: image {size}exceeds the decompression-bomb limit of {_max_pixels()} pixels")
+
+
+def _read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
+    """(file bytes, name for messages, resolved path or None)."""
+    if isinstance(src, (bytes, bytearray)):
+        return bytes(src), "<bytes>", None
+    if str(src) == "-":
+        return sys.stdin.buffer.read(), "<stdin>", None
+    path = Path(src)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    try:
+        return path.read_bytes(), str(path), str(path.resolve())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _sniff(data: bytes, name: str) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    raise InputError(f"{name}: not a PNG, TIFF or JPEG image")
+
+
+def _normalise_exif(exif: Optional[bytes]) -> Optional[bytes]:
+    if not exif:
+        return None
+    return exif if exif.startswith(EXIF_PREFIX) else EXIF_PREFIX + exif
+
+
+def _orientation(exif: Optional[bytes]) -> int:
+    if not exif:
+        return 1
+    from PIL import Image
+
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        value = int(tags.get(ORIENTATION_TAG, 1))
+    except Exception:  # a damaged EXIF block costs the tag, not the image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _to_float(samples: np.ndarray, bit_depth: int) -> np.ndarray:
+    return samples.astype(np.float32) / np.float32(255 if bit_depth == 8 else 65535)
+
+
+def _assemble(samples: np.ndarray, bit_depth: int, grey: bool, has_alpha: bool):
+    """uint samples (H, W, C) -> (rgb float32 (H, W, 3), alpha float32 (H, W) or None, mode)."""
+    x = _to_float(samples, bit_depth)
+    colour = x[..., :1] if grey else x[..., :3]
+    rgb = np.ascontiguousarray(np.repeat(colour, 3, axis=2) if grey else colour)
+    alpha = np.ascontiguousarray(x[..., -1]) if has_alpha else None
+    return rgb, alpha, "L" if grey else "RGB"
+
+
+def _check_size(name: str, w: int, h: int) -> None:
+    if w <= 0 or h <= 0:
+        raise InputError(f"{name}: image has zero size")
+    limit = _max_pixels()
+    if limit is not None and w * h > limit:
+        raise _bomb(name, w, h)
+
+
+def _open_pillow(data: bytes, name: str):
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+            _check_size(name, *im.size)
+            im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _bomb(name) from None
+        except InputError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError...
+            raise InputError(f"{name}: unreadable or truncated image ({exc})") from None
+    return im
+
+
+def _read_with_pillow(data: bytes, name: str, fmt: str) -> dict:
+    im = _open_pillow(data, name)
+    info = im.info
+    has_alpha = im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in info
+    grey = im.mode in ("1", "L", "LA", "La", "I", "I;16")
+    if im.mode in ("I", "I;16"):
+        raise InputError(f"{name}: unsupported {im.mode} image")
+    target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+    samples = np.asarray(im.convert(target)).reshape(im.size[1], im.size[0], len(target))
+    rgb, alpha, mode = _assemble(samples, 8, grey, has_alpha)
+    jpeg = None
+    if fmt == "JPEG" and im.mode in ("L", "RGB") and info.get("adobe_transform", 1) != 0:
+        jpeg = read_jpeg_info(data)  # CMYK or RGB-coded JPEGs are not YCbCr: no JPEG model
+    return dict(rgb=rgb, alpha=alpha, mode=mode, bit_depth=8, icc_profile=info.get("icc_profile") or None,
+                exif=_normalise_exif(info.get("exif")), jpeg=jpeg)
+
+
+def _read_png16(data: bytes, name: str) -> dict:
+    png = decode_png16(data, name, _max_pixels())
+    channels = png.pixels.shape[2]
+    rgb, alpha, mode = _assemble(png.pixels, 16, channels <= 2, channels in (2, 4))
+    return dict(rgb=rgb, alpha=alpha, mode=mode, bit_depth=16, icc_profile=png.icc_profile,
+                exif=_normalise_exif(png.exif), jpeg=None)
+
+
+def _read_tiff(data: bytes, name: str) -> dict:
+    from .tiffio import read_tiff
+
+    return read_tiff(data, name, _check_size)
+
+
+def read_image(src: Source) -> LoadedImage:
+    """Read a PNG, TIFF or JPEG from a path, bytes, or '-' (stdin).
+
+    Raises InputError (one line naming the file) for a missing, empty, truncated, unreadable,
+    zero-sized or over-large (Pillow's MAX_IMAGE_PIXELS) image.
+    """
+    data, name, source = _read_source(src)
+    if not data:
+        raise InputError(f"{name}: empty file")
+    fmt = _sniff(data, name)
+    if fmt == "PNG" and png_bit_depth(data) == 16:
+        fields = _read_png16(data, name)
+    elif fmt == "TIFF":
+        fields = _read_tiff(data, name)
+    else:
+        fields = _read_with_pillow(data, name, fmt)
+    orientation = fields.pop("orientation", None) or _orientation(fields["exif"])
+    h, w = fields["rgb"].shape[:2]
+    return LoadedImage(format=fmt, size=(w, h), source=source, orientation=orientation, name=name, **fields)
+
+
+# ---------------------------------------------------------------- writing
+
+
+FORMAT_NAMES = {"png": "PNG", "tif": "TIFF", "tiff": "TIFF", "jpg": "JPEG", "jpeg": "JPEG"}
+
+
+def format_for_path(path: str, fmt: Optional[str] = None) -> str:
+    """'PNG', 'TIFF' or 'JPEG' from an explicit fmt or the path's suffix ('-' means PNG)."""
+    if fmt:
+        if fmt.lower() not in FORMAT_NAMES:
+            raise InputError(f"unknown output format {fmt!r}; use png, tiff or jpeg")
+        return FORMAT_NAMES[fmt.lower()]
+    if str(path) == "-":
+        return "PNG"
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMAT_NAMES:
+        raise InputError(f"{path}: cannot tell the output format from the suffix; use .png, .tif or .jpg")
+    return FORMAT_NAMES[suffix]
+
+
+def _exif_for_output(like: LoadedImage) -> Optional[bytes]:
+    """The input's EXIF, or a minimal one carrying its orientation (e.g. from a TIFF tag)."""
+    if like.exif:
+        return like.exif
+    if like.orientation != 1:
+        from PIL import Image
+
+        tags = Image.Exif()
+        tags[ORIENTATION_TAG] = like.orientation
+        return _normalise_exif(tags.tobytes())
+    return None
+
+
+def _resized_alpha(alpha: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Alpha at the output size (it differs after --scale): Pillow bicubic on floats, clipped."""
+    if alpha.shape == (h, w):
+        return alpha
+    from PIL import Image
+
+    im = Image.fromarray(alpha.astype(np.float32), "F").resize((w, h), Image.BICUBIC)
+    return np.clip(np.asarray(im), 0, 1)
+
+
+def _samples(rgb: np.ndarray, like: LoadedImage, bit_depth: int) -> np.ndarray:
+    """float RGB -> uint (H, W, C) samples with the input's colour mode and alpha."""
+    planes = (rgb @ LUMA)[..., None] if like.mode == "L" else rgb
+    if like.alpha is not None:
+        planes = np.concatenate([planes, _resized_alpha(like.alpha, *rgb.shape[:2])[..., None]], axis=2)
+    top = 255 if bit_depth == 8 else 65535
+    return np.round(np.clip(planes, 0, 1) * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def _encode(samples: np.ndarray, like: LoadedImage, fmt: str) -> bytes:
+    exif = _exif_for_output(like)
+    if fmt == "TIFF":
+        from .tiffio import encode_tiff
+
+        return encode_tiff(samples, like.icc_profile, like.orientation)
+    if fmt == "PNG" and samples.dtype == np.uint16:
+        return encode_png16(samples, like.icc_profile, exif[len(EXIF_PREFIX):] if exif else None)
+    from PIL import Image
+
+    channels = samples.shape[2]
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    im = Image.fromarray(samples[..., 0] if channels == 1 else samples, mode)
+    extra = {"icc_profile": like.icc_profile} if like.icc_profile else {}
+    if exif:
+        extra["exif"] = exif
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(buf, "JPEG", quality=95, subsampling=0, **extra)
+    else:
+        im.save(buf, "PNG", **extra)
+    return buf.getvalue()
+
+
+def _refuse_input(path: Path, like: LoadedImage) -> None:
+    if like.source is None or not path.exists():
+        return
+    try:
+        same = os.path.samefile(path, like.source)
+    except OSError:
+        same = path.resolve() == Path(like.source)
+    if same:
+        raise InputError(f"{path}: refusing to overwrite the input image")
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal new file is what users expect
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImage,
+                bit_depth: Optional[int] = None, fmt: Optional[str] = None) -> None:
+    """Write rgb (float (H, W, 3), values clipped to [0, 1]) the way `like` was stored.
+
+    Bit depth follows the input unless given (JPEG is always 8); greyscale stays greyscale; the
+    alpha channel is re-attached (resized if H, W changed); ICC profile, EXIF and orientation are
+    kept. The format comes from fmt or the suffix; '-' writes PNG bytes to stdout. The write is
+    atomic and refuses to replace the input file (InputError).
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"write_image expects (H, W, 3), got {rgb.shape}")
+    if not np.isfinite(rgb).all():
+        raise ValueError("write_image refuses an image with NaN or infinite values")
+    fmt = format_for_path(str(dest), fmt)
+    depth = bit_depth or (8 if fmt == "JPEG" else like.bit_depth)
+    if depth not in (8, 16) or (fmt == "JPEG" and depth != 8):
+        raise InputError(f"cannot write {fmt} with {depth}-bit samples")
+    if fmt == "JPEG" and like.alpha is not None:
+        raise InputError(f"{dest}: JPEG cannot hold the alpha channel; write .png or .tif")
+    if str(dest) != "-":
+        _refuse_input(Path(dest), like)
+    payload = _encode(_samples(rgb, like, depth), like, fmt)
+    if str(dest) == "-":
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    else:
+        _atomic_write(Path(dest), payload)

@@ -1,0 +1,114 @@
+"""TIFF reading and writing through tifffile: 8/16-bit grey or RGB, with or without alpha.
+
+The first page is the image. The ICC profile (tag 34675) and the orientation tag (274) are kept;
+other EXIF fields of a TIFF input are not carried over. Premultiplied (associated) alpha is
+converted to straight alpha on reading, and straight alpha is what gets written.
+"""
+from __future__ import annotations
+
+import io
+from typing import Callable, Optional
+
+import numpy as np
+
+from .errors import InputError
+
+ICC_TAG = 34675
+ORIENTATION_TAG = 274
+MINISWHITE, MINISBLACK, RGB, PALETTE = 0, 1, 2, 3
+ASSOCIATED_ALPHA = 1
+
+
+def _samples_last(page, name: str) -> np.ndarray:
+    """The page's pixels as (H, W, S)."""
+    axes = page.axes
+    if axes not in ("YX", "YXS", "SYX"):
+        raise InputError(f"{name}: unsupported TIFF layout (axes {axes})")
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if any(o + c > page.parent.filehandle.size for o, c in zip(offsets, counts)):
+        raise InputError(f"{name}: truncated TIFF")
+    try:
+        arr = page.asarray()
+    except Exception as exc:  # tifffile raises many kinds for broken or unsupported data
+        raise InputError(f"{name}: unreadable TIFF ({exc})") from None
+    if axes == "YX":
+        return arr[..., None]
+    return np.moveaxis(arr, 0, -1) if axes == "SYX" else arr
+
+
+def _to_unit(arr: np.ndarray, page, name: str):
+    """Samples -> (float (H, W, S) in [0, 1], bit depth)."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32), 8
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255, 8
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535, 16
+    raise InputError(f"{name}: unsupported TIFF sample type {arr.dtype} (8- or 16-bit integers only)")
+
+
+def _colour(unit: np.ndarray, page, name: str):
+    """(rgb (H, W, 3), alpha or None, mode) from unit samples and the page's photometric."""
+    photometric = int(page.photometric)
+    if photometric == PALETTE:
+        cmap = np.asarray(page.colormap, np.float32) / 65535  # (3, 2**bits)
+        index = np.round(unit[..., 0] * (255 if page.dtype == np.uint8 else 65535)).astype(np.int64)
+        return np.ascontiguousarray(cmap[:, index].transpose(1, 2, 0)), None, "RGB"
+    if photometric not in (MINISWHITE, MINISBLACK, RGB):
+        raise InputError(f"{name}: unsupported TIFF colour space (photometric {photometric})")
+    colours = 3 if photometric == RGB else 1
+    if unit.shape[2] < colours:
+        raise InputError(f"{name}: TIFF has fewer samples than its colour space needs")
+    colour = unit[..., :colours]
+    if photometric == MINISWHITE:
+        colour = 1 - colour
+    alpha = unit[..., colours] if unit.shape[2] > colours else None
+    if alpha is not None and page.extrasamples and int(page.extrasamples[0]) == ASSOCIATED_ALPHA:
+        colour = np.where(alpha[..., None] > 0, colour / np.maximum(alpha[..., None], 1e-12), 0)
+        colour = np.clip(colour, 0, 1)
+    rgb = np.repeat(colour, 3, axis=2) if colours == 1 else colour
+    return np.ascontiguousarray(rgb, np.float32), alpha, "L" if colours == 1 else "RGB"
+
+
+def read_tiff(data: bytes, name: str, check_size: Callable[[str, int, int], None]) -> dict:
+    """Decode the first page of a TIFF held in memory into LoadedImage fields."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(io.BytesIO(data))
+    except Exception as exc:
+        raise InputError(f"{name}: unreadable TIFF ({exc})") from None
+    with tif:
+        if not tif.pages:
+            raise InputError(f"{name}: TIFF holds no image")
+        page = tif.pages[0]
+        shape = dict(zip(page.axes, page.shape))
+        check_size(name, shape.get("X", 0), shape.get("Y", 0))
+        unit, depth = _to_unit(_samples_last(page, name), page, name)
+        rgb, alpha, mode = _colour(unit, page, name)
+        icc = page.tags.get(ICC_TAG)
+        orientation = page.tags.get(ORIENTATION_TAG)
+    value = int(orientation.value) if orientation is not None else 1
+    return dict(rgb=rgb, alpha=None if alpha is None else np.ascontiguousarray(alpha, np.float32),
+                mode=mode, bit_depth=depth, icc_profile=bytes(icc.value) if icc is not None else None,
+                exif=None, jpeg=None, orientation=value if 1 <= value <= 8 else 1)
+
+
+def encode_tiff(samples: np.ndarray, icc_profile: Optional[bytes], orientation: int) -> bytes:
+    """uint8/uint16 (H, W, C), C in 1-4 (grey, grey+alpha, RGB, RGBA) -> deflate-compressed TIFF."""
+    import tifffile
+
+    channels = samples.shape[2]
+    kwargs = dict(photometric="minisblack" if channels <= 2 else "rgb", compression="zlib")
+    data = samples[..., 0] if channels == 1 else samples
+    if channels in (2, 4):
+        kwargs["extrasamples"] = ["unassalpha"]
+    if channels == 2:
+        kwargs["planarconfig"] = "contig"
+    if icc_profile:
+        kwargs["iccprofile"] = icc_profile
+    if orientation != 1:
+        kwargs["extratags"] = [(ORIENTATION_TAG, "H", 1, int(orientation), True)]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, **kwargs)
+    return buf.getvalue()
