@@ -1,0 +1,207 @@
+"""MAP restoration with a flow prior:  argmin  -log p(y | x) - lambda log p(x).
+
+Two parametrisations share one objective and one loop:
+  * ``image``  optimise x directly; the prior's gradient flows through T^-1.
+  * ``latent`` optimise u with x = T(u), as the paper does; -log p(T(u)) =
+    ||u||^2 / 2 + log|det dT/du| comes out of a single generator pass.
+The forward model (degradations + likelihood) is any object with ``nll(x) -> (B,)``
+and ``initial_estimate() -> (1,3,H,W)`` (see ``flowrt.operators``).
+
+The image is reflect-padded to a multiple of 2^L for the prior; the data term
+sees the original crop. Iterates stay in [0, 1] (clamped after every image-space
+step). The answer is the mean of the last ``average_tail`` of the iterates: MAP
+iterates jitter around the optimum once Adam's step is below the noise scale,
+and averaging them is cheaper and steadier than picking one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+log = logging.getLogger("flowrt.solver")
+
+SPACES = ("image", "latent")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """MAP settings; defaults chosen on ../shared/data/val (benchmarks/results/map_settings.md)."""
+    space: str = "image"
+    iters: int = 100
+    lam: float = 0.3            # weight of -log p(x) against the data term
+    lr: float = 0.01            # image space: Adam step in [0,1] intensity units
+    lr_latent: float = 0.002    # latent space: Adam step in latent (N(0,1)) units
+    level_lr_decay: float = 1.0  # latent space: level l steps with lr * decay^l (l = 0 finest)
+    warmup: int = 5             # iterations of linear lr warm-up
+    latent_warm_start: float = 0.5  # latent space: this fraction of iters runs in image space first
+    average_tail: float = 0.25  # fraction of final iterates averaged into the answer
+    max_retries: int = 3        # NaN guard: restarts with half the step before falling back
+    seed: int = 0
+
+    def validate(self) -> "SolverConfig":
+        if self.space not in SPACES:
+            raise InputError(f"--space must be one of {', '.join(SPACES)}, not {self.space!r}")
+        if self.iters < 0:
+            raise InputError("--iters must be >= 0")
+        if self.lam < 0:
+            raise InputError("--lam must be >= 0")
+        if not 0 <= self.average_tail <= 1:
+            raise InputError("average_tail must be in [0, 1]")
+        return self
+
+
+@dataclass
+class MapResult:
+    x: torch.Tensor                 # (1, 3, H, W) in [0, 1], the restored image
+    objective: List[float] = field(default_factory=list)
+    fell_back: bool = False         # True when the optimiser failed and x is the initial estimate
+    seconds: float = 0.0
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad (B,C,H,W) at the bottom/right to sides divisible by ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class _Objective:
+    """E = data_nll(crop(x)) + lam * prior_nll(x), with x from the chosen parametrisation."""
+
+    def __init__(self, prior, forward_model, cfg: SolverConfig, size, latent_scale=None):
+        self.prior, self.fm, self.cfg, self.size = prior, forward_model, cfg, size
+        # latent space optimises v with u = v * latent_scale: Adam's per-entry step in u
+        # is then lr * latent_scale, which is how levels get their own step sizes.
+        self.latent_scale = latent_scale
+
+    def latent(self, param: torch.Tensor) -> torch.Tensor:
+        return param if self.latent_scale is None else param * self.latent_scale
+
+    def image(self, param: torch.Tensor) -> torch.Tensor:
+        if self.cfg.space == "image":
+            return param
+        return self.prior.inverse(self.latent(param))[0]
+
+    def __call__(self, param: torch.Tensor) -> torch.Tensor:
+        h, w = self.size
+        if self.cfg.space == "image":
+            x = param
+            prior_nll = -self.prior.log_prob(x)
+        else:
+            u = self.latent(param)
+            x, logdet_gen = self.prior.inverse(u)
+            prior_nll = 0.5 * u.pow(2).flatten(1).sum(1) + logdet_gen
+        data_nll = self.fm.nll(x[..., :h, :w])
+        return (data_nll + self.cfg.lam * prior_nll).sum()
+
+
+def _latent_scale(model, cfg: SolverConfig, shape, device) -> Optional[torch.Tensor]:
+    """Per-entry latent step multiplier decay^level (None in image space or when flat)."""
+    if cfg.space != "latent" or cfg.level_lr_decay == 1.0:
+        return None
+    levels = model.level_map(shape[-2], shape[-1]).to(device)
+    return cfg.level_lr_decay ** levels.float()
+
+
+def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: float, progress) -> tuple:
+    """One optimisation attempt; returns (averaged image, objective history) or raises FloatingPointError."""
+    param = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([param], lr=lr)
+    tail_from = cfg.iters - max(1, int(math.ceil(cfg.average_tail * cfg.iters))) if cfg.iters else 0
+    total, count, history = torch.zeros_like(start), 0, []
+    for it in range(cfg.iters):
+        for g in opt.param_groups:
+            g["lr"] = lr * _schedule(it, cfg)
+        opt.zero_grad(set_to_none=True)
+        energy = objective(param)
+        if not torch.isfinite(energy):
+            raise FloatingPointError(f"objective became {float(energy)} at iteration {it}")
+        energy.backward()
+        opt.step()
+        with torch.no_grad():
+            if cfg.space == "image":
+                param.clamp_(0.0, 1.0)
+            if it >= tail_from:
+                x_it = objective.image(param)
+                if not torch.isfinite(x_it).all():
+                    raise FloatingPointError(f"iterate became non-finite at iteration {it}")
+                total += x_it.clamp(0, 1)
+                count += 1
+        history.append(float(energy.detach()))
+        if progress is not None:
+            progress(it + 1, cfg.iters)
+    return total / max(count, 1), history
+
+
+def _schedule(it: int, cfg: SolverConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the step over the run."""
+    if it < cfg.warmup:
+        return (it + 1) / cfg.warmup
+    t = (it - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
+                device: Optional[torch.device] = None,
+                progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
+    """Restore one image by MAP. ``prior``: a frozen FlowModel; returns x (1,3,H,W) in [0,1] on the CPU."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    device = device or torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    prior = prior.to(device).eval()
+    for p in prior.parameters():
+        p.requires_grad_(False)
+    fm = forward_model.to(device)
+    x_start = fm.initial_estimate().to(device).clamp(0, 1)
+    history: List[float] = []
+    if cfg.iters and cfg.space == "latent" and cfg.latent_warm_start > 0:
+        # T^-1 of a damaged image is far out of distribution (FINDINGS: |u| ~ 150), so the
+        # latent run starts from a short image-space MAP instead of from T^-1(y).
+        warm_iters, total = int(round(cfg.iters * cfg.latent_warm_start)), cfg.iters
+        outer = progress
+        warm = map_restore(prior, fm, replace(cfg, space="image", iters=warm_iters), device=device,
+                           progress=None if outer is None else (lambda i, n: outer(i, total)))
+        x_start, history = warm.x.to(device), warm.objective
+        cfg = replace(cfg, iters=total - warm_iters)
+        progress = None if outer is None else (lambda i, n: outer(warm_iters + i, total))
+    if cfg.iters == 0:
+        return MapResult(x_start.cpu(), history, seconds=time.perf_counter() - t0)
+    x, more = _optimise(prior, fm, cfg, x_start, progress)
+    fell_back = x is None
+    if fell_back:
+        log.warning("MAP did not converge; returning its starting estimate unchanged")
+        x = x_start
+    return MapResult(x.detach().cpu(), history + more, fell_back, time.perf_counter() - t0)
+
+
+def _optimise(prior, fm, cfg: SolverConfig, x_start: torch.Tensor, progress):
+    """Run the MAP loop from image ``x_start`` with the NaN guard; (x cropped, history) or (None, [])."""
+    size = x_start.shape[-2:]
+    x_pad = pad_to_multiple(x_start, prior.multiple)
+    scale = _latent_scale(prior, cfg, x_pad.shape, x_pad.device)
+    objective = _Objective(prior, fm, cfg, size, scale)
+    with torch.no_grad():
+        start = x_pad if cfg.space == "image" else prior(x_pad)[0]
+        if scale is not None:
+            start = start / scale
+    lr = cfg.lr if cfg.space == "image" else cfg.lr_latent
+    for attempt in range(cfg.max_retries + 1):
+        try:
+            x, history = _run(objective, start, cfg, lr, progress)
+            return x[..., : size[0], : size[1]], history
+        except FloatingPointError as exc:
+            log.warning("MAP attempt %d failed (%s); retrying with half the step", attempt + 1, exc)
+            lr *= 0.5
+    return None, []
