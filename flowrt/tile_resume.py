@@ -1,0 +1,130 @@
+"""On-disk state that lets an interrupted tiled restore continue where it stopped.
+
+A state folder holds ``progress.npz`` (which tile rows, "bands", are finished and flushed to the
+partial output, plus the accumulators that spill from the last finished band into the next one) and
+``tile-I-J.npy`` (restored tiles of the band in progress, so an interruption loses at most one tile).
+Order on disk: the partial output is fsync'ed before ``progress.npz`` is atomically replaced, so the
+state never claims more than the output holds. A state written by a different run (image size,
+tiling options or the caller's ``run_key``, e.g. model and restoration settings) is refused.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from flowrt.errors import InputError
+
+__all__ = ["ResumeStore", "fsync_dir"]
+
+log = logging.getLogger(__name__)
+_PROGRESS = "progress.npz"
+_TILE = re.compile(r"^tile-(\d+)-(\d+)\.npy$")
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename or file creation inside ``folder`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ResumeStore:
+    """Progress of one tiled restore in ``folder``; ``fingerprint`` (JSON-able dict) names the run."""
+
+    def __init__(self, folder, fingerprint: dict):
+        self.folder = Path(folder)
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # normalise (tuples -> lists)
+        self.band = 0
+
+    def load(self, carry_shape: tuple[int, int, int]):
+        """Return (first unfinished band, (carry_acc, carry_wsum) or None); start fresh if empty.
+
+        carry_shape: (max rows, output width, C) of the carry; stored carries must fit it.
+        Raises InputError if the folder holds another run's state or a damaged one.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / _PROGRESS
+        if not path.exists():  # fresh: record whose state this is before any tile is cached
+            self._drop_tiles_before(None)
+            empty = np.zeros((0,) + tuple(carry_shape[1:]), np.float32)
+            self.save_band(0, empty, empty[:, :, 0])
+            return 0, None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                meta = json.loads(str(saved["meta"]))
+                acc, wsum = saved["carry_acc"], saved["carry_wsum"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"resume state {path} is unreadable ({exc}); delete "
+                             f"{self.folder} and its .partial output to start over") from None
+        if meta.get("fingerprint") != self.fingerprint:
+            raise InputError(f"{self.folder} belongs to a run with other options or another "
+                             "input; rerun without --resume to start over")
+        rows = acc.shape[0]
+        if acc.shape[1:] != carry_shape[1:] or rows > carry_shape[0] or wsum.shape != acc.shape[:2]:
+            raise InputError(f"resume state {path} is damaged (carry {acc.shape}); "
+                             "rerun without --resume")
+        self.band = int(meta["next_band"])
+        self._drop_tiles_before(self.band)
+        log.info("resuming at tile row %d", self.band)
+        return self.band, ((acc, wsum) if self.band > 0 else None)
+
+    def cached_tile(self, i: int, j: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The restored tile (i, j) saved by an earlier run, or None if absent or unusable."""
+        path = self._tile_path(i, j)
+        if not path.exists():
+            return None
+        try:
+            tile = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # torn by a crash: restore it again
+        if tile.shape != tuple(shape) or tile.dtype != np.float32:
+            return None
+        return tile
+
+    def cache_tile(self, i: int, j: int, tile: np.ndarray) -> None:
+        """Keep a restored tile until its band is finished (atomic; no fsync: a torn file is redone)."""
+        path = self._tile_path(i, j)
+        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as tmp:
+            np.save(tmp, np.ascontiguousarray(tile, np.float32))
+        os.replace(tmp.name, path)
+
+    def save_band(self, next_band: int, carry_acc: np.ndarray, carry_wsum: np.ndarray) -> None:
+        """Record that bands < next_band are in the (already flushed) output, with their carry."""
+        meta = json.dumps({"fingerprint": self.fingerprint, "next_band": next_band})
+        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as tmp:
+            np.savez(tmp, meta=np.array(meta), carry_acc=carry_acc, carry_wsum=carry_wsum)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, self.folder / _PROGRESS)
+        fsync_dir(self.folder)
+        self.band = next_band
+        self._drop_tiles_before(next_band)
+
+    def remove(self) -> None:
+        """Delete the state folder (after the output is complete, or to start over)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _tile_path(self, i: int, j: int) -> Path:
+        return self.folder / f"tile-{i}-{j}.npy"
+
+    def _drop_tiles_before(self, band: int | None) -> None:
+        """Delete cached tiles of finished bands (all of them when band is None) and temp files."""
+        for path in self.folder.iterdir():
+            match = _TILE.match(path.name)
+            stale = path.suffix == ".tmp" or (match and (band is None or int(match[1]) < band))
+            if stale:
+                path.unlink(missing_ok=True)
