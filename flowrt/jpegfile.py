@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
-from .jpegscan import (SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, decode_coefficients, next_segment,
-                       parse_dqt, parse_sof)
+from .jpegmarkers import SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, next_segment, parse_dqt, parse_sof
+from .jpegscan import decode_coefficients
 
 
 @dataclass

@@ -1,0 +1,119 @@
+"""A whole observation model: blur -> downsample -> mask, then noise (and JPEG) on the result.
+
+``build_forward_model`` turns what the user said (the observed image y, sigma, a JPEG's own
+quantisation, a scale, a blur kernel, a mask) into a ``ForwardModel`` whose ``nll(x)`` is
+-log p(y | x) for a candidate restored image x, differentiable in x.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import InputError
+from ..jpegfile import JpegInfo
+from .base import Degradation, Likelihood, TensorHolder
+from .blur import Blur
+from .downsample import BicubicDownsample
+from .jpeg import JpegLikelihood
+from .mask import Mask, check_mask, fill_holes
+from .noise import GaussianLikelihood, effective_sigma_255
+
+MAX_SCALE = 16
+
+
+class ForwardModel(TensorHolder):
+    """x (B, 3, H, W) in [0, 1] at the restored size -> degraded z (B, 3, h, w) -> nll (B,).
+
+    observed: y as (1, 3, h, w); observed_mask: (1, 1, h, w) in {0, 1}; restored_size: (H, W).
+    """
+
+    def __init__(self, stages: List[Degradation], likelihood: Likelihood, observed: Tensor,
+                 observed_mask: Tensor, restored_size: Tuple[int, int], scale: int):
+        self.stages = stages
+        self.likelihood = likelihood
+        self.observed = observed
+        self.observed_mask = observed_mask
+        self.restored_size = restored_size
+        self.scale = scale
+
+    def to(self, device=None, dtype=None) -> "ForwardModel":
+        super().to(device, dtype)
+        for stage in self.stages:
+            stage.to(device, dtype)
+        return self
+
+    def apply(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 3, h, w): the deterministic part of the chain."""
+        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != self.restored_size:
+            raise ValueError(f"expected (B, 3, {self.restored_size[0]}, {self.restored_size[1]}), got {tuple(x.shape)}")
+        for stage in self.stages:
+            x = stage.apply(x)
+        return x
+
+    def nll(self, x: Tensor) -> Tensor:
+        """-log p(y | x), (B,) nats, constants dropped."""
+        return self.likelihood.nll(self.apply(x))
+
+    def initial_estimate(self) -> Tensor:
+        """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
+
+        For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
+        """
+        y = fill_holes(self.observed, self.observed_mask)
+        if self.scale > 1:
+            y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
+        return y.clamp(0, 1)
+
+
+def _observed_tensor(y: np.ndarray) -> Tensor:
+    y = np.asarray(y, np.float32)
+    if y.ndim != 3 or y.shape[2] != 3 or y.shape[0] == 0 or y.shape[1] == 0:
+        raise InputError(f"the observed image must be (H, W, 3), got {y.shape}")
+    if not np.isfinite(y).all():
+        raise InputError("the observed image holds NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(np.clip(y, 0, 1))).permute(2, 0, 1)[None]
+
+
+def _check_scale(scale) -> int:
+    if int(scale) != scale or not 1 <= int(scale) <= MAX_SCALE:
+        raise InputError(f"scale must be a whole number from 1 to {MAX_SCALE}, got {scale}")
+    return int(scale)
+
+
+def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
+                        scale: int = 1, blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
+                        greyscale: bool = False) -> ForwardModel:
+    """The forward model for an observation y, float (h, w, 3) in [0, 1] (for a JPEG, its decode).
+
+    sigma: Gaussian noise std on the 0-255 scale, added before any JPEG compression (None: only
+    the noise floor). jpeg: the file's quantisation (y must have its size); the data term then
+    lives in its DCT domain. scale: the restored image is (h * scale, w * scale), degraded by
+    Pillow's bicubic downsampling. blur: kernel (kh, kw) summing to 1, applied at the restored
+    size. mask: bool (h, w) at the observed size, True = observed. greyscale: y is one grey
+    channel (compared with x's luma). InputError for anything inconsistent.
+    """
+    observed = _observed_tensor(y)
+    h, w = observed.shape[-2:]
+    scale = _check_scale(scale)
+    sigma_255 = effective_sigma_255(sigma)
+    keep = np.ones((h, w), bool) if mask is None else check_mask(mask, (h, w))
+    restored = (h * scale, w * scale)
+    stages: List[Degradation] = []
+    if blur is not None:
+        stages.append(Blur(blur))
+    if scale > 1:
+        stages.append(BicubicDownsample(restored, scale))
+    if mask is not None:
+        stages.append(Mask(keep))
+    if jpeg is not None:
+        if (jpeg.height, jpeg.width) != (h, w):
+            raise InputError(f"the JPEG is {jpeg.width}x{jpeg.height} but the observed image is {w}x{h}")
+        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, None if mask is None else keep)
+    else:
+        likelihood = GaussianLikelihood(y, sigma_255, None if mask is None else keep, greyscale)
+    observed_mask = torch.from_numpy(keep.astype(np.float32))[None, None]
+    return ForwardModel(stages, likelihood, observed, observed_mask, restored, scale)

@@ -1,0 +1,54 @@
+"""Gaussian noise: the observation y = z + n, n ~ N(0, sigma^2) per pixel and channel.
+
+sigma is given on the 0-255 scale by users and kept in [0, 1] units here. A floor of
+NOISE_FLOOR_255 (added in quadrature) stands for 8-bit rounding and model mismatch, so a
+noiseless chain (sigma None) still has a finite, well-scaled data term.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from .base import Likelihood
+
+NOISE_FLOOR_255 = 1.0  # std on 0-255: 8-bit rounding (0.29) plus operator mismatch
+LUMA = (0.299, 0.587, 0.114)
+
+
+def effective_sigma_255(sigma: Optional[float]) -> float:
+    """sqrt(sigma^2 + floor^2) on the 0-255 scale; InputError for negative or non-finite sigma."""
+    if sigma is None:
+        return NOISE_FLOOR_255
+    if not math.isfinite(sigma) or sigma < 0:
+        raise InputError(f"sigma must be a finite number >= 0 (0-255 scale), got {sigma}")
+    return math.hypot(float(sigma), NOISE_FLOOR_255)
+
+
+class GaussianLikelihood(Likelihood):
+    """nll(z) = sum over observed pixels of (z - y)^2 / (2 sigma^2), (B,).
+
+    y: float (H, W, 3) in [0, 1]. weight: optional (H, W) array, 1 where observed, 0 in holes.
+    greyscale: the observation is one channel (y's first), compared with z's luma, so a grey
+    photo's noise is not counted three times.
+    """
+
+    def __init__(self, y: np.ndarray, sigma_255: float, weight: Optional[np.ndarray] = None,
+                 greyscale: bool = False):
+        target = torch.from_numpy(np.ascontiguousarray(y, np.float32)).permute(2, 0, 1)[None]
+        self.greyscale = greyscale
+        self.y = target[:, :1] if greyscale else target
+        self.sigma = sigma_255 / 255.0
+        w = np.ones(y.shape[:2], np.float32) if weight is None else np.asarray(weight, np.float32)
+        self.weight = torch.from_numpy(np.ascontiguousarray(w))[None, None]
+        self.luma = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def nll(self, z: Tensor) -> Tensor:
+        if self.greyscale:
+            z = (z * self.luma).sum(1, keepdim=True)
+        r = (z - self.y) * self.weight
+        return r.pow(2).flatten(1).sum(1) / (2 * self.sigma ** 2)

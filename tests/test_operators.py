@@ -1,0 +1,329 @@
+"""flowrt.operators and the JPEG coefficient reader, each against a non-differentiable reference.
+
+References: Pillow's resize (float 'F' mode and 8-bit), a loop-over-taps convolution, Pillow's
+JPEG encoder and decoder (baseline, progressive, restart markers, greyscale, 4:4:4/4:2:2/4:2:0).
+Gradients are checked numerically in float64 on tiny odd-sized inputs.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowrt.errors import InputError
+from flowrt.jpegfile import jpeg_info_for_quality, read_jpeg_info
+from flowrt.jpegscan import decode_coefficients
+from flowrt.operators import (BicubicDownsample, Blur, ForwardModel, GaussianLikelihood, JpegLikelihood, Mask,
+                              build_forward_model, fill_holes, parse_blur, read_mask)
+from flowrt.operators.jpeg import log_interval_prob
+
+
+def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 (h, w, 3): random colours bicubic-enlarged, photo-like in having few sharp edges."""
+    rng = np.random.default_rng(seed)
+    small = (rng.random((h // 4 + 2, w // 4 + 2, 3)) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+
+
+def to_tensor(img: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+    x = img.astype(np.float64) / (255 if img.dtype == np.uint8 else 1)
+    return torch.from_numpy(x).permute(2, 0, 1)[None].to(dtype)
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).detach().double().numpy()
+
+
+def jpeg_bytes(img: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- downsampling
+
+
+@pytest.mark.parametrize("h,w,s", [(37, 53, 2), (40, 48, 3), (21, 17, 4), (16, 16, 2), (9, 15, 1)])
+def test_downsample_matches_pillow_float(h, w, s):
+    x = np.random.default_rng(h * w).random((h, w, 3)).astype(np.float32)
+    ref = np.stack([np.asarray(Image.fromarray(x[..., c], "F").resize((w // s, h // s), Image.BICUBIC))
+                    for c in range(3)], axis=2)
+    out = to_numpy(BicubicDownsample((h, w), s).apply(to_tensor(x)))
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 1e-5  # far below 1/255, borders included
+
+
+def test_downsample_matches_pillow_8bit():
+    img = smooth_image(45, 38, 1)
+    ref = np.asarray(Image.fromarray(img).resize((19, 22), Image.BICUBIC)).astype(np.float64)
+    out = to_numpy(BicubicDownsample((45, 38), 2).apply(to_tensor(img))) * 255
+    assert np.abs(np.round(np.clip(out, 0, 255)) - ref).max() <= 1  # Pillow rounds between passes
+
+
+def test_downsample_rejects_bad_factor():
+    with pytest.raises(InputError):
+        BicubicDownsample((5, 5), 8)
+    with pytest.raises(InputError):
+        BicubicDownsample((5, 5), 0)
+
+
+# ---------------------------------------------------------------- blur
+
+
+def reference_convolve(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Direct sum over taps: y[i, j] = sum k[a, b] x[i + kh//2 - a, j + kw//2 - b], edges replicated."""
+    kh, kw = k.shape
+    pad = max(kh, kw)
+    xp = np.pad(x, ((pad, pad), (pad, pad)), mode="edge")
+    h, w = x.shape
+    out = np.zeros((h, w))
+    for a in range(kh):
+        for b in range(kw):
+            top, left = pad + kh // 2 - a, pad + kw // 2 - b
+            out += k[a, b] * xp[top:top + h, left:left + w]
+    return out
+
+
+@pytest.mark.parametrize("shape,separable", [((3, 3), False), ((4, 5), False), ((4, 5), True), ((1, 6), True),
+                                             ((17, 19), False), ((23, 13), True)])
+def test_blur_matches_reference(shape, separable):
+    rng = np.random.default_rng(sum(shape))
+    k = np.outer(rng.random(shape[0]), rng.random(shape[1])) if separable else rng.random(shape)
+    k /= k.sum()
+    blur = Blur(k)
+    assert blur.separable == (separable or 1 in shape)
+    x = rng.random((1, 3, 11, 8))
+    out = blur.to(dtype=torch.float64).apply(torch.from_numpy(x))
+    ref = np.stack([reference_convolve(x[0, c], k) for c in range(3)])
+    np.testing.assert_allclose(out[0].numpy(), ref, atol=1e-6)
+
+
+def test_parse_blur(tmp_path):
+    k = parse_blur("gaussian:1.5")
+    assert k.shape == (11, 11) and abs(k.sum() - 1) < 1e-6 and k[5, 5] == k.max()
+    kernel = np.zeros((5, 7), np.float32)
+    kernel[2, 1:6] = 1
+    np.save(tmp_path / "k.npy", kernel)
+    np.testing.assert_allclose(parse_blur(str(tmp_path / "k.npy")), kernel / 5)
+    Image.fromarray((kernel * 255).astype(np.uint8)).save(tmp_path / "k.png")
+    np.testing.assert_allclose(parse_blur(str(tmp_path / "k.png")), kernel / 5, atol=1e-6)
+    bad_arrays = {"neg.npy": -np.ones((3, 3)), "zero.npy": np.zeros((3, 3)), "nan.npy": np.full((3, 3), np.nan),
+                  "cube.npy": np.ones((3, 3, 3, 3))}
+    for name, array in bad_arrays.items():
+        np.save(tmp_path / name, array)
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    specs = ["gaussian:", "gaussian:abc", "gaussian:-1", "gaussian:0", "gaussian:1000", "gaussian:nan",
+             "box:3", str(tmp_path / "missing.npy"), str(tmp_path / "junk.npy")]
+    for spec in specs + [str(tmp_path / name) for name in bad_arrays]:
+        with pytest.raises(InputError) as info:
+            parse_blur(spec)
+        assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- mask
+
+
+def test_mask_file_and_hole_filling(tmp_path):
+    holes = np.zeros((9, 14), np.uint8)
+    holes[2:6, 3:9] = 255  # white = missing
+    Image.fromarray(holes).save(tmp_path / "m.png")
+    observed = read_mask(str(tmp_path / "m.png"), (9, 14))
+    assert observed.dtype == bool and observed.sum() == 9 * 14 - 24 and not observed[3, 4]
+    with pytest.raises(InputError, match="mask"):
+        read_mask(str(tmp_path / "m.png"), (14, 9))
+    img = to_tensor(smooth_image(9, 14, 2))
+    m = torch.from_numpy(observed.astype(np.float32))[None, None]
+    filled = fill_holes(img * m, m)
+    assert torch.equal(filled * m, img * m)
+    lo, hi = img.amin(dim=(2, 3), keepdim=True), img.amax(dim=(2, 3), keepdim=True)
+    assert bool(((filled >= lo - 1e-6) & (filled <= hi + 1e-6)).all())
+    assert torch.equal(Mask(observed).apply(img), img * m)
+
+
+# ---------------------------------------------------------------- JPEG coefficients
+
+
+def test_progressive_restart_and_optimised_files_give_the_same_coefficients():
+    img = smooth_image(37, 53, 3)
+    base = decode_coefficients(jpeg_bytes(img, quality=50))
+    assert [c.shape for c in base] == [(5, 7, 8, 8), (3, 4, 8, 8), (3, 4, 8, 8)]
+    for options in ({"progressive": True}, {"restart_marker_blocks": 3}, {"optimize": True},
+                    {"progressive": True, "restart_marker_rows": 1}):
+        other = decode_coefficients(jpeg_bytes(img, quality=50, **options))
+        assert all(np.array_equal(a, b) for a, b in zip(base, other)), options
+
+
+@pytest.mark.parametrize("h,w,sub,quality,grey", [(37, 53, 2, 50, False), (40, 48, 0, 20, False),
+                                                  (21, 30, 1, 90, False), (19, 27, 2, 75, True),
+                                                  (13, 9, 2, 20, False)])
+def test_coefficients_of_the_source_match_the_file(h, w, sub, quality, grey):
+    """round(DCT(YCbCr(source)) / q) equals what the encoder wrote, up to its integer arithmetic."""
+    img = smooth_image(h, w, h + w)
+    pil = Image.fromarray(img)
+    if grey:
+        pil = pil.convert("L")
+        img = np.repeat(np.asarray(pil)[..., None], 3, axis=2)
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", quality=quality, subsampling=sub)
+    term = JpegLikelihood(read_jpeg_info(buf.getvalue()))
+    for c, coef in enumerate(term.coefficients(to_tensor(img))):
+        ratio = coef[0] / term.q[c]
+        assert float((torch.round(ratio) == term.k[c]).float().mean()) > 0.95
+        assert float((ratio - term.k[c]).abs().max()) < 1.0
+
+
+def test_decoded_444_jpeg_sits_at_the_interval_centres():
+    """With no chroma subsampling the decoder is exact up to rounding: nll ~ 0, and it grows off it."""
+    data = jpeg_bytes(smooth_image(24, 40, 5), quality=30, subsampling=0)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    term = JpegLikelihood(read_jpeg_info(data))
+    at_decode = float(term.nll(to_tensor(decoded)))
+    shifted = float(term.nll(to_tensor(decoded).roll(1, dims=3)))
+    assert at_decode < 1e-3 * 24 * 40 * 3 and shifted > 100 * max(at_decode, 1)
+
+
+def test_requantised_fallback_is_close_to_the_file():
+    img = smooth_image(32, 48, 6)
+    data = jpeg_bytes(img, quality=40)
+    exact = read_jpeg_info(data).coefficients()
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float32) / 255
+    guess = jpeg_info_for_quality(decoded, 40)
+    assert not guess.exact
+    same = [float((a == b).mean()) for a, b in zip(exact, guess.coefficients())]
+    assert min(same) > 0.9
+
+
+def test_corrupt_entropy_data_is_an_input_error():
+    data = jpeg_bytes(smooth_image(32, 32, 7), quality=90)
+    cut = data[:len(data) - 200] + b"\xff\xd9"
+    with pytest.raises(InputError):
+        decode_coefficients(cut)
+    with pytest.raises(InputError):
+        read_jpeg_info(b"\xff\xd8\xff\xdb\x00")
+
+
+# ---------------------------------------------------------------- likelihoods
+
+
+def test_log_interval_prob_is_accurate_and_finite():
+    lo = torch.tensor([-1.0, -3.0, 2.0, -40.0, 30.0, -1e4, -0.01], dtype=torch.float64)
+    hi = lo + torch.tensor([2.0, 1.0, 0.5, 1.0, 2.0, 1.0, 0.02], dtype=torch.float64)
+    mean = torch.zeros_like(lo, requires_grad=True)
+    got = log_interval_prob(lo, hi, mean, 1.0)
+    expect = [math.log(0.5 * (math.erfc(-b / math.sqrt(2)) - math.erfc(-a / math.sqrt(2))))
+              for a, b in zip(lo.tolist()[:3] + lo.tolist()[6:], hi.tolist()[:3] + hi.tolist()[6:])]
+    np.testing.assert_allclose(got[[0, 1, 2, 6]].detach().numpy(), expect, rtol=1e-9)
+    assert bool(torch.isfinite(got).all())
+    got.sum().backward()
+    assert bool(torch.isfinite(mean.grad).all())
+    flipped = log_interval_prob(-hi, -lo, mean.detach(), 1.0)
+    np.testing.assert_allclose(flipped.numpy(), got.detach().numpy(), rtol=1e-12)
+    far = torch.tensor([1e4], requires_grad=True)  # float32, far outside its interval
+    value = log_interval_prob(torch.tensor([0.0]), torch.tensor([1.0]), far, 1.0)
+    value.backward()
+    assert bool(torch.isfinite(value).all() and torch.isfinite(far.grad).all())
+
+
+def test_gaussian_likelihood_formula():
+    rng = np.random.default_rng(8)
+    y, z = rng.random((5, 7, 3)).astype(np.float32), rng.random((2, 3, 5, 7))
+    keep = rng.random((5, 7)) > 0.3
+    term = GaussianLikelihood(y, 12.0, keep).to(dtype=torch.float64)
+    expect = ((z - y.transpose(2, 0, 1)[None]) ** 2 * keep).sum(axis=(1, 2, 3)) / (2 * (12 / 255) ** 2)
+    np.testing.assert_allclose(term.nll(torch.from_numpy(z)).numpy(), expect, rtol=1e-6)
+    grey = GaussianLikelihood(np.repeat(y[..., :1], 3, 2), 12.0, greyscale=True).to(dtype=torch.float64)
+    luma = z.transpose(0, 2, 3, 1) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(grey.nll(torch.from_numpy(z)).numpy(),
+                               ((luma - y[None, ..., 0]) ** 2).sum(axis=(1, 2)) / (2 * (12 / 255) ** 2), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def _gradcheck(fn, shape, seed=0):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = (0.1 + 0.8 * x).requires_grad_(True)
+    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["blur_direct", "blur_separable", "blur_fft", "downsample", "mask"])
+def test_stage_gradients(name):
+    rng = np.random.default_rng(9)
+    stage = {"blur_direct": lambda: Blur(rng.random((3, 4))), "blur_separable": lambda: Blur(parse_blur("gaussian:0.8")),
+             "blur_fft": lambda: Blur(rng.random((16, 15))), "downsample": lambda: BicubicDownsample((11, 9), 2),
+             "mask": lambda: Mask(rng.random((11, 9)) > 0.4)}[name]().to(dtype=torch.float64)
+    _gradcheck(stage.apply, (1, 3, 11, 9))
+
+
+@pytest.mark.parametrize("sub,sigma", [(2, None), (0, 5.0), (1, 20.0)])
+def test_jpeg_nll_gradient(sub, sigma):
+    img = smooth_image(11, 13, 10)
+    term = JpegLikelihood(read_jpeg_info(jpeg_bytes(img, quality=30, subsampling=sub)), sigma)
+    term.to(dtype=torch.float64)
+    _gradcheck(term.nll, (1, 3, 11, 13))
+
+
+def test_full_chain_gradient_and_shapes():
+    rng = np.random.default_rng(11)
+    y = rng.random((7, 9, 3)).astype(np.float32)
+    keep = rng.random((7, 9)) > 0.2
+    fm = build_forward_model(y, sigma=8, scale=2, blur=parse_blur("gaussian:0.7"), mask=keep)
+    assert isinstance(fm, ForwardModel) and fm.restored_size == (14, 18)
+    assert [type(s).__name__ for s in fm.stages] == ["Blur", "BicubicDownsample", "Mask"]
+    start = fm.initial_estimate()
+    assert start.shape == (1, 3, 14, 18) and 0 <= float(start.min()) and float(start.max()) <= 1
+    assert fm.nll(start.expand(3, -1, -1, -1)).shape == (3,)
+    fm.to(dtype=torch.float64)
+    _gradcheck(fm.nll, (1, 3, 14, 18))
+
+
+def test_jpeg_chain_with_scale_and_mask():
+    """multi task: bicubic down x2 -> noise -> JPEG; holes drop their blocks from the data term."""
+    source = smooth_image(32, 48, 12)
+    small = np.asarray(Image.fromarray(source).resize((24, 16), Image.BICUBIC))
+    data = jpeg_bytes(small, quality=50)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float32) / 255
+    info = read_jpeg_info(data)
+    fm = build_forward_model(decoded, sigma=8, jpeg=info, scale=2)
+    truth, blurred = to_tensor(source), to_tensor(np.asarray(Image.fromarray(source).filter(
+        __import__("PIL.ImageFilter", fromlist=["GaussianBlur"]).GaussianBlur(2))))
+    assert float(fm.nll(truth)) < float(fm.nll(blurred))
+    assert fm.initial_estimate().shape == (1, 3, 32, 48)
+    keep = np.ones((16, 24), bool)
+    keep[:8, :8] = False
+    holed = build_forward_model(decoded, sigma=8, jpeg=info, scale=2, mask=keep)
+    assert float(holed.likelihood.valid[0].sum()) == 6 - 1  # one 8x8 luma block of 2x3 hidden
+    assert float(holed.likelihood.valid[1].sum()) == 1 * 2 - 1  # its 16x16 MCU's chroma block too
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"sigma": -1}, "sigma"), ({"sigma": float("nan")}, "sigma"), ({"scale": 0}, "scale"),
+    ({"scale": 1.5}, "scale"), ({"mask": np.ones((3, 3), bool)}, "mask"),
+    ({"mask": np.zeros((6, 5), bool)}, "mask"), ({"blur": np.full((3, 3), -1.0)}, "kernel"),
+])
+def test_build_rejects_bad_options(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        build_forward_model(np.full((6, 5, 3), 0.5, np.float32), **kwargs)
+
+
+def test_build_rejects_a_jpeg_of_another_size():
+    info = read_jpeg_info(jpeg_bytes(smooth_image(16, 16, 13), quality=50))
+    with pytest.raises(InputError, match="JPEG"):
+        build_forward_model(np.full((8, 16, 3), 0.5, np.float32), jpeg=info)
+
+
+@pytest.mark.cuda
+def test_forward_model_on_cuda_matches_cpu():
+    img = smooth_image(24, 32, 14)
+    data = jpeg_bytes(img, quality=40)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float32) / 255
+    for kwargs in ({"sigma": 10.0, "scale": 2, "blur": parse_blur("gaussian:1")}, {"jpeg": read_jpeg_info(data)}):
+        fm = build_forward_model(decoded, **kwargs)
+        x = fm.initial_estimate()
+        cpu = fm.nll(x)
+        gpu = fm.to("cuda").nll(x.cuda())
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-3)
