@@ -170,3 +170,12 @@ def test_resume_with_a_corrupt_checkpoint(invoke_flowrt, tiny_config, tmp_path, 
     proc = invoke_flowrt("train", "--config", tiny_config, "--data", train_dir, "--out", out, "--resume")
     assert_one_line_error(proc, "is not a readable flowrt checkpoint")
     assert snapshot(out) == before
+
+
+def test_fresh_run_into_a_folder_with_a_checkpoint(invoke_flowrt, tiny_config, tmp_path, train_dir):
+    out = tmp_path / "run"
+    train_in_process(tiny_config, train_dir, out)
+    before = snapshot(out)
+    proc = invoke_flowrt("train", "--config", tiny_config, "--data", train_dir, "--out", out)
+    assert_one_line_error(proc, str(out / "last.pt"), "exists: pass --resume")
+    assert snapshot(out) == before

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flowrt.train import loop
-from flowrt.train.checkpoint import FORMAT, load_model, read_checkpoint
+from flowrt.train.checkpoint import FORMAT, CheckpointError, load_model, read_checkpoint
 from flowrt.train.config import OptimConfig, load_yaml, override, to_dict
 from flowrt.train.model import FlowModel
 
@@ -87,6 +87,50 @@ def test_resume_continues_bit_for_bit(config_for, tmp_path, monkeypatch):
     # Every logged figure but the wall-clock throughput is identical, step by step.
     strip = lambda rows: [{k: v for k, v in r.items() if k != "patches_per_s"} for r in rows]
     assert strip(read_metrics(tmp_path / "halves")) == strip(read_metrics(tmp_path / "straight"))
+
+
+def test_resume_after_a_crash_between_checkpoints_logs_each_step_once(config_for, tmp_path, monkeypatch):
+    """Crash at step 4 (checkpoint at 3): the resumed run re-does step 4 and the log reads as one run."""
+    sections = dict(optim={"steps": 6}, run={"ckpt_every": 3, "val_every": 2})
+    loop.train(config_for("straight", **sections), progress=False)
+
+    crashing = config_for("crashing", **sections)
+    real_progress = loop._progress
+
+    class CrashAtStep4:
+        def __init__(self, bar):
+            self.bar, self.done = bar, 0
+
+        def update(self, n):
+            self.done += n
+            if self.done == 4:
+                raise Interrupted
+
+        def __getattr__(self, name):
+            return getattr(self.bar, name)
+    monkeypatch.setattr(loop, "_progress", lambda *a, **k: CrashAtStep4(real_progress(*a, **k)))
+    with pytest.raises(Interrupted):
+        loop.train(crashing, progress=False)
+    with open(tmp_path / "crashing" / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 5, "lo')   # a line the crash cut short
+    assert read_checkpoint(str(tmp_path / "crashing" / "last.pt"))["step"] == 3
+    monkeypatch.setattr(loop, "_progress", real_progress)
+    loop.train(crashing, resume=True, progress=False)
+
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "patches_per_s"} for r in rows]
+    assert strip(read_metrics(tmp_path / "crashing")) == strip(read_metrics(tmp_path / "straight"))
+    a = read_checkpoint(str(tmp_path / "straight" / "last.pt"))
+    b = read_checkpoint(str(tmp_path / "crashing" / "last.pt"))
+    assert_same_tensors(a["model"], b["model"])
+
+
+def test_a_fresh_run_refuses_to_replace_a_checkpoint(config_for, tmp_path):
+    cfg = config_for("taken", optim={"steps": 2})
+    loop.train(cfg, progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "taken").iterdir()}
+    with pytest.raises(CheckpointError, match="exists: pass --resume"):
+        loop.train(cfg, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "taken").iterdir()} == before
 
 
 def test_resume_of_a_finished_run_changes_nothing(config_for, tmp_path):

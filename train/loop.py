@@ -91,6 +91,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict
             raise CheckpointError(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = read_checkpoint(str(ckpt_path))
         check_architecture(ckpt, cfg.model, str(ckpt_path))
+    elif ckpt_path.exists():
+        # A fresh run would silently replace a trained checkpoint and mix two runs in one log.
+        raise CheckpointError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
 
     data = load_folder(cfg.data.train_dir, cfg.data.patch)
     val = None
@@ -126,7 +129,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict
         if data.skipped_corrupt or data.skipped_small:
             log.warning("training on %d images; skipped %d unreadable and %d too small",
                         len(data.images), len(data.skipped_corrupt), len(data.skipped_small))
-    metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    metrics_file = _open_metrics(out / "metrics.jsonl", step) if rank == 0 else None
     bar = _progress(step, cfg.optim.steps, enabled=progress and rank == 0)
     last: Dict[str, float] = {}
     a = aux_count(cfg.data.batch, cfg.loss)
@@ -176,6 +179,27 @@ def _save(model, opt, cfg: TrainConfig, step: int, gen, world: int, rank: int, p
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_save({"format": FORMAT, "config": to_dict(cfg), "model": state, "optimizer": opt.state_dict(),
                  "step": step, "rng": {"data": rng}}, path)
+
+
+def _open_metrics(path: Path, step: int):
+    """The metrics log for appending, holding only rows up to ``step`` (0: a fresh log).
+
+    Rows logged after the checkpoint a run resumes from are dropped, since the
+    resumed run logs those steps again; the log then reads as one unbroken run.
+    """
+    kept = []
+    if step > 0 and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:   # a line cut short by the crash being resumed from
+                continue
+            if isinstance(row, dict) and row.get("step", 0) <= step:
+                kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+    return open(path, "a")
 
 
 def _progress(start: int, total: int, enabled: bool):
