@@ -1,0 +1,103 @@
+"""The manifest of an exported prior: what the graphs are, how to feed them, and how they verified.
+
+Written last, atomically, and only after verification passed, so a folder with a manifest is a
+prior that reproduces its checkpoint's density; ``flowrt.models`` reads it back.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import yaml
+
+from flowrt import __version__
+from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_FORMAT, MANIFEST_NAME, MODEL_FILES, sha256_file
+
+LATENT_LAYOUT = (
+    "u has the image's shape (B, 3, H, W) and is standard normal under the model. Level l "
+    "(0 = finest) squeezes 2x2 blocks into channels; every level but the last factors out half its "
+    "channels, and the factored halves are un-squeezed back into place, so u[:, :, i, j] stays near "
+    "pixel (i, j). FlowModel.level_map(H, W) gives the level that owns each entry.")
+
+
+def library_versions() -> Dict[str, str]:
+    """Versions of everything that shaped the graphs and the figures."""
+    import numpy
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"flowrt": __version__, "torch": str(torch.__version__), "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def graph_signature(levels: int) -> Dict[str, Any]:
+    """Inputs and outputs of both graphs, symbolic shapes as ONNX names them."""
+    image = ["batch", 3, "height", "width"]
+    return {
+        FORWARD_ONNX: {"inputs": {"x": {"shape": image, "dtype": "float32", "range": "[0, 1]"}},
+                       "outputs": {"u": {"shape": image, "dtype": "float32"},
+                                   "logdet": {"shape": ["batch"], "dtype": "float32", "meaning": "log|det du/dx|, nats"},
+                                   "log_prob": {"shape": ["batch"], "dtype": "float32",
+                                                "meaning": "log p(x) on [0,1]^D, nats"}}},
+        INVERSE_ONNX: {"inputs": {"u": {"shape": image, "dtype": "float32"}},
+                       "outputs": {"x": {"shape": image, "dtype": "float32", "range": "not clipped"},
+                                   "logdet": {"shape": ["batch"], "dtype": "float32", "meaning": "log|det dx/du|, nats"}}},
+    }
+
+
+def build_manifest(train_config: Dict[str, Any], graphs: Dict[str, Any], verification: Dict[str, Any],
+                   folder: Path, source: str) -> Dict[str, Any]:
+    """The manifest dict for the files now in ``folder``.
+
+    ``graphs``: opset, ir_version, exporter, precision. ``verification``: Report.to_dict().
+    """
+    levels = int(train_config["model"]["levels"])
+    return {
+        "format": MANIFEST_FORMAT,
+        "source_checkpoint": source,
+        "precision": graphs["precision"],
+        "opset": graphs["opset"],
+        "ir_version": graphs["ir_version"],
+        "exporter": graphs["exporter"],
+        "architecture": dict(train_config["model"]),
+        "size_rule": {"multiple": 2 ** levels,
+                      "rule": f"height and width divisible by 2^levels = {2 ** levels}; batch, height and width are dynamic"},
+        "latent_layout": LATENT_LAYOUT,
+        "density": "log_prob = sum log N(u; 0, 1) + logdet (nats); bits/dim of the 8-bit image = "
+                   "-log_prob / (D ln 2) + 8 for x = (k + v) / 256, v in [0, 1) (dequantisation)",
+        "graphs": graph_signature(levels),
+        "files": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+                  for name in MODEL_FILES},
+        "versions": library_versions(),
+        "verification": verification,
+        "train_config": train_config,
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """SafeDumper without &anchors: the manifest is read by people too."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def write_manifest(folder: Path, manifest: Dict[str, Any]) -> Path:
+    """Write ``folder/manifest.yaml`` through a temporary file and a rename."""
+    path = Path(folder) / MANIFEST_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yaml.dump(manifest, fh, Dumper=_PlainDumper, sort_keys=False, width=110)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the manifest ships as package data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

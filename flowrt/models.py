@@ -1,0 +1,128 @@
+"""Model folders: where an exported prior lives, what its manifest says, and whether its files are intact.
+
+An exported prior is a folder (written by ``flowrt export``) holding
+
+    forward.onnx    x (B,3,H,W) float32 in [0,1] -> u (B,3,H,W), logdet (B,), log_prob (B,) nats
+    inverse.onnx    u (B,3,H,W) float32          -> x (B,3,H,W), logdet (B,)
+    model.pt        the same weights as a flowrt checkpoint (for the torch autograd MAP path)
+    manifest.yaml   architecture, size rule, latent layout, opset, sha256 of every file, versions,
+                    verification figures; written last, so its presence means the export verified
+
+Only the standard library and yaml load at import: the ONNX Runtime prior and the torch loader
+both build on this module, and neither may pull in the other.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Union
+
+import yaml
+
+from flowrt.errors import ModelError
+
+MANIFEST_NAME = "manifest.yaml"
+MANIFEST_FORMAT = "flowrt-onnx-prior/1"
+FORWARD_ONNX = "forward.onnx"
+INVERSE_ONNX = "inverse.onnx"
+TORCH_WEIGHTS = "model.pt"
+MODEL_FILES = (FORWARD_ONNX, INVERSE_ONNX, TORCH_WEIGHTS)
+
+PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "default"
+
+_REQUIRED_KEYS = ("format", "architecture", "size_rule", "files", "precision", "verification")
+
+
+def resolve_model_dir(name_or_path: Optional[Union[str, Path]] = None) -> Path:
+    """A model folder from a path, a packaged model's name, or None (the packaged default prior).
+
+    A path that exists wins over a packaged name; anything else is a ModelError naming what
+    was looked for.
+    """
+    if name_or_path is None:
+        folder = PACKAGED_MODELS / DEFAULT_MODEL
+        if not (folder / MANIFEST_NAME).is_file():
+            raise ModelError(
+                f"the default prior is not installed ({folder} has no {MANIFEST_NAME}); "
+                f"export one with `flowrt export CHECKPOINT.pt -o {folder}` or pass --model DIR")
+        return folder
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelError(f"{name_or_path} is a file; --model takes a folder written by `flowrt export`")
+    packaged = PACKAGED_MODELS / str(name_or_path)
+    if "/" not in str(name_or_path) and packaged.is_dir():
+        return packaged
+    raise ModelError(f"model folder not found: {name_or_path}")
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
+    """The manifest of an exported prior folder, checked for format and required keys."""
+    folder = Path(model_dir)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{folder} is not an exported flowrt prior (no {MANIFEST_NAME}; "
+                         "an export that failed verification leaves none)")
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelError(f"{path} is not a flowrt prior manifest (expected format {MANIFEST_FORMAT})")
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ModelError(f"{path} lacks the key {missing[0]!r}")
+    if not manifest["verification"].get("passed"):
+        raise ModelError(f"{path} records a failed verification; re-export the model")
+    return manifest
+
+
+def check_files(model_dir: Union[str, Path], manifest: Dict[str, Any], names: Iterable[str]) -> None:
+    """Refuse a folder whose listed files are missing or differ from the sha256 in the manifest."""
+    folder = Path(model_dir)
+    for name in names:
+        expected = manifest["files"].get(name, {}).get("sha256")
+        path = folder / name
+        if expected is None:
+            raise ModelError(f"{folder / MANIFEST_NAME} lists no sha256 for {name}")
+        if not path.is_file():
+            raise ModelError(f"{path} is missing")
+        if sha256_file(path) != expected:
+            raise ModelError(f"{path} does not match the sha256 in its manifest (modified or corrupt); re-export it")
+
+
+def open_model_dir(name_or_path: Optional[Union[str, Path]], names: Iterable[str]) -> tuple:
+    """resolve_model_dir + read_manifest + check_files: (folder, manifest) of an intact prior."""
+    folder = resolve_model_dir(name_or_path)
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, names)
+    return folder, manifest
+
+
+def load_torch_prior(model_dir: Optional[Union[str, Path]] = None):
+    """The exported prior's torch FlowModel (float32, frozen, eval), after checking model.pt's hash.
+
+    This is the same density as the ONNX graphs in the folder (export verified that), for the
+    passes that need autograd. ``model_dir`` None means the packaged default.
+    """
+    from flowrt.train.checkpoint import load_model
+
+    folder, manifest = open_model_dir(model_dir, [TORCH_WEIGHTS])
+    model, _ = load_model(str(folder / TORCH_WEIGHTS))
+    if model.cfg.levels != manifest["architecture"]["levels"]:
+        raise ModelError(f"{folder / TORCH_WEIGHTS} does not hold the architecture its manifest describes")
+    model.freeze().eval()
+    for param in model.parameters():  # a prior, not a model in training: gradients go to the input only
+        param.requires_grad_(False)
+    return model

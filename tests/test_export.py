@@ -1,0 +1,218 @@
+"""ONNX export and its verification, on a tiny randomised flow (2 levels, 1 step, width 8).
+
+One export is shared by the module; tests that must tamper with a folder copy it first.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+
+from flowrt.errors import InputError, ModelError
+from flowrt.export import verify as verify_mod
+from flowrt.export.pipeline import ExportError, export_checkpoint, reverify
+from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, sha256_file
+from flowrt.train.checkpoint import FORMAT, atomic_save, load_model
+from flowrt.train.config import ModelConfig, TrainConfig, to_dict
+from flowrt.train.model import FlowModel
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A flowrt checkpoint of a 2-level flow with ActNorm initialised and every weight perturbed."""
+    cfg = TrainConfig(model=ModelConfig(levels=2, steps_per_level=1, width=8))
+    model = FlowModel(cfg.model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.initialize(torch.rand(4, 3, 12, 20, generator=gen))
+        for p in model.parameters():  # zero-initialised couplings would make the test trivial
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    atomic_save({"format": FORMAT, "config": to_dict(cfg), "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """(folder, report) of one verified export of the tiny checkpoint."""
+    return export_checkpoint(checkpoint, tmp_path_factory.mktemp("export") / "prior")
+
+
+@pytest.fixture
+def copy_of(exported, tmp_path):
+    """A private copy of the exported folder, safe to tamper with."""
+    return Path(shutil.copytree(exported[0], tmp_path / "prior"))
+
+
+def test_export_writes_every_file_and_a_manifest_that_describes_them(exported):
+    folder, report = exported
+    assert report.passed and report.providers[0] == "CPUExecutionProvider"
+    manifest = yaml.safe_load((folder / MANIFEST_NAME).read_text())
+    assert manifest["verification"]["passed"] is True
+    assert manifest["size_rule"]["multiple"] == 4 and manifest["architecture"]["levels"] == 2
+    assert manifest["train_config"]["model"]["width"] == 8 and manifest["precision"] == "float32"
+    for name in MODEL_FILES:
+        assert manifest["files"][name]["sha256"] == sha256_file(folder / name)
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "flowrt"}
+    names = {c["name"] for c in manifest["verification"]["checks"]}
+    for needed in ("onnx checker forward.onnx", "round trip 256x384 random", "forward latent 96x160 natural",
+                   "inverse image 256x384 normal latent", "jacobian 8x8 finite differences of graph",
+                   "forward+inverse logdet 96x160 natural"):
+        assert needed in names
+    assert not list(folder.parent.glob(".*staging")), "the staging folder must not outlive the export"
+
+
+def test_graphs_are_standard_onnx_with_dynamic_shapes_and_a_pinned_ir(exported):
+    folder, _ = exported
+    for name, first_input in ((FORWARD_ONNX, "x"), (INVERSE_ONNX, "u")):
+        proto = onnx.load(str(folder / name))
+        assert proto.ir_version <= 13  # onnxruntime 1.31 reads no newer IR
+        assert {i.domain for i in proto.opset_import} <= {"", "ai.onnx"}
+        assert all(node.domain in ("", "ai.onnx") for node in proto.graph.node)
+        assert not {"Inverse", "Det", "Trilu"} & {node.op_type for node in proto.graph.node}
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        assert proto.graph.input[0].name == first_input
+        assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
+
+
+def test_model_pt_is_a_checkpoint_holding_only_weights_and_config(exported, checkpoint):
+    folder, _ = exported
+    saved = torch.load(folder / TORCH_WEIGHTS, weights_only=True)
+    assert set(saved) == {"format", "config", "model"}
+    model, cfg = load_model(str(folder / TORCH_WEIGHTS))
+    original, _ = load_model(str(checkpoint))
+    x = torch.rand(1, 3, 8, 12)
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], original(x)[0])
+
+
+def test_reverify_passes_on_an_intact_folder(exported):
+    report = reverify(exported[0])
+    assert report.passed and len(report.checks) == len(exported[1].checks)
+
+
+def test_tampered_graph_is_refused_by_reverify(copy_of):
+    data = bytearray((copy_of / FORWARD_ONNX).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy_of / FORWARD_ONNX).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        reverify(copy_of)
+
+
+def test_failed_verification_writes_nothing(checkpoint, tmp_path, monkeypatch):
+    impossible = verify_mod.Tolerances(0, 0, 0, 0, 0, 0)
+    monkeypatch.setitem(verify_mod.TOLERANCES, "float32", impossible)
+    monkeypatch.setattr(verify_mod, "MODEL_FACTOR", 0.0)
+    with pytest.raises(ExportError, match="verification failed") as info:
+        export_checkpoint(checkpoint, tmp_path / "out")
+    assert info.value.report is not None and not info.value.report.passed
+    assert list(tmp_path.iterdir()) == [], "neither the target nor a staging folder may remain"
+
+
+def test_failed_reexport_keeps_the_previous_verified_folder(copy_of, checkpoint, monkeypatch):
+    before = {name: sha256_file(copy_of / name) for name in MODEL_FILES + (MANIFEST_NAME,)}
+    monkeypatch.setitem(verify_mod.TOLERANCES, "float32", verify_mod.Tolerances(0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(verify_mod, "MODEL_FACTOR", 0.0)
+    with pytest.raises(ExportError):
+        export_checkpoint(checkpoint, copy_of)
+    assert {name: sha256_file(copy_of / name) for name in before} == before
+
+
+def test_jacobian_checks_catch_a_wrong_logdet(checkpoint, tmp_path, monkeypatch):
+    """Double every ActNorm log-det in torch and in the graph: only the Jacobian paths can tell."""
+    from flowrt.export.onnx_export import export_graphs
+    from flowrt.train.layers import ActNorm
+
+    honest = ActNorm.forward
+
+    def doubled(self, x):
+        z, logdet = honest(self, x)
+        return z, 2 * logdet
+    monkeypatch.setattr(ActNorm, "forward", doubled)
+    model, _ = load_model(str(checkpoint))
+    export_graphs(model, tmp_path)
+    report = verify_mod.verify_folder(tmp_path, model)
+    failed = {c.name for c in report.failures()}
+    assert {"jacobian 8x8 finite differences of graph", "jacobian 8x8 torch float64 autograd"} <= failed
+    assert "forward latent 96x160 natural" not in failed  # the latent itself is still right
+
+
+def test_fp16_writes_float16_weights_with_float32_io_when_it_verifies(checkpoint, tmp_path, monkeypatch):
+    loose = verify_mod.Tolerances(1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # the wiring, not fp16's accuracy, is tested here
+    monkeypatch.setitem(verify_mod.TOLERANCES, "float16", loose)
+    folder, report = export_checkpoint(checkpoint, tmp_path / "half", fp16=True)
+    assert report.precision == "float16"
+    assert yaml.safe_load((folder / MANIFEST_NAME).read_text())["precision"] == "float16"
+    proto = onnx.load(str(folder / FORWARD_ONNX))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer) or any(
+        n.op_type == "Constant" and n.attribute[0].t.data_type == onnx.TensorProto.FLOAT16 for n in proto.graph.node)
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_natural_image_is_dequantised_and_inside_the_unit_interval():
+    x = verify_mod.natural_image(2, 12, 20, seed=3)
+    assert x.shape == (2, 3, 12, 20) and x.dtype == np.float32
+    assert 0 <= x.min() and x.max() < 1
+    assert np.array_equal(x, verify_mod.natural_image(2, 12, 20, seed=3))
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_exports_then_verifies(invoke_flowrt, checkpoint, tmp_path):
+    result = invoke_flowrt("export", checkpoint, "-o", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    assert "exported" in result.output and "checks passed" in result.output
+    result = invoke_flowrt("export", "--verify", tmp_path / "p", "-v")
+    assert result.exit_code == 0, result.output
+    assert "verified" in result.output and "jacobian" in result.output
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint", b"PK\x03\x04 truncated zip"])
+def test_cli_refuses_missing_or_corrupt_checkpoints(invoke_flowrt, tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content is not None:
+        path.write_bytes(content)
+    result = invoke_flowrt("export", path, "-o", tmp_path / "out")
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert "checkpoint" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_usage_errors(invoke_flowrt, checkpoint, exported, tmp_path):
+    result = invoke_flowrt("export")
+    assert result.exit_code != 0 and "either a CHECKPOINT" in result.output
+    result = invoke_flowrt("export", "--verify", tmp_path / "nowhere")
+    assert result.exit_code != 0 and "not found" in result.output
+    inside = Path(shutil.copytree(exported[0], tmp_path / "copy"))
+    result = invoke_flowrt("export", inside / TORCH_WEIGHTS, "-o", inside)
+    assert result.exit_code != 0 and "overwrite the input" in result.output
+
+
+def test_cli_reverify_of_a_tampered_folder_fails(invoke_flowrt, copy_of):
+    (copy_of / INVERSE_ONNX).write_bytes(b"\x08\x07" + (copy_of / INVERSE_ONNX).read_bytes()[2:])
+    result = invoke_flowrt("export", "--verify", copy_of)
+    assert result.exit_code != 0 and "sha256" in result.output
+
+
+def test_exporting_into_an_existing_folder_replaces_the_prior(copy_of, tmp_path):
+    other = write_tiny_checkpoint(tmp_path / "other.pt", seed=1)
+    old = sha256_file(copy_of / FORWARD_ONNX)
+    export_checkpoint(other, copy_of)
+    assert sha256_file(copy_of / FORWARD_ONNX) != old
+    assert reverify(copy_of).passed
+
+
+def test_unknown_exporter_is_an_input_error(checkpoint, tmp_path):
+    with pytest.raises(InputError, match="exporter"):
+        export_checkpoint(checkpoint, tmp_path / "x", exporter="tflite")
