@@ -6,6 +6,8 @@ import click
 
 from flowrt import __version__
 
+from .export_cmd import export
+from .score_cmd import score
 from .train_cmd import train
 
 
@@ -16,6 +18,8 @@ def cli() -> None:
 
 
 cli.add_command(train)
+cli.add_command(export)
+cli.add_command(score)
 
 
 if __name__ == "__main__":  # pragma: no cover
