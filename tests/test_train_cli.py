@@ -179,3 +179,12 @@ def test_fresh_run_into_a_folder_with_a_checkpoint(invoke_flowrt, tiny_config, t
     proc = invoke_flowrt("train", "--config", tiny_config, "--data", train_dir, "--out", out)
     assert_one_line_error(proc, str(out / "last.pt"), "exists: pass --resume")
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("value", ["null", '""'])
+def test_no_training_folder_at_all(invoke_flowrt, make_config, tmp_path, value):
+    config = tmp_path / "nodata.yaml"   # the tiny config, with train_dir null or empty and no --data
+    config.write_text(make_config(tmp_path / "base.yaml").read_text().replace("train_dir: null", f"train_dir: {value}"))
+    proc = invoke_flowrt("train", "--config", config, "--out", tmp_path / "run")
+    assert_one_line_error(proc, "no training data: pass --data DIR")
+    assert not (tmp_path / "run").exists()

@@ -95,6 +95,8 @@ class TrainConfig:
         self.model.validate()
         if self.data.patch % (2 ** self.model.levels):
             raise ConfigError(f"data.patch ({self.data.patch}) must be divisible by 2^levels = {2 ** self.model.levels}")
+        if not self.data.train_dir:   # None would crash, "" would scan the working folder
+            raise ConfigError("no training data: pass --data DIR or set data.train_dir")
         if self.data.batch < 1 or self.optim.steps < 1:
             raise ConfigError("data.batch and optim.steps must be >= 1")
         if not 0 < self.loss.aux_fraction <= 1:
