@@ -8,6 +8,7 @@ the EXIF orientation tag is carried over so viewers show the output as they show
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from .errors import InputError
 from .jpegfile import JpegInfo, read_jpeg_info
 from .png16 import decode_png16, encode_png16, png_bit_depth
 
+log = logging.getLogger("flowrt.imageio")
 __all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "format_for_path"]
 
 EXIF_PREFIX = b"Exif\x00\x00"
@@ -164,7 +166,10 @@ def _read_with_pillow(data: bytes, name: str, fmt: str) -> dict:
     rgb, alpha, mode = _assemble(samples, 8, grey, has_alpha)
     jpeg = None
     if fmt == "JPEG" and im.mode in ("L", "RGB") and info.get("adobe_transform", 1) != 0:
-        jpeg = read_jpeg_info(data)  # CMYK or RGB-coded JPEGs are not YCbCr: no JPEG model
+        try:  # CMYK or RGB-coded JPEGs are not YCbCr: no JPEG model for them
+            jpeg = read_jpeg_info(data)
+        except InputError as exc:  # Pillow read it, so the image is still usable without the model
+            log.warning("%s: JPEG quantisation unreadable, restoring it as a plain image (%s)", name, exc)
     return dict(rgb=rgb, alpha=alpha, mode=mode, bit_depth=8, icc_profile=info.get("icc_profile") or None,
                 exif=_normalise_exif(info.get("exif")), jpeg=jpeg)
 

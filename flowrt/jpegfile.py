@@ -14,6 +14,7 @@ frequency order, one per component, covering ceil(component side / 8) blocks.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -22,6 +23,8 @@ import numpy as np
 from .errors import InputError
 from .jpegmarkers import SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, next_segment, parse_dqt, parse_sof
 from .jpegscan import decode_coefficients
+
+log = logging.getLogger("flowrt.jpeg")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class JpegInfo:
     whole file. ``exact`` is False when the coefficients were re-estimated, not read.
     """
 
-    data: bytes
+    data: bytes = field(repr=False)
     width: int
     height: int
     quant: Tuple[np.ndarray, ...]
@@ -64,7 +67,10 @@ class JpegInfo:
         if self._coefficients is None:
             try:
                 self._coefficients = decode_coefficients(self.data)
-            except Unsupported:
+            except (Unsupported, InputError) as exc:
+                # Pillow decoded these pixels, so re-encoding them with the file's tables is a
+                # fair approximation (a corrupt segment Pillow tolerated lands here too)
+                log.warning("JPEG coefficients re-estimated from the decoded pixels (%s)", exc)
                 self._coefficients = _reencoded_coefficients(self)
                 self.exact = False
         return self._coefficients

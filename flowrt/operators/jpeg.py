@@ -8,7 +8,7 @@ plus the Gaussian noise n (std s) added before compression, lay in [q (k - 1/2),
 
     -log p(k | z) = -log( Phi((q (k + 1/2) - c) / s) - Phi((q (k - 1/2) - c) / s) )
 
-computed stably in log space. s per component is the std the pixel noise sigma takes in that
+computed stably (and fast: no subnormals, no masking) in log space. s per component is the std the pixel noise sigma takes in that
 coefficient domain, floored at NOISE_FLOOR_255 (rounding to 8 bits and integer DCT error).
 """
 from __future__ import annotations
@@ -32,6 +32,9 @@ YCBCR = np.array([[0.299, 0.587, 0.114],
                   [0.5, -0.418688, -0.081312]], np.float64)
 LUMA_LEVEL_SHIFT = 128.0
 LN2 = math.log(2.0)
+SQRT_HALF = math.sqrt(0.5)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+ASYMPTOTIC_BELOW = -8.0
 
 
 def dct_matrix() -> np.ndarray:
@@ -42,23 +45,40 @@ def dct_matrix() -> np.ndarray:
     return d
 
 
+def log_ndtr(x: Tensor) -> Tensor:
+    """log Phi(x), the standard normal log-CDF: erfc above x = -8, its asymptotic series below.
+
+    Absolute error < 1e-6. Both branches run on clamped inputs (finite everywhere, so where()
+    passes no NaN gradient) and never produce subnormal floats, which cost ~40x on x86 CPUs.
+    """
+    near = torch.log(0.5 * torch.special.erfc(x.clamp(min=ASYMPTOTIC_BELOW) * -SQRT_HALF))
+    t = x.clamp(max=ASYMPTOTIC_BELOW)
+    r = 1.0 / (t * t)
+    # Phi(t) = phi(t) / |t| * (1 - 1/t^2 + 3/t^4 - 15/t^6 + 105/t^8 ...) as t -> -inf
+    tail = -0.5 * t * t - torch.log(-t) - HALF_LOG_2PI + torch.log1p(r * (-1 + r * (3 + r * (-15 + 105 * r))))
+    return torch.where(x > ASYMPTOTIC_BELOW, near, tail)
+
+
 def log1mexp(d: Tensor) -> Tensor:
-    """log(1 - exp(d)) for d < 0, accurate at both ends and NaN-free in both branches' gradients."""
+    """log(1 - exp(d)) for d < 0, accurate at both ends and NaN-free in both branches' gradients.
+
+    Below d = -80 the answer is 0 to float precision; clamping there keeps exp() off subnormals.
+    """
     near = torch.log(-torch.expm1(d.clamp(min=-LN2)))
-    far = torch.log1p(-torch.exp(d.clamp(max=-LN2)))
+    far = torch.log1p(-torch.exp(d.clamp(min=-80.0, max=-LN2)))
     return torch.where(d > -LN2, near, far)
 
 
-def log_interval_prob(lo: Tensor, hi: Tensor, mean: Tensor, std) -> Tensor:
-    """log P(lo < mean + std * N(0, 1) < hi), elementwise, for lo < hi.
+def log_interval_prob(center: Tensor, half_width: Tensor, mean: Tensor, std) -> Tensor:
+    """log P(|mean + std * N(0, 1) - center| < half_width), elementwise.
 
-    Reflected so the interval's midpoint is <= 0 (its mass then lies in the lower tail, where
-    log_ndtr is accurate), then log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - Phi(a) / Phi(b)).
+    The probability is symmetric about the centre, so the interval is reflected to lie at
+    t = -|center - mean| / std <= 0, where its mass is in the lower tail and log Phi is accurate:
+    log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - Phi(a) / Phi(b)), a = t - h, b = t + h.
     """
-    a, b = (lo - mean) / std, (hi - mean) / std
-    flip = (a + b) > 0
-    a, b = torch.where(flip, -b, a), torch.where(flip, -a, b)
-    log_a, log_b = torch.special.log_ndtr(a), torch.special.log_ndtr(b)
+    t = -(center - mean).abs() / std
+    h = half_width / std
+    log_a, log_b = log_ndtr(t - h), log_ndtr(t + h)
     tiny = torch.finfo(log_a.dtype).tiny ** 0.5
     return log_b + log1mexp((log_a - log_b).clamp(max=-tiny))
 
@@ -143,6 +163,6 @@ class JpegLikelihood(Likelihood):
         total = z.new_zeros(z.shape[0])
         for c, coef in enumerate(self.coefficients(z)):
             q, k = self.q[c].to(z.dtype), self.k[c].to(z.dtype)
-            logp = log_interval_prob(q * (k - 0.5), q * (k + 0.5), coef, self.std[c])
+            logp = log_interval_prob(q * k, 0.5 * q, coef, self.std[c])
             total = total - (logp * self.valid[c][..., None, None].to(z.dtype)).flatten(1).sum(1)
         return total
