@@ -3,8 +3,8 @@
 A tiled restore adds every restored tile, multiplied by a separable window ``wy[i] * wx[j]``,
 into float32 accumulators (a weighted image sum ``acc`` of shape (h, w, C) and a weight sum
 ``wsum`` of shape (h, w)), then divides: ``out = acc / wsum``. The kernels are numba
-(``parallel``: rows split across threads; ``nogil``: other Python threads, such as an I/O thread
-or a second restore, keep running). Rows of one tile never alias, so the parallel loop is race-free;
+(``parallel`` for regions of at least ``PARALLEL_MIN_ELEMENTS`` values: rows split across threads;
+``nogil``: other Python threads, such as an I/O thread or a second restore, keep running). Rows of one tile never alias, so the parallel loop is race-free;
 callers must not accumulate two tiles into the same rows concurrently.
 
 The numpy functions ending in ``_reference`` compute the same thing the obvious way; tests compare
@@ -20,32 +20,64 @@ __all__ = [
 ]
 
 
+# Small regions (a tile) run on one thread: starting a parallel region costs little on an idle
+# machine, but on a busy one (training, ORT or torch threads beside us) each start waits for a core
+# and measured 5x slower than the serial loop. Whole-image regions amortise it and go parallel.
+PARALLEL_MIN_ELEMENTS = 1 << 23
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _accumulate_row(acc_row, wsum_row, tile_row, wi, wx, wxc):  # pragma: no cover - compiled
+    # Rows are flattened (w*C,) so the inner loop is one contiguous, vectorisable pass; wxc is wx
+    # repeated C times (the weight of each flattened element).
+    for m in range(tile_row.shape[0]):
+        acc_row[m] += tile_row[m] * (wi * wxc[m])
+    for j in range(wx.shape[0]):
+        wsum_row[j] += wi * wx[j]
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _accumulate_kernel(acc, wsum, tile, wy, wx, wxc, y0, x0):  # pragma: no cover - compiled
-    # acc (H, W*C) and tile (h, w*C) are flattened per row so the inner loop is one contiguous,
-    # vectorisable pass; wxc is wx repeated C times (the weight of each flattened element).
+def _accumulate_parallel(acc, wsum, tile, wy, wx, wxc, y0, x0):  # pragma: no cover - compiled
     h, wc = tile.shape
     w = wx.shape[0]
     c = wc // w
     for i in numba.prange(h):
-        wi = wy[i]
-        acc_row = acc[y0 + i, x0 * c:x0 * c + wc]
-        tile_row = tile[i]
-        for m in range(wc):
-            acc_row[m] += tile_row[m] * (wi * wxc[m])
-        wsum_row = wsum[y0 + i, x0:x0 + w]
-        for j in range(w):
-            wsum_row[j] += wi * wx[j]
+        _accumulate_row(acc[y0 + i, x0 * c:x0 * c + wc], wsum[y0 + i, x0:x0 + w], tile[i], wy[i],
+                        wx, wxc)
+
+
+@numba.njit(nogil=True, cache=True)
+def _accumulate_serial(acc, wsum, tile, wy, wx, wxc, y0, x0):  # pragma: no cover - compiled
+    h, wc = tile.shape
+    w = wx.shape[0]
+    c = wc // w
+    for i in range(h):
+        _accumulate_row(acc[y0 + i, x0 * c:x0 * c + wc], wsum[y0 + i, x0:x0 + w], tile[i], wy[i],
+                        wx, wxc)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _normalise_row(acc_row, wsum_row, out_row):  # pragma: no cover - compiled
+    for j in range(acc_row.shape[0]):
+        inv = np.float32(1.0) / wsum_row[j]
+        for k in range(acc_row.shape[1]):
+            out_row[j, k] = acc_row[j, k] * inv
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _normalise_kernel(acc, wsum, out):  # pragma: no cover - compiled
-    h, w, c = acc.shape
-    for i in numba.prange(h):
-        for j in range(w):
-            inv = np.float32(1.0) / wsum[i, j]
-            for k in range(c):
-                out[i, j, k] = acc[i, j, k] * inv
+def _normalise_parallel(acc, wsum, out):  # pragma: no cover - compiled
+    for i in numba.prange(acc.shape[0]):
+        _normalise_row(acc[i], wsum[i], out[i])
+
+
+@numba.njit(nogil=True, cache=True)
+def _normalise_serial(acc, wsum, out):  # pragma: no cover - compiled
+    for i in range(acc.shape[0]):
+        _normalise_row(acc[i], wsum[i], out[i])
+
+
+def _parallel(elements: int) -> bool:
+    return elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1
 
 
 def _check_accumulate_args(acc, wsum, tile, wy, wx, y0, x0) -> None:
@@ -62,7 +94,7 @@ def _check_accumulate_args(acc, wsum, tile, wy, wx, y0, x0) -> None:
 
 def accumulate(acc: np.ndarray, wsum: np.ndarray, tile: np.ndarray,
                wy: np.ndarray, wx: np.ndarray, y0: int, x0: int) -> None:
-    """Add a windowed tile into the accumulators, in place (numba, parallel over rows).
+    """Add a windowed tile into the accumulators, in place (numba; rows in parallel when large).
 
     acc: float32 (H, W, C), wsum: float32 (H, W); tile: float32 (h, w, C); wy: (h,), wx: (w,)
     window factors (positive, any scale). Afterwards, for the box [y0, y0+h) x [x0, x0+w):
@@ -77,11 +109,12 @@ def accumulate(acc: np.ndarray, wsum: np.ndarray, tile: np.ndarray,
     h, w, c = tile.shape
     tile_rows = np.ascontiguousarray(tile).reshape(h, w * c)
     acc_rows = acc.reshape(acc.shape[0], acc.shape[1] * c)
-    _accumulate_kernel(acc_rows, wsum, tile_rows, wy, wx, np.repeat(wx, c), int(y0), int(x0))
+    kernel = _accumulate_parallel if _parallel(tile.size) else _accumulate_serial
+    kernel(acc_rows, wsum, tile_rows, wy, wx, np.repeat(wx, c), int(y0), int(x0))
 
 
 def normalise(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Return ``acc / wsum[..., None]`` as float32 (h, w, C) (numba, parallel over rows).
+    """Return ``acc / wsum[..., None]`` as float32 (h, w, C) (numba; rows in parallel when large).
 
     Every weight must be > 0 (the tiling windows never reach 0). ``out`` (float32, same shape as
     ``acc``) is filled and returned when given, else a new array is.
@@ -93,7 +126,7 @@ def normalise(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray | None = None) 
         out = np.empty(acc.shape, np.float32)
     elif out.shape != acc.shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {acc.shape}, got {out.dtype}{out.shape}")
-    _normalise_kernel(acc, wsum, out)
+    (_normalise_parallel if _parallel(acc.size) else _normalise_serial)(acc, wsum, out)
     return out
 
 

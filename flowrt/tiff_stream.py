@@ -70,7 +70,8 @@ def _page_layout(path, page) -> tuple[int, int, int]:
 
 class TiffSource:
     """Regions of a TIFF's first page as float32 in [0, 1]: ``shape`` (H, W, C), ``dtype``,
-    ``read(y0, y1, x0, x1)`` -> (y1-y0, x1-x0, C). ``cache_bytes`` bounds decoded strips/tiles kept."""
+    ``read(y0, y1, x0, x1)`` -> (y1-y0, x1-x0, C). ``cache_bytes`` bounds the decoded strips/tiles
+    kept (settable; ``band_cache_bytes`` sizes it for a tile row)."""
 
     def __init__(self, path, *, cache_bytes: int = 64 << 20):
         self.path = os.fspath(path)
@@ -87,12 +88,23 @@ class TiffSource:
         self._segment_shape = ((page.tilelength, page.tilewidth) if page.is_tiled
                                else (page.rowsperstrip or self.shape[0], self.shape[1]))
         self._across = -(-self.shape[1] // self._segment_shape[1])
-        self._contiguous = page.is_contiguous and page.compression == 1
+        self._contiguous = bool(page.is_contiguous) and page.compression == 1 and not page.is_tiled
         self._raw_dtype = page.dtype.newbyteorder(self._tif.byteorder)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_bytes, self._cached = cache_bytes, 0
+        self.cache_bytes, self._cached = cache_bytes, 0
         if not self._contiguous:
             self._segment(0)  # fail now, with one line, if the compression cannot be decoded
+
+    def band_cache_bytes(self, tile_rows: int, tile_cols: int) -> int:
+        """Cache size that decodes each strip/tile about once when read tile by tile, band by band.
+
+        Strips span the full width, so a band of them is kept (grows with the width); TIFF tiles
+        are kept for two columns of restore tiles only. At least 4 MiB.
+        """
+        seg_h, seg_w = self._segment_shape
+        cols = self.shape[1] if seg_w >= self.shape[1] else 2 * (tile_cols + 2 * seg_w)
+        rows = tile_rows + 2 * seg_h
+        return max(rows * min(cols, self.shape[1]) * self.shape[2] * self.dtype.itemsize, 4 << 20)
 
     @property
     def photometric(self) -> str:
@@ -152,7 +164,7 @@ class TiffSource:
         seg = self._decode(index)
         self._cache[index] = seg
         self._cached += seg.nbytes
-        while self._cached > self._cache_bytes and len(self._cache) > 1:
+        while self._cached > self.cache_bytes and len(self._cache) > 1:
             self._cached -= self._cache.popitem(last=False)[1].nbytes
         return seg
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from flowrt import blend
 from flowrt.blend import accumulate, accumulate_reference, normalise, normalise_reference
 
 
@@ -11,8 +12,16 @@ def _accumulators(rng, h, w, c):
     return acc, wsum
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def threading(request, monkeypatch):
+    """Run a test with the one-thread kernels and again with the parallel ones forced."""
+    if request.param == "parallel":
+        monkeypatch.setattr(blend, "PARALLEL_MIN_ELEMENTS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_accumulate_matches_reference(channels):
+def test_accumulate_matches_reference(channels, threading):
     rng = np.random.default_rng(channels)
     acc, wsum = _accumulators(rng, 37, 53, channels)
     acc_ref, wsum_ref = acc.copy(), wsum.copy()
@@ -38,7 +47,7 @@ def test_accumulate_takes_strided_tiles():
     np.testing.assert_allclose(acc, acc_ref, rtol=1e-6, atol=1e-6)
 
 
-def test_normalise_matches_reference():
+def test_normalise_matches_reference(threading):
     rng = np.random.default_rng(3)
     acc, wsum = _accumulators(rng, 29, 31, 3)
     np.testing.assert_allclose(normalise(acc, wsum), normalise_reference(acc, wsum), rtol=1e-6)

@@ -65,6 +65,16 @@ def test_16bit_and_8bit_round_trip(tmp_path, suffix):
             assert tif.is_bigtiff and tif.pages.first.is_tiled
 
 
+def test_grey_streams_as_rgb_and_comes_back_grey(tmp_path):
+    pixels = _image(np.random.default_rng(8), np.uint16, 1, (33, 47))
+    _write(tmp_path / "in.tif", pixels, rowsperstrip=3, compression="zlib")
+    seen = []
+    restore_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif",
+                       lambda t, b: seen.append(t.shape[2]) or t, tile=16, overlap=8)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), pixels[:, :, 0])
+    assert set(seen) == {3}
+
+
 def test_alpha_passes_through_and_scale(tmp_path):
     rng = np.random.default_rng(9)
     pixels = _image(rng, np.uint8, 4, (21, 30))
@@ -164,6 +174,22 @@ def test_resume_with_other_options_is_refused(tmp_path):
     assert partial_paths(out)[0].exists()  # the user's partial work is not thrown away
     restore_file_tiled(tmp_path / "in.tif", out, _identity, tile=16, overlap=4, run_key="b")
     assert out.exists() and not partial_paths(out)[0].exists()
+
+
+def test_changed_input_is_not_resumed(tmp_path):
+    rng = np.random.default_rng(6)
+    _write(tmp_path / "in.tif", _image(rng, np.uint8, 3, (40, 40)))
+    out = tmp_path / "out.tif"
+
+    def failing(tile, box):
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        restore_file_tiled(tmp_path / "in.tif", out, failing, tile=16, overlap=4)
+    _write(tmp_path / "in.tif", _image(rng, np.uint8, 3, (40, 40)))  # same size, new pixels
+    os.utime(tmp_path / "in.tif", ns=(1, 1))
+    with pytest.raises(InputError, match="another input"):
+        restore_file_tiled(tmp_path / "in.tif", out, _identity, tile=16, overlap=4, resume=True)
 
 
 def test_sink_refuses_foreign_partial(tmp_path):

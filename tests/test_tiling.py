@@ -139,8 +139,10 @@ def test_seam_score_sees_seams_and_not_their_absence():
     restore_tiled(ArraySource(image), seamless, lambda t, b: t, tile=32, overlap=8)
     restore_tiled(ArraySource(image), seamy, biased, tile=32, overlap=8)
     assert seam_score(seamless.pixels, 32, 8) == pytest.approx(1, abs=0.1)
-    assert seam_score(seamy.pixels, 32, 8) > 3  # 0.15 mean offsets, softened over 8+ pixels
+    assert seam_score(seamy.pixels, 32, 8) > 2  # 0.15 mean offsets, softened over 8+ pixels
     hard = ArraySink(image.shape)
     restore_tiled(ArraySource(image), hard, biased, tile=32, overlap=0)  # no blending at all
-    assert seam_score(hard.pixels, 32, 0) > 50
+    assert seam_score(hard.pixels, 32, 0) > 10
     assert seam_score(image[:20, :20], 32, 8) == 1.0  # a single tile has no borders
+    relative = seam_score(seamy.pixels, 32, 8, reference=seamless.pixels)
+    assert relative == pytest.approx(seam_score(seamy.pixels, 32, 8) / seam_score(seamless.pixels, 32, 8))
