@@ -23,7 +23,7 @@ from flowrt.train.config import to_dict
 
 from .manifest import build_manifest, write_manifest
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, export_graphs
-from .verify import Report, _Graphs, verify_folder
+from .verify import Graphs, Report, verify_folder
 
 TIMING_SIZE = (256, 384)
 
@@ -44,7 +44,7 @@ def default_out_dir(checkpoint: Union[str, Path]) -> Path:
 
 def time_graphs(folder: Path, height: int, width: int, repeats: int = 3) -> dict:
     """Median ms of one forward and one inverse pass at (1, 3, height, width), after a warm-up."""
-    graphs = _Graphs(folder)
+    graphs = Graphs(folder)
     x = np.random.default_rng(0).uniform(0, 1, (1, 3, height, width)).astype(np.float32)
     u = graphs.encode(x)[0]
     result = {"size": f"{height}x{width}", "providers": graphs.providers}

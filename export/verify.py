@@ -11,7 +11,13 @@ Checks, each a figure against a documented limit (``TOLERANCES``):
 * ``jacobian``: the exported forward log-det against log|det J|, with J the Jacobian of the
   exported forward graph itself by central differences (float64 arithmetic on ORT's outputs) on
   a tiny input; and against the float64 autograd Jacobian of the torch model at the same point.
-* ``inverse_pairs``: forward log-det + inverse log-det = 0 at matching points (x, ORT u).
+* ``forward+inverse logdet``: forward log-det + inverse log-det = 0 at matching points (x, ORT u)
+  of the natural images (on uniform noise a trained flow's float32 inverse does not return to x,
+  in torch as in ORT, so those are no matching points; the round trip there is still reported).
+
+Where the torch float32 model itself misses the float64 reference by more than a tolerance (the
+off-distribution inputs), a figure passes at up to MODEL_FACTOR times the model's own error: the
+export must be as exact as the model, not more.
 
 Figures are relative or per dimension, so one limit holds at every size:
 latent ``max|du| / max(1, max|u|)``; images ``max|dx|`` on the [0, 1] scale; densities
@@ -51,12 +57,13 @@ class Tolerances:
 
 # float32: float32 rounding through ~100 layers, with a margin of 10x or more on the figures measured
 # on natural inputs (each parity limit also widens to MODEL_FACTOR x the torch float32 model's own
-# error). The finite-difference Jacobian limit, 1e-3 nats/dim, sits far above its measured kink
-# noise (~5e-5) and far below what a missing or mis-scaled log-det term costs (>= 0.05 nats/dim).
+# error). Densities per dimension do not grow with the image: the graphs sum log-dets in float64.
+# The finite-difference Jacobian limit, 1e-3 nats/dim, sits far above its measured kink noise
+# (~5e-5 to 1.2e-4) and far below what a missing or mis-scaled log-det term costs (>= 0.05 nats/dim).
 # float16: the figures a restoration can live with: densities within 0.005 bits/dim, images within
 # half an 8-bit level.
 TOLERANCES: Dict[str, Tolerances] = {
-    "float32": Tolerances(latent_rel=1e-4, image_abs=1e-4, density_per_dim=1e-4, round_trip_abs=1e-4,
+    "float32": Tolerances(latent_rel=1e-4, image_abs=1e-4, density_per_dim=2e-5, round_trip_abs=1e-4,
                           jacobian_fd_per_dim=1e-3, jacobian_exact_per_dim=2e-5),
     "float16": Tolerances(latent_rel=2e-2, image_abs=2e-3, density_per_dim=3.5e-3, round_trip_abs=2e-3,
                           jacobian_fd_per_dim=3.5e-3, jacobian_exact_per_dim=3.5e-3),
@@ -131,7 +138,7 @@ def random_image(batch: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (batch, 3, height, width)).astype(np.float32)
 
 
-class _Graphs:
+class Graphs:
     """The two ORT sessions of a folder under verification."""
 
     def __init__(self, folder: Path):
@@ -190,8 +197,10 @@ class _Torch:
         return x.numpy(), logdet.numpy()
 
 
-def forward_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, x: np.ndarray, tag: str) -> List[Check]:
-    """Latent, log-det, log p, round trip and forward+inverse log-det for one batch of images."""
+def forward_checks(graphs: Graphs, ref: _Torch, tol: Tolerances, x: np.ndarray, tag: str, pair: bool) -> List[Check]:
+    """Latent, log-det, log p and round trip for one batch of images; with ``pair``, also
+    forward log-det + inverse log-det at (x, ORT latent), which are matching points only where
+    the round trip holds."""
     dims = x[0].size
     exact, torch32, ort = ref.encode(x, True), ref.encode(x, False), graphs.encode(x)
     checks = [_check(f"forward latent {tag}", _rel(ort[0], exact[0]), _rel(torch32[0], exact[0]), tol.latent_rel, "relative"),
@@ -201,13 +210,14 @@ def forward_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, x: np.ndarray,
                      tol.density_per_dim, "nats/dim")]
     back, back_logdet = graphs.decode(ort[0])
     torch_back, torch_back_logdet = ref.decode(torch32[0], False)
-    checks += [_check(f"round trip {tag}", _abs(back, x), _abs(torch_back, x), tol.round_trip_abs, "abs [0,1]"),
-               _check(f"forward+inverse logdet {tag}", _per_dim(ort[1], -back_logdet, dims),
-                      _per_dim(torch32[1], -torch_back_logdet, dims), tol.density_per_dim, "nats/dim")]
+    checks.append(_check(f"round trip {tag}", _abs(back, x), _abs(torch_back, x), tol.round_trip_abs, "abs [0,1]"))
+    if pair:
+        checks.append(_check(f"forward+inverse logdet {tag}", _per_dim(ort[1], -back_logdet, dims),
+                             _per_dim(torch32[1], -torch_back_logdet, dims), tol.density_per_dim, "nats/dim"))
     return checks
 
 
-def inverse_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, u: np.ndarray, tag: str) -> List[Check]:
+def inverse_checks(graphs: Graphs, ref: _Torch, tol: Tolerances, u: np.ndarray, tag: str) -> List[Check]:
     """Image and inverse log-det of the ORT inverse graph for one batch of latents."""
     dims = u[0].size
     exact, torch32, ort = ref.decode(u, True), ref.decode(u, False), graphs.decode(u)
@@ -216,12 +226,14 @@ def inverse_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, u: np.ndarray,
                    tol.density_per_dim, "nats/dim")]
 
 
-def parity_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, size: Tuple[int, int, int]) -> List[Check]:
+def parity_checks(graphs: Graphs, ref: _Torch, tol: Tolerances, size: Tuple[int, int, int]) -> List[Check]:
     """ORT against torch at one size: natural and random images forward, natural and random latents inverse."""
     batch, h, w = size
     natural = natural_image(batch, h, w, seed=h)
-    checks = forward_checks(graphs, ref, tol, natural, f"{h}x{w} natural")
-    checks += forward_checks(graphs, ref, tol, random_image(batch, h, w, seed=w), f"{h}x{w} random")
+    checks = forward_checks(graphs, ref, tol, natural, f"{h}x{w} natural", pair=True)
+    # Uniform noise is far off the data: there a trained flow's float32 inverse does not return to
+    # x (torch's own round trip misses by O(1)), so (x, u) are no matching points for the pair check.
+    checks += forward_checks(graphs, ref, tol, random_image(batch, h, w, seed=w), f"{h}x{w} random", pair=False)
     natural_latent = ref.encode(natural, False)[0]
     normal_latent = np.random.default_rng(h + w).standard_normal((batch, 3, h, w)).astype(np.float32)
     checks += inverse_checks(graphs, ref, tol, natural_latent, f"{h}x{w} natural latent")
@@ -229,7 +241,7 @@ def parity_checks(graphs: _Graphs, ref: _Torch, tol: Tolerances, size: Tuple[int
     return checks
 
 
-def fd_log_abs_det(graphs: _Graphs, x: np.ndarray, step: float) -> float:
+def fd_log_abs_det(graphs: Graphs, x: np.ndarray, step: float) -> float:
     """log|det du/dx| of the exported forward graph at x (1,3,h,w), by central differences.
 
     All 2D perturbed inputs go through ORT as one batch (the graphs have a dynamic batch axis).
@@ -252,7 +264,7 @@ def exact_log_abs_det(model: FlowModel, x: np.ndarray) -> float:
     return float(torch.linalg.slogdet(jac)[1])
 
 
-def jacobian_checks(graphs: _Graphs, model: FlowModel, tol: Tolerances, precision: str) -> List[Check]:
+def jacobian_checks(graphs: Graphs, model: FlowModel, tol: Tolerances, precision: str) -> List[Check]:
     """The exported log-det against brute-force Jacobians on a tiny natural input."""
     side = max(8, model.multiple)
     x = natural_image(1, side, side, seed=7)
@@ -294,7 +306,7 @@ def verify_folder(folder: Path, model: FlowModel, precision: str = "float32") ->
     model = copy.deepcopy(model).float().eval().freeze()
     tol = TOLERANCES[precision]
     checks = checker_checks(folder)
-    graphs = _Graphs(folder)
+    graphs = Graphs(folder)
     report = Report(precision=precision, providers=graphs.providers, checks=checks)
     ref = _Torch(model)
     for size in PARITY_SIZES:

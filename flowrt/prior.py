@@ -81,12 +81,17 @@ def session_options(threads: int = 0):
     return opts
 
 
+# TF32 convolutions keep ~10 mantissa bits: a density summed over a million pixels needs float32.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
 def open_session(path: Path, providers: Sequence[str], threads: int = 0):
     """An InferenceSession on ``path``; a graph ORT cannot load becomes a ModelError."""
     import onnxruntime as ort
 
+    requested = [(p, CUDA_OPTIONS) if p == CUDA else p for p in providers]
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=list(providers))
+        return ort.InferenceSession(str(path), session_options(threads), providers=requested)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
         raise ModelError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
 

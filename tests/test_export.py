@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from flowrt.errors import InputError, ModelError
+from flowrt.export import pipeline
 from flowrt.export import verify as verify_mod
 from flowrt.export.pipeline import ExportError, export_checkpoint, reverify
 from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, sha256_file
@@ -107,11 +108,17 @@ def test_tampered_graph_is_refused_by_reverify(copy_of):
         reverify(copy_of)
 
 
+def failing_verification(folder, model, precision="float32"):
+    """What verify_folder returns when one figure misses its limit (and fast: no graphs are run)."""
+    assert (Path(folder) / FORWARD_ONNX).is_file() and (Path(folder) / TORCH_WEIGHTS).is_file()
+    return verify_mod.Report(precision, ["CPUExecutionProvider"], [
+        verify_mod.Check("forward latent 96x160 natural", 1e-6, 1e-4, "relative"),
+        verify_mod.Check("jacobian 8x8 finite differences of graph", 0.5, 1e-3, "nats/dim")])
+
+
 def test_failed_verification_writes_nothing(checkpoint, tmp_path, monkeypatch):
-    impossible = verify_mod.Tolerances(0, 0, 0, 0, 0, 0)
-    monkeypatch.setitem(verify_mod.TOLERANCES, "float32", impossible)
-    monkeypatch.setattr(verify_mod, "MODEL_FACTOR", 0.0)
-    with pytest.raises(ExportError, match="verification failed") as info:
+    monkeypatch.setattr(pipeline, "verify_folder", failing_verification)
+    with pytest.raises(ExportError, match="verification failed.*jacobian 8x8") as info:
         export_checkpoint(checkpoint, tmp_path / "out")
     assert info.value.report is not None and not info.value.report.passed
     assert list(tmp_path.iterdir()) == [], "neither the target nor a staging folder may remain"
@@ -119,8 +126,7 @@ def test_failed_verification_writes_nothing(checkpoint, tmp_path, monkeypatch):
 
 def test_failed_reexport_keeps_the_previous_verified_folder(copy_of, checkpoint, monkeypatch):
     before = {name: sha256_file(copy_of / name) for name in MODEL_FILES + (MANIFEST_NAME,)}
-    monkeypatch.setitem(verify_mod.TOLERANCES, "float32", verify_mod.Tolerances(0, 0, 0, 0, 0, 0))
-    monkeypatch.setattr(verify_mod, "MODEL_FACTOR", 0.0)
+    monkeypatch.setattr(pipeline, "verify_folder", failing_verification)
     with pytest.raises(ExportError):
         export_checkpoint(checkpoint, copy_of)
     assert {name: sha256_file(copy_of / name) for name in before} == before
@@ -199,6 +205,15 @@ def test_cli_usage_errors(invoke_flowrt, checkpoint, exported, tmp_path):
     assert result.exit_code != 0 and "overwrite the input" in result.output
 
 
+def test_cli_failed_verification_prints_the_figures_and_exits_non_zero(invoke_flowrt, checkpoint, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setattr(pipeline, "verify_folder", failing_verification)
+    result = invoke_flowrt("export", checkpoint, "-o", tmp_path / "out")
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert "FAIL jacobian 8x8" in result.output and "nothing written" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_reverify_of_a_tampered_folder_fails(invoke_flowrt, copy_of):
     (copy_of / INVERSE_ONNX).write_bytes(b"\x08\x07" + (copy_of / INVERSE_ONNX).read_bytes()[2:])
     result = invoke_flowrt("export", "--verify", copy_of)
@@ -209,8 +224,10 @@ def test_exporting_into_an_existing_folder_replaces_the_prior(copy_of, tmp_path)
     other = write_tiny_checkpoint(tmp_path / "other.pt", seed=1)
     old = sha256_file(copy_of / FORWARD_ONNX)
     export_checkpoint(other, copy_of)
+    manifest = yaml.safe_load((copy_of / MANIFEST_NAME).read_text())
     assert sha256_file(copy_of / FORWARD_ONNX) != old
-    assert reverify(copy_of).passed
+    assert all(manifest["files"][name]["sha256"] == sha256_file(copy_of / name) for name in MODEL_FILES)
+    assert manifest["source_checkpoint"] == str(other)
 
 
 def test_unknown_exporter_is_an_input_error(checkpoint, tmp_path):
