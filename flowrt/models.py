@@ -83,8 +83,14 @@ def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise ModelError(f"{path} lacks the key {missing[0]!r}")
-    if not manifest["verification"].get("passed"):
-        raise ModelError(f"{path} records a failed verification; re-export the model")
+    for key in ("architecture", "size_rule", "files", "verification"):
+        if not isinstance(manifest[key], dict):
+            raise ModelError(f"{path}: {key!r} must be a mapping")
+    levels, multiple = manifest["architecture"].get("levels"), manifest["size_rule"].get("multiple")
+    if not isinstance(levels, int) or multiple != 2 ** levels:
+        raise ModelError(f"{path}: size_rule.multiple ({multiple}) is not 2^architecture.levels")
+    if manifest["verification"].get("passed") is not True:
+        raise ModelError(f"{path} records no passed verification; re-export the model")
     return manifest
 
 
@@ -92,7 +98,8 @@ def check_files(model_dir: Union[str, Path], manifest: Dict[str, Any], names: It
     """Refuse a folder whose listed files are missing or differ from the sha256 in the manifest."""
     folder = Path(model_dir)
     for name in names:
-        expected = manifest["files"].get(name, {}).get("sha256")
+        entry = manifest["files"].get(name)
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
         path = folder / name
         if expected is None:
             raise ModelError(f"{folder / MANIFEST_NAME} lists no sha256 for {name}")

@@ -141,6 +141,27 @@ def test_missing_file_and_missing_manifest_are_model_errors(folder, tmp_path):
         Prior(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(format="something-else"),
+    lambda m: m.pop("files"),
+    lambda m: m.update(files=["forward.onnx"]),
+    lambda m: m["size_rule"].update(multiple=8),
+    lambda m: m["verification"].update(passed=False),
+])
+def test_malformed_manifest_is_a_model_error(folder, tmp_path, edit):
+    import yaml
+
+    copy = Path(shutil.copytree(folder, tmp_path / "copy"))
+    manifest = yaml.safe_load((copy / MANIFEST_NAME).read_text())
+    edit(manifest)
+    (copy / MANIFEST_NAME).write_text(yaml.safe_dump(manifest))
+    with pytest.raises(ModelError):
+        Prior(copy)
+    (copy / MANIFEST_NAME).write_text("{unclosed: [")
+    with pytest.raises(ModelError, match="not valid YAML"):
+        Prior(copy)
+
+
 def test_torch_prior_is_frozen_for_map(torch_prior):
     assert not torch_prior.training
     assert not any(p.requires_grad for p in torch_prior.parameters())
