@@ -111,6 +111,7 @@ def accumulate_sums_in_float64(proto: onnx.ModelProto) -> int:
     types = {v.name: v.type.tensor_type.elem_type
              for v in list(onnx.shape_inference.infer_shapes(proto).graph.value_info)
              + list(proto.graph.input) + list(proto.graph.output)}
+    types.update({t.name: t.data_type for t in proto.graph.initializer})  # ActNorm's sum(log_scale)
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
     nodes, wrapped = [], 0
     for node in proto.graph.node:

@@ -81,6 +81,10 @@ def test_graphs_are_standard_onnx_with_dynamic_shapes_and_a_pinned_ir(exported):
         assert not {"Inverse", "Det", "Trilu"} & {node.op_type for node in proto.graph.node}
         dims = proto.graph.input[0].type.tensor_type.shape.dim
         assert proto.graph.input[0].name == first_input
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred.value_info}
+        sums = [node for node in proto.graph.node if node.op_type == "ReduceSum"]
+        assert sums and all(types[n.input[0]] == onnx.TensorProto.DOUBLE for n in sums), "log-dets sum in float64"
         assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
 
 
