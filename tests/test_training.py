@@ -155,6 +155,14 @@ def test_metrics_are_json_lines_with_every_figure(config_for, tmp_path):
     assert ["val_bpd" in r for r in rows] == [False, True, False, True]
 
 
+def test_validation_steps_are_logged_whatever_log_every_is(config_for, tmp_path):
+    cfg = config_for("valsteps", optim={"steps": 7}, run={"log_every": 2, "val_every": 3, "ckpt_every": 7})
+    loop.train(cfg, progress=False)
+    rows = read_metrics(tmp_path / "valsteps")
+    assert [r["step"] for r in rows] == [2, 3, 4, 6, 7]
+    assert [r["step"] for r in rows if "val_bpd" in r] == [3, 6, 7]
+
+
 def test_checkpoint_holds_weights_config_step_optimizer_and_rng(config_for, tmp_path):
     cfg = config_for("ckpt", optim={"steps": 3}, run={"ckpt_every": 2})
     loop.train(cfg, progress=False)

@@ -150,11 +150,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict
             opt.step()
             step += 1
             seen += x.shape[0] * world
-            if rank == 0 and (step % cfg.run.log_every == 0 or step == cfg.optim.steps):
+            final = step == cfg.optim.steps
+            validating = val is not None and (step % cfg.run.val_every == 0 or final)
+            # A validation step is always logged, so val_every need not be a multiple of log_every.
+            if rank == 0 and (step % cfg.run.log_every == 0 or validating or final):
                 last = {k: float(v.detach()) for k, v in terms.items()}
                 last.update(step=step, lr=lr_at(step - 1, cfg.optim), grad_norm=float(grad_norm),
                             patches_per_s=seen / (time.perf_counter() - t0))
-                if val is not None and (step % cfg.run.val_every == 0 or step == cfg.optim.steps):
+                if validating:
                     last["val_bpd"] = validate(model, val, device)
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
