@@ -6,7 +6,9 @@ import click
 
 from flowrt import __version__
 
+from .batch_cmd import batch
 from .export_cmd import export
+from .restore_cmd import restore
 from .score_cmd import score
 from .train_cmd import train
 
@@ -17,6 +19,8 @@ def cli() -> None:
     """Restore images (noise, JPEG, blur, downsampling, missing pixels) with a learned flow prior."""
 
 
+cli.add_command(restore)
+cli.add_command(batch)
 cli.add_command(train)
 cli.add_command(export)
 cli.add_command(score)

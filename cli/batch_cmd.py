@@ -1,0 +1,37 @@
+"""flowrt batch: restore every image of a folder."""
+from __future__ import annotations
+
+import click
+
+from .common import report_errors, setup_logging
+from .restore_options import build_options, restoration_options
+
+
+@click.command()
+@click.argument("input_dir", metavar="IN_DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "output_dir", required=True, metavar="OUT_DIR", type=click.Path(file_okay=True),
+              help="Output folder (created); file names and formats follow the inputs.")
+@click.option("--recursive", is_flag=True, help="Descend into sub-folders, keeping the folder structure.")
+@click.option("--skip-existing", is_flag=True, help="Leave images whose output exists already (resume a batch).")
+@restoration_options
+@report_errors
+def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth, verbose, **solver_args):
+    """Restore every PNG, JPEG and TIFF in IN_DIR into OUT_DIR.
+
+    A file that cannot be read or restored is reported and skipped; the exit code is 1
+    when any failed.
+    """
+    setup_logging(verbose)
+    opts = build_options(**solver_args)
+    from flowrt.batch import BatchJob, run_batch
+    from flowrt.models import load_torch_prior
+    from flowrt.restore import resolve_device
+
+    job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)
+    device = resolve_device(opts.device)
+    prior = load_torch_prior(model_dir)
+    summary = run_batch(job, opts, prior, device=device, bit_depth=int(bit_depth) if bit_depth else None,
+                        report=lambda line: click.echo(line, err=True), verbose=bool(verbose))
+    click.echo(summary.line(), err=True)
+    if summary.failed:
+        raise SystemExit(1)

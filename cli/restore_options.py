@@ -1,0 +1,90 @@
+"""The options ``restore`` and ``batch`` share, and their mapping onto RestoreOptions /
+SolverConfig fields (each flag is one field; nothing is interpreted here)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class SigmaParam(click.ParamType):
+    name = "auto|S"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) or value == "auto":
+            return value
+        try:
+            sigma = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+        if not sigma >= 0 or sigma == float("inf"):
+            self.fail(f"noise sigma must be >= 0 on the 0-255 scale, got {value}", param, ctx)
+        return sigma
+
+
+class JpegParam(click.ParamType):
+    name = "auto|off|Q"
+
+    def convert(self, value, param, ctx):
+        if value in ("auto", "off") or isinstance(value, int):
+            return value
+        try:
+            quality = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not auto, off or a quality 1-100", param, ctx)
+        if not 1 <= quality <= 100:
+            self.fail(f"JPEG quality must be 1-100, got {quality}", param, ctx)
+        return quality
+
+
+_OPTIONS = [
+    click.option("--sigma", type=SigmaParam(), default="auto", show_default=True,
+                 help="Gaussian noise std on the 0-255 scale; 'auto' estimates it from the image."),
+    click.option("--jpeg", type=JpegParam(), default="auto", show_default=True,
+                 help="JPEG data term: auto (a JPEG input uses its own tables), off, or the quality Q a PNG was once saved at."),
+    click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
+                 help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
+    click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file."),
+    click.option("--mask", type=click.Path(dir_okay=False), help="Inpainting mask at the input's size: white = observed, black = missing."),
+    click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported prior folder (default: the packaged prior)."),
+    click.option("--space", type=click.Choice(["image", "latent"]), default=None, help="Optimise over the image (default) or the flow's latent."),
+    click.option("--iters", type=click.IntRange(min=0), default=None, help="MAP iterations."),
+    click.option("--lam", type=click.FloatRange(min=0), default=None, help="Prior weight lambda."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    click.option("--seed", type=int, default=None, help="Random seed."),
+    click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None, help="Output bits per sample (default: as the input)."),
+    click.option("-v", "--verbose", count=True, help="Say what was estimated and done."),
+]
+
+
+def restoration_options(func):
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, device, seed):
+    """RestoreOptions from the CLI values (None: keep the library default)."""
+    import dataclasses
+
+    from flowrt.restore import RestoreOptions
+    from flowrt.solver import SolverConfig
+
+    given = {"space": space, "iters": iters, "lam": lam, "seed": seed}
+    solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
+    return RestoreOptions(sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, solver=solver,
+                          device=device).validate()
+
+
+def iteration_bar(enabled: bool, desc: str = "MAP", leave: bool = False):
+    """A tqdm bar on stderr when it is a terminal; returns (callback(done, total), close)."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm.auto import tqdm
+    bar = tqdm(desc=desc, unit="it", leave=leave, dynamic_ncols=True)
+
+    def update(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return update, bar.close

@@ -1,0 +1,110 @@
+"""Restore a folder of images: plan the work (what to read, where to write, what to skip),
+then run it image by image, reporting failures without stopping."""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+from .errors import FlowrtError, InputError
+
+log = logging.getLogger("flowrt.batch")
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+@dataclass
+class BatchJob:
+    """pairs: (input, output) paths still to do; skipped: outputs that already existed."""
+    pairs: List[Tuple[Path, Path]]
+    skipped: List[Path] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, input_dir: str, output_dir: str, *, recursive: bool = False,
+             skip_existing: bool = False) -> "BatchJob":
+        src, dst = Path(input_dir).resolve(), Path(output_dir).resolve()
+        if dst == src:
+            raise InputError("the output folder must differ from the input folder (inputs are never overwritten)")
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"{output_dir} exists and is not a folder")
+        candidates = src.rglob("*") if recursive else src.iterdir()
+        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in SUFFIXES
+                       and dst not in p.parents)
+        if not files:
+            raise InputError(f"no PNG, JPEG or TIFF images in {input_dir}" + ("" if recursive else " (try --recursive)"))
+        job = cls([])
+        for path in files:
+            out = dst / path.relative_to(src)
+            if skip_existing and out.exists():
+                job.skipped.append(out)
+            else:
+                job.pairs.append((path, out))
+        return job
+
+
+@dataclass
+class BatchSummary:
+    done: int = 0
+    failed: List[Tuple[Path, str]] = field(default_factory=list)
+    skipped: int = 0
+
+    def line(self) -> str:
+        text = f"restored {self.done} image(s)"
+        if self.skipped:
+            text += f", skipped {self.skipped} already done"
+        if self.failed:
+            text += f", {len(self.failed)} failed"
+        return text
+
+
+def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[int] = None,
+              report: Callable[[str], None] = print, verbose: bool = False) -> BatchSummary:
+    """Restore each pair; a FlowrtError on one image is reported and counted, the rest go on."""
+    from .imageio import read_image, write_image
+    from .restore import plan_restoration, restore_loaded
+
+    summary = BatchSummary(skipped=len(job.skipped))
+    images, iterations = _bars(len(job.pairs))
+    try:
+        for src, dst in job.pairs:
+            try:
+                image = read_image(str(src))
+                plan = plan_restoration(image, opts)
+                if verbose:
+                    report(f"{src.name}: {plan.describe()}")
+                restored = restore_loaded(image, plan, prior, opts.solver, device=device, progress=iterations)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                write_image(str(dst), restored, image, bit_depth=bit_depth)
+                summary.done += 1
+            except FlowrtError as exc:
+                message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
+                summary.failed.append((src, message))
+                report(f"failed: {message}")
+            images(1)
+    finally:
+        images(None)
+    return summary
+
+
+def _bars(total: int):
+    """(advance-images(n or None to close), iteration-callback) as tqdm bars on a terminal, else no-ops."""
+    if not sys.stderr.isatty():
+        return (lambda n: None), None
+    from tqdm.auto import tqdm
+    outer = tqdm(total=total, desc="images", unit="img", position=0, dynamic_ncols=True)
+    inner = tqdm(desc="MAP", unit="it", position=1, leave=False, dynamic_ncols=True)
+
+    def advance(n):
+        if n is None:
+            inner.close()
+            outer.close()
+        else:
+            outer.update(n)
+
+    def iterations(done, total_iters):
+        inner.total = total_iters
+        inner.n = done
+        inner.refresh()
+    return advance, iterations

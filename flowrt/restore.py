@@ -1,0 +1,139 @@
+"""From a loaded image and the user's options to a restored image: the library behind
+``flowrt restore`` and ``flowrt batch``.
+
+``plan_restoration`` resolves every "auto" (the noise level, the JPEG tables) into a
+``RestorationPlan`` that says exactly what will be done; ``restore_loaded`` runs it
+with the MAP solver, whole or tile by tile.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .errors import InputError
+from .imageio import LoadedImage
+from .solver import SolverConfig
+
+log = logging.getLogger("flowrt.restore")
+
+# Below this estimate (0-255 scale) a JPEG is treated as compression alone: the estimator
+# reads 1-5 on clean photos, and a JPEG's own blocking reads as a little noise too.
+JPEG_NOISE_THRESHOLD = 5.0
+# Below this estimate a PNG/TIFF is treated as clean: restoration then only applies the
+# noise floor, i.e. changes the image very little.
+NOISE_THRESHOLD = 2.0
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What the user asked for. sigma: 'auto' or the noise std on the 0-255 scale.
+    jpeg: 'auto' (a JPEG input uses its own tables), 'off', or an IJG quality 1-100 the
+    (non-JPEG) input was once compressed at. scale: integer super-resolution factor.
+    blur: 'gaussian:S' or a kernel file. mask: image file, white = observed."""
+    sigma: Union[str, float] = "auto"
+    jpeg: Union[str, int] = "auto"
+    scale: int = 1
+    blur: Optional[str] = None
+    mask: Optional[str] = None
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    device: str = "auto"
+
+    def validate(self) -> "RestoreOptions":
+        if self.sigma != "auto":
+            if not isinstance(self.sigma, (int, float)) or not np.isfinite(self.sigma) or self.sigma < 0:
+                raise InputError(f"--sigma must be 'auto' or a number >= 0 (0-255 scale), got {self.sigma!r}")
+        if self.jpeg not in ("auto", "off") and not (isinstance(self.jpeg, int) and 1 <= self.jpeg <= 100):
+            raise InputError(f"--jpeg must be auto, off or a quality 1-100, got {self.jpeg!r}")
+        if int(self.scale) != self.scale or not 1 <= self.scale <= 16:
+            raise InputError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        self.solver.validate()
+        return self
+
+
+@dataclass
+class RestorationPlan:
+    """Every decision resolved: what the forward model is and why."""
+    sigma: Optional[float]          # Gaussian noise std (0-255) in the data term; None = noise floor only
+    sigma_source: str               # 'given', 'estimated', or 'estimated, below threshold'
+    jpeg: Optional[object]          # JpegInfo or None
+    jpeg_source: str                # 'file', 'quality Q', 'off'
+    scale: int
+    blur: Optional[np.ndarray]
+    mask: Optional[np.ndarray]
+
+    def describe(self) -> str:
+        parts = [f"noise sigma {self.sigma:.1f} ({self.sigma_source})" if self.sigma is not None
+                 else f"no noise term ({self.sigma_source})"]
+        parts.append(f"JPEG data term from {self.jpeg_source}" if self.jpeg is not None else "no JPEG term")
+        if self.scale > 1:
+            parts.append(f"x{self.scale} super-resolution (Pillow bicubic model)")
+        if self.blur is not None:
+            parts.append(f"deblur with a {self.blur.shape[1]}x{self.blur.shape[0]} kernel")
+        if self.mask is not None:
+            parts.append(f"inpaint {int((~self.mask).sum())} missing pixels")
+        return "; ".join(parts)
+
+
+def _resolve_jpeg(image: LoadedImage, opts: RestoreOptions):
+    from .jpegfile import jpeg_info_for_quality
+    if opts.jpeg == "off":
+        return None, "off"
+    if opts.jpeg == "auto":
+        return (image.jpeg, "the file's own tables") if image.jpeg is not None else (None, "off (not a JPEG)")
+    if image.jpeg is not None:
+        raise InputError(f"{image.name} is a JPEG with its own tables; --jpeg {opts.jpeg} is for images "
+                         "that were JPEG-compressed before being saved losslessly (use --jpeg auto or off)")
+    return jpeg_info_for_quality(image.rgb, opts.jpeg, greyscale=image.mode == "L"), f"quality {opts.jpeg}"
+
+
+def _resolve_sigma(image: LoadedImage, opts: RestoreOptions, jpeg) -> tuple:
+    from .noise_level import estimate_sigma
+    if opts.sigma != "auto":
+        return float(opts.sigma), "given"
+    estimate = estimate_sigma(image.rgb)
+    threshold = JPEG_NOISE_THRESHOLD if jpeg is not None else NOISE_THRESHOLD
+    if estimate < threshold:
+        return None, f"estimated {estimate:.1f}, below {threshold:g}"
+    return estimate, "estimated"
+
+
+def plan_restoration(image: LoadedImage, opts: RestoreOptions) -> RestorationPlan:
+    """Resolve the options against this image (reads the mask and blur files)."""
+    from .operators import parse_blur, read_mask
+    opts.validate()
+    h, w = image.rgb.shape[:2]
+    jpeg, jpeg_source = _resolve_jpeg(image, opts)
+    sigma, sigma_source = _resolve_sigma(image, opts, jpeg)
+    blur = parse_blur(opts.blur) if opts.blur else None
+    mask = read_mask(opts.mask, (h, w)) if opts.mask else None
+    return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask)
+
+
+def resolve_device(name: str):
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but CUDA is not available here")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def restore_loaded(image: LoadedImage, plan: RestorationPlan, prior, solver: SolverConfig, *,
+                   device=None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """Restore ``image`` as ``plan`` says; float32 (H*scale, W*scale, 3) in [0, 1]."""
+    from .operators import build_forward_model
+    fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=plan.jpeg, scale=plan.scale, blur=plan.blur,
+                             mask=plan.mask, greyscale=image.mode == "L")
+    from .solver import map_restore
+    result = map_restore(prior, fm, solver, device=device, progress=progress)
+    if result.fell_back:
+        log.warning("%s: the optimiser failed; wrote the starting estimate instead", image.name)
+    out = result.x[0].permute(1, 2, 0).numpy()
+    if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
+        raise RuntimeError("restoration produced non-finite values")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
