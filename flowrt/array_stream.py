@@ -72,8 +72,9 @@ class ArraySource:
         self.shape = tuple(pixels.shape)
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """float32 (y1-y0, x1-x0, C) in [0, 1]."""
-        return to_unit_float(self.pixels[y0:y1, x0:x1])
+        """float32 (y1-y0, x1-x0, C) in [0, 1]; a copy (restore_tile may write into it)."""
+        region = self.pixels[y0:y1, x0:x1]
+        return region.astype(np.float32) if region.dtype == np.float32 else to_unit_float(region)
 
 
 class ArraySink:

@@ -3,7 +3,8 @@
 Coordinates: ``tile``, ``overlap`` and ``align`` are given in OUTPUT pixels (what the prior sees),
 the grid itself lives in INPUT pixels (output / ``scale``). Interior tile borders sit on multiples of
 ``align`` (the caller passes lcm(2^L, 8 * scale), so a tile's output sides are multiples of 2^L and
-the input's 8x8 JPEG blocks and downsampling phases never straddle a border); a tile is clipped only
+the input's 8x8 JPEG blocks and downsampling phases never straddle a border; a JPEG with 4:2:0
+chroma has 16x16 blocks, so use 16 * scale there); a tile is clipped only
 by the image's bottom and right edges, exactly where an untiled restore also ends.
 
 Blending: each tile is weighted by a separable raised-cosine window that ramps over the actual overlap

@@ -41,6 +41,29 @@ def test_tiled_pointwise_equals_untiled(height, width, channels, scale):
     np.testing.assert_allclose(sink.pixels, restore(image, None), atol=2e-6)
 
 
+def test_restore_tile_may_write_into_its_input():
+    image = np.random.default_rng(4).random((40, 50, 3), dtype=np.float32)
+    original = image.copy()
+
+    def in_place(tile, box):
+        np.sqrt(tile, out=tile)
+        return tile
+
+    sink = ArraySink(image.shape)
+    restore_tiled(ArraySource(image), sink, in_place, tile=16, overlap=8)
+    np.testing.assert_array_equal(image, original)
+    np.testing.assert_allclose(sink.pixels, np.sqrt(original), atol=2e-6)
+
+
+def test_three_tiles_over_one_pixel_still_blend_exactly():
+    rows = axis_spans(33, 24, 12, 8)  # aligned starts 0, 8, 16: the first and third overlap
+    assert rows[2][0] < rows[0][1]
+    image = np.random.default_rng(1).random((33, 81, 3), dtype=np.float32)
+    sink = ArraySink(image.shape)
+    restore_tiled(ArraySource(image), sink, lambda t, b: t * t, tile=24, overlap=12)
+    np.testing.assert_allclose(sink.pixels, image * image, atol=2e-6)
+
+
 def _box_blur(tile, box=None):
     padded = np.pad(tile, ((1, 1), (1, 1), (0, 0)), mode="edge")
     h, w = tile.shape[:2]
