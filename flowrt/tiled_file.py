@@ -61,6 +61,8 @@ def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int =
         source.cache_bytes = source.band_cache_bytes(tile // scale, tile // scale)
     else:
         source, like = _read_whole(in_path)
+        if like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
+            raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
     stat = in_path.stat()  # a changed input must not resume from the old one's tiles
     run_key = f"{in_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{run_key}"
     try:  # refuse bad tiling options before anything is written
