@@ -24,7 +24,7 @@ from .jpegfile import JpegInfo, read_jpeg_info
 from .png16 import decode_png16, encode_png16, png_bit_depth
 
 log = logging.getLogger("flowrt.imageio")
-__all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "format_for_path"]
+__all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "check_destination", "format_for_path"]
 
 EXIF_PREFIX = b"Exif\x00\x00"
 ORIENTATION_TAG = 274
@@ -149,6 +149,8 @@ def _open_pillow(data: bytes, name: str):
             raise _bomb(name) from None
         except InputError:
             raise
+        except Image.UnidentifiedImageError:  # its message names a BytesIO object, useless to a user
+            raise InputError(f"{name}: unreadable or damaged image (its header is not valid)") from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError...
             raise InputError(f"{name}: unreadable or truncated image ({exc})") from None
     return im
@@ -318,6 +320,27 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
+def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,
+                      fmt: Optional[str] = None) -> Tuple[str, int]:
+    """(format, bit depth) ``write_image`` would use for ``dest``, or the InputError it would raise
+    (unknown suffix, impossible depth, alpha into JPEG, the input itself, a missing folder).
+
+    Callers run it before any long computation, so a bad OUT fails in a second, not after the work.
+    """
+    fmt = format_for_path(str(dest), fmt)
+    depth = bit_depth or (8 if fmt == "JPEG" else like.bit_depth)
+    if depth not in (8, 16) or (fmt == "JPEG" and depth != 8):
+        raise InputError(f"cannot write {fmt} with {depth}-bit samples")
+    if fmt == "JPEG" and like.alpha is not None:
+        raise InputError(f"{dest}: JPEG cannot hold the alpha channel; write .png or .tif")
+    if str(dest) != "-":
+        path = Path(dest)
+        _refuse_input(path, like)
+        if not path.parent.is_dir():
+            raise InputError(f"{path}: output folder {path.parent} does not exist")
+    return fmt, depth
+
+
 def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImage,
                 bit_depth: Optional[int] = None, fmt: Optional[str] = None) -> None:
     """Write rgb (float (H, W, 3), values clipped to [0, 1]) the way `like` was stored.
@@ -332,14 +355,7 @@ def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImag
         raise ValueError(f"write_image expects (H, W, 3), got {rgb.shape}")
     if not np.isfinite(rgb).all():
         raise ValueError("write_image refuses an image with NaN or infinite values")
-    fmt = format_for_path(str(dest), fmt)
-    depth = bit_depth or (8 if fmt == "JPEG" else like.bit_depth)
-    if depth not in (8, 16) or (fmt == "JPEG" and depth != 8):
-        raise InputError(f"cannot write {fmt} with {depth}-bit samples")
-    if fmt == "JPEG" and like.alpha is not None:
-        raise InputError(f"{dest}: JPEG cannot hold the alpha channel; write .png or .tif")
-    if str(dest) != "-":
-        _refuse_input(Path(dest), like)
+    fmt, depth = check_destination(dest, like, bit_depth, fmt)
     payload = _encode(_samples(rgb, like, depth), like, fmt)
     if str(dest) == "-":
         sys.stdout.buffer.write(payload)

@@ -51,8 +51,8 @@ class SolverConfig:
             raise InputError(f"--space must be one of {', '.join(SPACES)}, not {self.space!r}")
         if self.iters < 0:
             raise InputError("--iters must be >= 0")
-        if self.lam < 0:
-            raise InputError("--lam must be >= 0")
+        if not math.isfinite(self.lam) or self.lam < 0:  # nan passes a plain `< 0` test
+            raise InputError(f"--lam must be a finite number >= 0, got {self.lam}")
         if not 0 <= self.average_tail <= 1:
             raise InputError("average_tail must be in [0, 1]")
         return self
@@ -126,7 +126,7 @@ def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: floa
         opt.zero_grad(set_to_none=True)
         energy = objective(param)
         if not torch.isfinite(energy):
-            raise FloatingPointError(f"objective became {float(energy)} at iteration {it}")
+            raise FloatingPointError(f"objective became {float(energy.detach())} at iteration {it}")
         energy.backward()
         opt.step()
         with torch.no_grad():
