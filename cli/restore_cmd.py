@@ -20,11 +20,13 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, **solver_arg
     """
     setup_logging(verbose)
     opts = build_options(**solver_args)
-    from flowrt.imageio import read_image, write_image
+    from flowrt.imageio import check_destination, read_image, write_image
     from flowrt.models import load_torch_prior
     from flowrt.restore import plan_restoration, resolve_device, restore_loaded
 
+    depth = int(bit_depth) if bit_depth else None
     image = read_image(input_path)
+    check_destination(output_path, image, bit_depth=depth)  # a bad OUT fails now, not after the MAP run
     plan = plan_restoration(image, opts)
     device = resolve_device(opts.device)
     prior = load_torch_prior(model_dir)
@@ -36,6 +38,6 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, **solver_arg
         restored = restore_loaded(image, plan, prior, opts.solver, device=device, progress=update)
     finally:
         close()
-    write_image(output_path, restored, image, bit_depth=int(bit_depth) if bit_depth else None)
+    write_image(output_path, restored, image, bit_depth=depth)
     if verbose:
         click.echo(f"wrote {output_path}", err=True)

@@ -17,8 +17,8 @@ class SigmaParam(click.ParamType):
             sigma = float(value)
         except ValueError:
             self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-        if not sigma >= 0 or sigma == float("inf"):
-            self.fail(f"noise sigma must be >= 0 on the 0-255 scale, got {value}", param, ctx)
+        if not 0 <= sigma <= 255:  # also refuses nan; above 255 overflowed the data term
+            self.fail(f"noise sigma must be from 0 to 255 (0-255 scale), got {value}", param, ctx)
         return sigma
 
 
@@ -45,7 +45,7 @@ _OPTIONS = [
     click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
                  help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
     click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file."),
-    click.option("--mask", type=click.Path(dir_okay=False), help="Inpainting mask at the input's size: white = observed, black = missing."),
+    click.option("--mask", type=click.Path(dir_okay=False), help="Inpainting mask at the input's size: white = missing (to fill), black = observed."),
     click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported prior folder (default: the packaged prior)."),
     click.option("--space", type=click.Choice(["image", "latent"]), default=None, help="Optimise over the image (default) or the flow's latent."),
     click.option("--iters", type=click.IntRange(min=0), default=None, help="MAP iterations."),

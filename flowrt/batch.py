@@ -61,7 +61,8 @@ class BatchSummary:
 
 def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[int] = None,
               report: Callable[[str], None] = print, verbose: bool = False) -> BatchSummary:
-    """Restore each pair; a FlowrtError on one image is reported and counted, the rest go on."""
+    """Restore each pair; an error on one image (a FlowrtError, or an unexpected one, which is
+    reported as an internal error) is reported and counted, and the rest go on."""
     from .imageio import read_image, write_image
     from .restore import plan_restoration, restore_loaded
 
@@ -80,6 +81,11 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                 summary.done += 1
             except FlowrtError as exc:
                 message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
+                summary.failed.append((src, message))
+                report(f"failed: {message}")
+            except Exception as exc:  # noqa: BLE001 - one image's crash must not lose the rest of a batch
+                log.debug("%s failed", src, exc_info=True)  # the traceback, for -vv
+                message = f"{src}: internal error ({type(exc).__name__}: {exc})"
                 summary.failed.append((src, message))
                 report(f"failed: {message}")
             images(1)

@@ -25,6 +25,9 @@ JPEG_NOISE_THRESHOLD = 5.0
 # Below this estimate a PNG/TIFF is treated as clean: restoration then only applies the
 # noise floor, i.e. changes the image very little.
 NOISE_THRESHOLD = 2.0
+# A noise std above the whole 0-255 range means nothing; huge values also overflowed the
+# data term's float arithmetic (--sigma 1e300 ended in an OverflowError traceback).
+MAX_SIGMA = 255.0
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class RestoreOptions:
     """What the user asked for. sigma: 'auto' or the noise std on the 0-255 scale.
     jpeg: 'auto' (a JPEG input uses its own tables), 'off', or an IJG quality 1-100 the
     (non-JPEG) input was once compressed at. scale: integer super-resolution factor.
-    blur: 'gaussian:S' or a kernel file. mask: image file, white = observed."""
+    blur: 'gaussian:S' or a kernel file. mask: image file, white = missing (as read_mask reads it)."""
     sigma: Union[str, float] = "auto"
     jpeg: Union[str, int] = "auto"
     scale: int = 1
@@ -43,8 +46,9 @@ class RestoreOptions:
 
     def validate(self) -> "RestoreOptions":
         if self.sigma != "auto":
-            if not isinstance(self.sigma, (int, float)) or not np.isfinite(self.sigma) or self.sigma < 0:
-                raise InputError(f"--sigma must be 'auto' or a number >= 0 (0-255 scale), got {self.sigma!r}")
+            if not isinstance(self.sigma, (int, float)) or not 0 <= self.sigma <= MAX_SIGMA:
+                raise InputError(f"--sigma must be 'auto' or a number from 0 to {MAX_SIGMA:g} (0-255 scale), "
+                                 f"got {self.sigma!r}")
         if self.jpeg not in ("auto", "off") and not (isinstance(self.jpeg, int) and 1 <= self.jpeg <= 100):
             raise InputError(f"--jpeg must be auto, off or a quality 1-100, got {self.jpeg!r}")
         if int(self.scale) != self.scale or not 1 <= self.scale <= 16:

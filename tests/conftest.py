@@ -156,3 +156,38 @@ def make_images():
 def make_config():
     """The ``write_config`` helper, as a fixture."""
     return write_config
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A flowrt checkpoint (the train loop's format, with its TrainConfig) of an untrained tiny flow:
+    2 levels, 1 step, width 8, ActNorm initialised on random data and every weight perturbed (so the
+    couplings are not the identity). Nothing is trained; it takes a fraction of a second."""
+    import torch
+    from flowrt.train.checkpoint import FORMAT, atomic_save
+    from flowrt.train.config import ModelConfig, TrainConfig, to_dict
+    from flowrt.train.model import FlowModel
+
+    cfg = TrainConfig(model=ModelConfig(levels=2, steps_per_level=1, width=8))
+    model = FlowModel(cfg.model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.initialize(torch.rand(4, 3, 12, 20, generator=gen))
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    atomic_save({"format": FORMAT, "config": to_dict(cfg), "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_prior(tmp_path_factory) -> Path:
+    """Folder of a verified ``flowrt export`` of the tiny checkpoint (``--model`` for restore/batch).
+
+    Shared by the whole session (about 3 s to export); tests must not modify it.
+    """
+    from flowrt.export.pipeline import export_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_prior")
+    checkpoint = write_tiny_checkpoint(root / "tiny.pt")
+    folder, report = export_checkpoint(checkpoint, root / "prior")
+    assert report.passed
+    return Path(folder)

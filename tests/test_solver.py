@@ -1,0 +1,133 @@
+"""The MAP solver on its own: a tiny exported prior (conftest's ``tiny_prior``), a Gaussian
+forward model, odd-sized images. Shapes, ranges, the energy going down, the NaN guard's
+fallback, ``iters=0``, and padding to the prior's multiple."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from flowrt.errors import InputError
+from flowrt.models import load_torch_prior
+from flowrt.operators import build_forward_model
+from flowrt.solver import SolverConfig, map_restore, pad_to_multiple
+
+H, W = 19, 23  # neither a multiple of the prior's 4
+
+
+@pytest.fixture(scope="module")
+def prior(tiny_prior):
+    return load_torch_prior(tiny_prior)
+
+
+def noisy_photo(h: int = H, w: int = W, sigma_255: float = 15.0, seed: int = 0) -> np.ndarray:
+    """float32 (h, w, 3) in [0, 1]: smooth ramps plus Gaussian noise of std sigma_255 / 255."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    clean = np.stack([0.25 + 0.5 * (a * yy + (1 - a) * xx) for a in (0.2, 0.5, 0.9)], axis=2)
+    return np.clip(clean + rng.normal(0, sigma_255 / 255, clean.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def forward_model():
+    return build_forward_model(noisy_photo(), sigma=15.0)
+
+
+@pytest.mark.parametrize("space", ["image", "latent"])
+def test_both_spaces_return_a_finite_image_in_range(space, prior, forward_model):
+    result = map_restore(prior, forward_model, SolverConfig(space=space, iters=6))
+    assert result.x.shape == (1, 3, H, W) and result.x.dtype == torch.float32
+    assert torch.isfinite(result.x).all()
+    assert result.x.min() >= 0 and result.x.max() <= 1
+    assert not result.fell_back
+    assert len(result.objective) == 6 and all(np.isfinite(result.objective))
+    assert not torch.equal(result.x, forward_model.initial_estimate())
+
+
+@pytest.mark.parametrize("space", ["image", "latent"])
+def test_energy_decreases_on_average(space, prior, forward_model):
+    cfg = SolverConfig(space=space, iters=30, warmup=2)
+    history = map_restore(prior, forward_model, cfg).objective
+    assert np.mean(history[-5:]) < np.mean(history[:5])
+    assert min(history) < history[0]
+
+
+def test_same_seed_same_answer(prior, forward_model):
+    cfg = SolverConfig(iters=4, seed=3)
+    assert torch.equal(map_restore(prior, forward_model, cfg).x, map_restore(prior, forward_model, cfg).x)
+
+
+class NaNPrior(torch.nn.Module):
+    """Wraps a flow and poisons its density: log_prob and the generator's logdet are NaN."""
+
+    def __init__(self, flow):
+        super().__init__()
+        self.flow = flow
+        self.multiple = flow.multiple
+        self.calls = 0
+
+    def forward(self, x):
+        return self.flow(x)
+
+    def level_map(self, h, w):
+        return self.flow.level_map(h, w)
+
+    def log_prob(self, x):
+        self.calls += 1
+        return self.flow.log_prob(x) * float("nan")
+
+    def inverse(self, u):
+        self.calls += 1
+        x, logdet = self.flow.inverse(u)
+        return x, logdet * float("nan")
+
+
+@pytest.mark.parametrize("space", ["image", "latent"])
+def test_nan_guard_falls_back_to_the_starting_estimate(space, prior, forward_model, caplog):
+    poisoned = NaNPrior(prior)
+    cfg = SolverConfig(space=space, iters=5, max_retries=2)
+    with caplog.at_level(logging.WARNING, logger="flowrt.solver"):
+        result = map_restore(poisoned, forward_model, cfg)
+    assert result.fell_back
+    assert torch.equal(result.x, forward_model.initial_estimate())
+    assert poisoned.calls >= cfg.max_retries + 1  # every retry was tried before giving up
+    assert "did not converge" in caplog.text
+
+
+def test_iters_zero_returns_the_initial_estimate(prior, forward_model):
+    for space in ("image", "latent"):
+        result = map_restore(prior, forward_model, SolverConfig(space=space, iters=0))
+        assert torch.equal(result.x, forward_model.initial_estimate())
+        assert not result.fell_back and result.objective == []
+
+
+def test_super_resolution_returns_the_restored_size(prior):
+    fm = build_forward_model(noisy_photo(11, 13), sigma=5.0, scale=2)
+    result = map_restore(prior, fm, SolverConfig(iters=3))
+    assert result.x.shape == (1, 3, 22, 26) and torch.isfinite(result.x).all()
+
+
+@pytest.mark.parametrize("h, w", [(19, 23), (1, 1), (2, 7), (5, 4), (8, 8)])
+def test_pad_to_multiple_on_odd_sizes(h, w):
+    x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h * 100 + w))
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape[:2] == (2, 3)
+    assert padded.shape[2] % 4 == 0 and padded.shape[3] % 4 == 0
+    assert h <= padded.shape[2] < h + 4 and w <= padded.shape[3] < w + 4
+    assert torch.equal(padded[..., :h, :w], x)  # padding only at the bottom and right
+    if (h, w) == (8, 8):
+        assert padded is x
+    ph, pw = padded.shape[2] - h, padded.shape[3] - w
+    if ph:  # never zeros: mirrored where the side is long enough to reflect, else the edge repeated
+        mirrored = ph < h and pw < w
+        assert torch.equal(padded[..., h, :w], x[..., h - 2 if mirrored else h - 1, :])
+
+
+def test_solver_config_refuses_bad_values():
+    for bad in (dict(space="pixels"), dict(iters=-1), dict(lam=-0.1), dict(lam=float("nan")),
+                dict(lam=float("inf")), dict(average_tail=1.5)):
+        with pytest.raises(InputError):
+            replace(SolverConfig(), **bad).validate()
