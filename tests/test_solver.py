@@ -131,3 +131,12 @@ def test_solver_config_refuses_bad_values():
                 dict(lam=float("inf")), dict(average_tail=1.5)):
         with pytest.raises(InputError):
             replace(SolverConfig(), **bad).validate()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("space", ["image", "latent"])
+def test_cuda_path_returns_a_finite_cpu_image(space, tiny_prior, forward_model):
+    prior = load_torch_prior(tiny_prior)  # its own copy: map_restore moves the prior to the device
+    result = map_restore(prior, forward_model, SolverConfig(space=space, iters=4), device=torch.device("cuda"))
+    assert result.x.device.type == "cpu" and result.x.shape == (1, 3, H, W)
+    assert torch.isfinite(result.x).all() and not result.fell_back
