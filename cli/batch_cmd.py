@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .common import report_errors, setup_logging
-from .restore_options import build_options, restoration_options
+from .restore_options import build_options, build_tiling, restoration_options, tiling_options
 
 
 @click.command()
@@ -14,24 +14,30 @@ from .restore_options import build_options, restoration_options
 @click.option("--recursive", is_flag=True, help="Descend into sub-folders, keeping the folder structure.")
 @click.option("--skip-existing", is_flag=True, help="Leave images whose output exists already (resume a batch).")
 @restoration_options
+@tiling_options
 @report_errors
-def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth, verbose, **solver_args):
+def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth, verbose, tile, overlap, resume,
+          **solver_args):
     """Restore every PNG, JPEG and TIFF in IN_DIR into OUT_DIR.
 
     A file that cannot be read or restored is reported and skipped; the exit code is 1
-    when any failed.
+    when any failed. Large images are tiled as in `flowrt restore`; --resume continues
+    interrupted tiled ones.
     """
     setup_logging(verbose)
     opts = build_options(**solver_args)
+    tiling = build_tiling(tile, overlap, resume)
     from flowrt.batch import BatchJob, run_batch
     from flowrt.models import load_torch_prior
     from flowrt.restore import resolve_device
+    from flowrt.restore_tiled import model_key
 
     job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)
     device = resolve_device(opts.device)
     prior = load_torch_prior(model_dir)
     summary = run_batch(job, opts, prior, device=device, bit_depth=int(bit_depth) if bit_depth else None,
-                        report=lambda line: click.echo(line, err=True), verbose=bool(verbose))
+                        report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
+                        model=model_key(model_dir))
     click.echo(summary.line(), err=True)
     if summary.failed:
         raise SystemExit(1)

@@ -4,40 +4,46 @@ from __future__ import annotations
 import click
 
 from .common import report_errors, setup_logging
-from .restore_options import build_options, iteration_bar, restoration_options
+from .restore_options import (build_options, build_tiling, iteration_bar, restoration_options, tile_bar,
+                              tiling_options)
 
 
 @click.command()
 @click.argument("input_path", metavar="IN", type=str)
 @click.option("-o", "--output", "output_path", required=True, metavar="OUT", help="Output image ('-' for PNG on stdout).")
 @restoration_options
+@tiling_options
 @report_errors
-def restore(input_path, output_path, model_dir, bit_depth, verbose, **solver_args):
+def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overlap, resume, **solver_args):
     """Restore IN (a path, or '-' for stdin) and write OUT.
 
     With no options, a JPEG is restored with its own quantisation tables and the noise
-    level is estimated from the image.
+    level is estimated from the image. Images above 1024x1024 output pixels are restored
+    in overlapping tiles (TIFF to TIFF streams, in bounded memory); --resume continues an
+    interrupted tiled run.
     """
     setup_logging(verbose)
     opts = build_options(**solver_args)
-    from flowrt.imageio import check_destination, read_image, write_image
+    tiling = build_tiling(tile, overlap, resume)
     from flowrt.models import load_torch_prior
-    from flowrt.restore import plan_restoration, resolve_device, restore_loaded
+    from flowrt.restore import resolve_device
+    from flowrt.restore_tiled import model_key, prepare_restore, run_restore
 
-    depth = int(bit_depth) if bit_depth else None
-    image = read_image(input_path)
-    check_destination(output_path, image, bit_depth=depth)  # a bad OUT fails now, not after the MAP run
-    plan = plan_restoration(image, opts)
+    job = prepare_restore(input_path, output_path, opts, tiling, bit_depth=int(bit_depth) if bit_depth else None)
     device = resolve_device(opts.device)
     prior = load_torch_prior(model_dir)
+    settings = job.settings(prior.multiple)
     if verbose:
-        click.echo(f"{image.name}: {image.size[0]}x{image.size[1]} {image.format}; {plan.describe()}; "
-                   f"{opts.solver.space} space, {opts.solver.iters} iterations on {device}", err=True)
-    update, close = iteration_bar(True)
+        click.echo(f"{job.headline()}; {opts.solver.space} space, {opts.solver.iters} iterations on {device}"
+                   + (f"; {settings.describe()}" if settings else ""), err=True)
+    if settings is None:
+        on_tile, (on_iteration, close) = None, iteration_bar(True)
+    else:
+        on_tile, on_iteration, close = tile_bar(settings.count, bool(verbose))
     try:
-        restored = restore_loaded(image, plan, prior, opts.solver, device=device, progress=update)
+        run_restore(job, prior, opts, device=device, model=model_key(model_dir) if settings else "",
+                    on_iteration=on_iteration, on_tile=on_tile)
     finally:
         close()
-    write_image(output_path, restored, image, bit_depth=depth)
     if verbose:
         click.echo(f"wrote {output_path}", err=True)

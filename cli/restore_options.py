@@ -88,3 +88,61 @@ def iteration_bar(enabled: bool, desc: str = "MAP", leave: bool = False):
         bar.n = done
         bar.refresh()
     return update, bar.close
+
+
+_TILING_OPTIONS = [
+    click.option("--tile", type=click.IntRange(min=0), default=None, metavar="N",
+                 help="Restore in N x N tiles (output pixels; 0 = whole image). Default: whole up to "
+                      "1024x1024 output pixels, tiles of 512 above."),
+    click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
+                 help="Pixels neighbouring tiles share (blended smoothly)."),
+    click.option("--resume", is_flag=True, help="Continue an interrupted tiled restore from its finished tiles."),
+]
+
+
+def tiling_options(func):
+    for option in reversed(_TILING_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_tiling(tile, overlap, resume):
+    """TilingOptions from the CLI values."""
+    from flowrt.restore_tiled import TilingOptions
+
+    return TilingOptions(tile=tile, overlap=overlap, resume=resume).validate()
+
+
+def tile_bar(total: int, verbose: bool, log_every: float = 0.05):
+    """Progress of a tiled restore of ``total`` tiles: (on_tile, on_iteration, close).
+
+    A tqdm bar counting tiles (fractional within a tile, so its ETA moves) on a terminal; when
+    stderr is not a terminal, with -v, a line per ``log_every`` of the tiles with the ETA; else silent.
+    """
+    import time
+
+    state = {"done": 0, "start": time.monotonic(), "resumed": None, "logged": -1.0}
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc="tiles", unit="tile", dynamic_ncols=True, leave=False)
+
+    def on_iteration(done, iters):
+        if bar is not None and iters:
+            bar.n = state["done"] + done / iters
+            bar.refresh()
+
+    def on_tile(done, tiles):
+        state["done"] = done
+        if state["resumed"] is None:  # tiles finished by an interrupted run do not count for the ETA
+            state["resumed"] = done - 1
+        if bar is not None:
+            bar.total, bar.n = tiles, done
+            bar.refresh()
+        elif verbose and (done / tiles - state["logged"] >= log_every or done == tiles):
+            state["logged"] = done / tiles
+            elapsed = time.monotonic() - state["start"]
+            eta = elapsed / max(done - state["resumed"], 1) * (tiles - done)
+            click.echo(f"tile {done}/{tiles}, {elapsed:.0f} s, ETA {eta:.0f} s", err=True)
+
+    return on_tile, on_iteration, (bar.close if bar is not None else (lambda: None))

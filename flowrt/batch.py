@@ -2,6 +2,7 @@
 then run it image by image, reporting failures without stopping."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -60,24 +61,27 @@ class BatchSummary:
 
 
 def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[int] = None,
-              report: Callable[[str], None] = print, verbose: bool = False) -> BatchSummary:
+              report: Callable[[str], None] = print, verbose: bool = False, tiling=None,
+              model: str = "") -> BatchSummary:
     """Restore each pair; an error on one image (a FlowrtError, or an unexpected one, which is
-    reported as an internal error) is reported and counted, and the rest go on."""
-    from .imageio import read_image, write_image
-    from .restore import plan_restoration, restore_loaded
+    reported as an internal error) is reported and counted, and the rest go on.
 
+    tiling: ``restore_tiled.TilingOptions`` (default: automatic, as ``flowrt restore``); large
+    images are tiled exactly as ``flowrt restore`` tiles them. model: the prior's ``model_key``.
+    """
+    from .restore_tiled import TilingOptions, prepare_restore, run_restore
+
+    tiling = tiling or TilingOptions()
     summary = BatchSummary(skipped=len(job.skipped))
     images, iterations = _bars(len(job.pairs))
     try:
         for src, dst in job.pairs:
             try:
-                image = read_image(str(src))
-                plan = plan_restoration(image, opts)
-                if verbose:
-                    report(f"{src.name}: {plan.describe()}")
-                restored = restore_loaded(image, plan, prior, opts.solver, device=device, progress=iterations)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                write_image(str(dst), restored, image, bit_depth=bit_depth)
+                with _output_folder(dst.parent):
+                    work = prepare_restore(str(src), str(dst), opts, tiling, bit_depth=bit_depth)
+                    if verbose:
+                        report(f"{src.name}: {work.plan.describe()}")
+                    run_restore(work, prior, opts, device=device, model=model, on_iteration=iterations)
                 summary.done += 1
             except FlowrtError as exc:
                 message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
@@ -92,6 +96,22 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     finally:
         images(None)
     return summary
+
+
+@contextlib.contextmanager
+def _output_folder(folder: Path):
+    """Create ``folder`` (and missing parents) for one image; remove what was created if it fails."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first; a folder something else filled meanwhile stays
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _bars(total: int):

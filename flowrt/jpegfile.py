@@ -75,6 +75,39 @@ class JpegInfo:
                 self.exact = False
         return self._coefficients
 
+    @property
+    def mcu(self) -> Tuple[int, int]:
+        """(rows, columns) of luma pixels per MCU: 8 x the largest vertical/horizontal sampling."""
+        return 8 * max(v for _, v in self.sampling), 8 * max(h for h, _ in self.sampling)
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> "JpegInfo":
+        """The JPEG of pixel rows [y0, y1) and columns [x0, x1), as if encoded on its own.
+
+        The box must be MCU-aligned (``mcu``): y0, x0 multiples of it, y1, x1 too or the image's
+        own bottom/right edge. Blocks never straddle such a border and the encoder's edge padding
+        happens only at the image edge, so the crop's coefficients are exactly the file's blocks
+        over the box. ``data`` is empty (a crop has no file of its own); ``coefficients()`` returns
+        the stored slices (decoding the whole file once, here, if it was not yet).
+        """
+        mh, mw = self.mcu
+        for start, end, side, step, axis in ((y0, y1, self.height, mh, "rows"),
+                                             (x0, x1, self.width, mw, "columns")):
+            if not 0 <= start < end <= side or start % step or (end % step and end != side):
+                raise ValueError(f"JPEG crop {axis} [{start}, {end}) are not MCU-aligned ({step}) "
+                                 f"inside 0..{side}")
+        vmax, hmax = mh // 8, mw // 8
+        coefficients = []
+        for (h, v), k in zip(self.sampling, self.coefficients()):
+            b0, a0 = y0 * v // vmax // 8, x0 * h // hmax // 8
+            b1, a1 = _ceil_div(_ceil_div(y1 * v, vmax), 8), _ceil_div(_ceil_div(x1 * h, hmax), 8)
+            coefficients.append(np.ascontiguousarray(k[b0:b1, a0:a1]))
+        return JpegInfo(data=b"", width=x1 - x0, height=y1 - y0, quant=self.quant, sampling=self.sampling,
+                        progressive=self.progressive, exact=self.exact, _coefficients=coefficients)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
 
 def read_jpeg_info(data: bytes) -> JpegInfo:
     """Parse the headers (tables, frame) of a JPEG file held in memory; coefficients stay lazy."""

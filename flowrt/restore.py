@@ -28,6 +28,10 @@ NOISE_THRESHOLD = 2.0
 # A noise std above the whole 0-255 range means nothing; huge values also overflowed the
 # data term's float arithmetic (--sigma 1e300 ended in an OverflowError traceback).
 MAX_SIGMA = 255.0
+# --sigma auto reads at most this many pixels (the estimator holds ~6 float64 copies of them):
+# the whole image below it, NOISE_SAMPLE_CROP-square crops spread over a larger one.
+NOISE_SAMPLE_PIXELS = 2048 * 2048
+NOISE_SAMPLE_CROP = 512
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,27 @@ def _resolve_jpeg(image: LoadedImage, opts: RestoreOptions):
     return jpeg_info_for_quality(image.rgb, opts.jpeg, greyscale=image.mode == "L"), f"quality {opts.jpeg}"
 
 
-def _resolve_sigma(image: LoadedImage, opts: RestoreOptions, jpeg) -> tuple:
+def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, width: int) -> np.ndarray:
+    """The pixels ``--sigma auto`` is estimated from: the whole image up to NOISE_SAMPLE_PIXELS,
+    else a mosaic of NOISE_SAMPLE_CROP-square crops spread evenly over it (bounded memory and time
+    for a gigapixel scan). read(y0, y1, x0, x1) -> float (y1-y0, x1-x0, C) in [0, 1]."""
+    if height * width <= NOISE_SAMPLE_PIXELS:
+        return read(0, height, 0, width)
+    side = NOISE_SAMPLE_CROP
+    per_axis = int(np.sqrt(NOISE_SAMPLE_PIXELS)) // side
+    ys = np.linspace(0, max(height - side, 0), per_axis).astype(int) if height > side else [0]
+    xs = np.linspace(0, max(width - side, 0), per_axis).astype(int) if width > side else [0]
+    rows = [np.concatenate([read(y, min(y + side, height), x, min(x + side, width)) for x in xs], axis=1)
+            for y in ys]
+    return np.concatenate(rows, axis=0)
+
+
+def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
+    """(sigma or None, how it was decided) from the options and, for 'auto', ``noise_sample``'s pixels."""
     from .noise_level import estimate_sigma
     if opts.sigma != "auto":
         return float(opts.sigma), "given"
-    estimate = estimate_sigma(image.rgb)
+    estimate = estimate_sigma(sample)
     threshold = JPEG_NOISE_THRESHOLD if jpeg is not None else NOISE_THRESHOLD
     if estimate < threshold:
         return None, f"estimated {estimate:.1f}, below {threshold:g}"
@@ -112,7 +132,8 @@ def plan_restoration(image: LoadedImage, opts: RestoreOptions) -> RestorationPla
     opts.validate()
     h, w = image.rgb.shape[:2]
     jpeg, jpeg_source = _resolve_jpeg(image, opts)
-    sigma, sigma_source = _resolve_sigma(image, opts, jpeg)
+    sigma, sigma_source = resolve_sigma(noise_sample(lambda y0, y1, x0, x1: image.rgb[y0:y1, x0:x1], h, w),
+                                        opts, jpeg)
     blur = parse_blur(opts.blur) if opts.blur else None
     mask = read_mask(opts.mask, (h, w)) if opts.mask else None
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask)
@@ -130,13 +151,23 @@ def resolve_device(name: str):
 def restore_loaded(image: LoadedImage, plan: RestorationPlan, prior, solver: SolverConfig, *,
                    device=None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Restore ``image`` as ``plan`` says; float32 (H*scale, W*scale, 3) in [0, 1]."""
+    return restore_region(image.rgb, plan, prior, solver, jpeg=plan.jpeg, mask=plan.mask,
+                          greyscale=image.mode == "L", device=device, progress=progress, name=image.name)
+
+
+def restore_region(rgb: np.ndarray, plan: RestorationPlan, prior, solver: SolverConfig, *, jpeg, mask,
+                   greyscale: bool, device=None, progress: Optional[Callable[[int, int], None]] = None,
+                   name: str = "<image>") -> np.ndarray:
+    """MAP-restore observed pixels ``rgb`` float32 (h, w, 3) in [0, 1] (a whole image or one tile)
+    with the plan's noise, scale and blur and this region's own ``jpeg`` (JpegInfo of exactly
+    these pixels, or None) and ``mask`` (bool (h, w) or None); float32 (h*scale, w*scale, 3) in [0, 1]."""
     from .operators import build_forward_model
-    fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=plan.jpeg, scale=plan.scale, blur=plan.blur,
-                             mask=plan.mask, greyscale=image.mode == "L")
+    fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
+                             mask=mask, greyscale=greyscale)
     from .solver import map_restore
     result = map_restore(prior, fm, solver, device=device, progress=progress)
     if result.fell_back:
-        log.warning("%s: the optimiser failed; wrote the starting estimate instead", image.name)
+        log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
     out = result.x[0].permute(1, 2, 0).numpy()
     if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
         raise RuntimeError("restoration produced non-finite values")

@@ -37,7 +37,7 @@ def partial_paths(out_path) -> tuple[Path, Path]:
 def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int = 512,
                        overlap: int = 32, scale: int = 1, align: int = 8, resume: bool = False,
                        progress: Callable[[int, int], None] | None = None,
-                       run_key: str = "") -> None:
+                       run_key: str = "", loaded=None, bit_depth: int | None = None) -> None:
     """Restore image file ``in_path`` into ``out_path`` tile by tile (see ``tiling.restore_tiled``).
 
     restore_tile(tile_in float32 (h, w, 3) [0, 1], box_in (y0, y1, x0, x1)) -> float32
@@ -48,6 +48,9 @@ def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int =
     goes through ``flowrt.imageio`` (decoded once; written once at the end, like the input).
     resume: continue an interrupted run of the same input, options and ``run_key`` (the caller's
     description of model and restoration settings); without it, leftovers are deleted first.
+    loaded: ``in_path`` already decoded by ``flowrt.imageio.read_image``: not decoded again, and not
+    streamed even TIFF to TIFF (a TIFF only that reader handles, e.g. palette or planar).
+    bit_depth: 8 or 16 bits per output sample (default: as the input).
     Raises InputError for user mistakes; leaves no file at ``out_path`` unless it succeeded.
     """
     in_path, out_path = Path(in_path), Path(out_path)
@@ -55,12 +58,12 @@ def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int =
     partial, state = partial_paths(out_path)
     if not resume:
         _remove_leftovers(partial, state)
-    streaming = is_tiff(in_path) and out_path.suffix.lower() in _TIFF_SUFFIXES
+    streaming = loaded is None and is_tiff(in_path) and out_path.suffix.lower() in _TIFF_SUFFIXES
     if streaming:
         source, like = TiffSource(in_path), None
         source.cache_bytes = source.band_cache_bytes(tile // scale, tile // scale)
     else:
-        source, like = _read_whole(in_path)
+        source, like = _read_whole(in_path) if loaded is None else (ArraySource(loaded.rgb), loaded)
         if like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
             raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
     stat = in_path.stat()  # a changed input must not resume from the old one's tiles
@@ -69,12 +72,12 @@ def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int =
         TileGrid.plan(source.shape[0], source.shape[1], tile=tile, overlap=overlap, scale=scale,
                       align=align)
         out_shape = (source.shape[0] * scale, source.shape[1] * scale, source.shape[2])
-        sink = _open_sink(partial, state, out_shape, source, like, resume)
+        sink = _open_sink(partial, state, out_shape, source, like, resume, bit_depth)
         try:
             restore_tiled(source, sink, as_rgb(restore_tile, source.shape[2], scale),
                           tile=tile, overlap=overlap, scale=scale, align=align, progress=progress,
                           state_path=state, run_key=run_key)
-            _finish(sink, out_path, like)
+            _finish(sink, out_path, like, bit_depth)
         finally:
             sink.close()
     finally:
@@ -105,7 +108,7 @@ def _read_whole(in_path: Path):
     return ArraySource(like.rgb), like
 
 
-def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool):
+def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bit_depth=None):
     """A sink on ``partial``: reopened when resuming a matching run, else created afresh."""
     reopen = resume and partial.exists() and (state / "progress.npz").exists()
     if resume and not reopen:
@@ -115,8 +118,9 @@ def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool):
     if like is None:
         extra = {} if reopen else {"photometric": source.photometric,
                                    "iccprofile": source.iccprofile}
-        return TiffSink(partial, shape, source.dtype, reopen=reopen, **extra)
-    dtype = np.uint16 if like.bit_depth == 16 else np.uint8
+        dtype = {8: np.uint8, 16: np.uint16}.get(bit_depth, source.dtype)
+        return TiffSink(partial, shape, dtype, reopen=reopen, **extra)
+    dtype = np.uint16 if (bit_depth or like.bit_depth) == 16 else np.uint8
     try:
         return NpySink(partial, shape, dtype, reopen=reopen)
     except ValueError as exc:
@@ -141,11 +145,11 @@ def as_rgb(restore_tile: Callable, channels: int, scale: int) -> Callable:
     return restore
 
 
-def _finish(sink, out_path: Path, like) -> None:
+def _finish(sink, out_path: Path, like, bit_depth=None) -> None:
     """Move the complete output into place: rename the TIFF, or encode the .npy like the input."""
     if isinstance(sink, TiffSink):
         sink.finish(out_path)
         return
     from flowrt.imageio import write_image
     sink.flush()
-    write_image(str(out_path), to_unit_float(sink.load()), like)
+    write_image(str(out_path), to_unit_float(sink.load()), like, bit_depth=bit_depth)
