@@ -35,7 +35,8 @@ elif str(_REPO) not in sys.path:
 
 from benchmarks.metrics import ms_ssim, psnr, ssim  # noqa: E402
 from benchmarks.peers.base import upsampled_observation  # noqa: E402
-from benchmarks.protocol import TASKS, Degraded, list_photos, load_photo, write_degraded  # noqa: E402
+from benchmarks.protocol import (PHOTO_SUFFIXES, TASKS, Degraded, list_photos,  # noqa: E402
+                                 load_photo, write_degraded)
 from benchmarks.quality_report import (METHOD_ORDER, render_markdown, rounded,  # noqa: E402
                                        summarise, write_atomic)
 
@@ -57,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--crop", type=int, help="main set: centre crops of this side")
     parser.add_argument("--flowrt-args", default="", help='extra flowrt flags, e.g. "--iters 100"')
     parser.add_argument("--dip-photos", type=int, default=3, help="photos in the DIP set (0: none)")
-    parser.add_argument("--dip-crop", type=int, default=256, help="side of the DIP set's crops")
+    parser.add_argument("--dip-crop", type=int, default=128,
+                        help="side of the crop set's crops (DIP needs thousands of CPU steps to "
+                             "converge at 256; see benchmarks/README.md)")
     parser.add_argument("--dip-iters", type=int, default=400, help="Adam steps per DIP fit")
     parser.add_argument("--dip-width", type=int, default=32, help="DIP channels (paper: 128)")
     parser.add_argument("--crops-only", default="dip",
@@ -192,7 +195,7 @@ def flowrt_overhead(methods: dict, items: dict[str, list[Degraded]], scratch: Pa
     return round(seconds, 2)
 
 
-def environment(args: argparse.Namespace) -> dict:
+def environment() -> dict:
     import PIL
     import torch
 
@@ -207,53 +210,59 @@ def environment(args: argparse.Namespace) -> dict:
     return info
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def measure(args: argparse.Namespace, photos: list[Path], methods: dict, scratch: Path) -> dict:
+    """Degrade, tune, restore and score both image sets; the report's measured part."""
+    data_root = args.save_images or scratch
+    main_items = degrade_set(photos, args.tasks, args.crop, data_root / "main" / "degraded")
+    tuning = tune_tv(methods, main_items)
+    overhead = flowrt_overhead(methods, main_items, scratch)
+    size = "x".join(map(str, main_items[args.tasks[0]][0].clean.shape[1::-1]))
+    title = (f"{'Centre crops' if args.crop else 'Full photos'}: {_plural(len(photos), 'photo')} "
+             f"of {args.data.name} ({size} for the first)")
+    main_methods = {n: m for n, m in methods.items() if n not in args.crops_only}
+    sets = [{"label": "main", "title": title, "images": [p.name for p in photos], "crop": args.crop,
+             "results": run_set("main", main_items, main_methods, scratch, args.save_images)}]
+    if args.dip_photos > 0 and any(n in methods for n in args.crops_only):
+        crop_photos = list_photos(args.data, args.dip_photos)
+        crop_items = degrade_set(crop_photos, args.tasks, args.dip_crop,
+                                 data_root / "dip" / "degraded")
+        title = (f"Crop set: {args.dip_crop}x{args.dip_crop} centre crops of "
+                 f"{_plural(len(crop_photos), 'photo')}, every method (Deep Image Prior "
+                 f"included) on the same pixels")
+        sets.append({"label": "dip", "title": title, "images": [p.name for p in crop_photos],
+                     "crop": args.dip_crop,
+                     "results": run_set("dip", crop_items, methods, scratch, args.save_images)})
+    return {"sets": sets, "tv_tuning_seconds": tuning, "flowrt_overhead_seconds": overhead}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
         raise SystemExit(f"error: --data {args.data} is not a folder")
     photos = list_photos(args.data, args.limit)
     if not photos:
-        raise SystemExit(f"error: no photos (.png, .jpg, .tif, .bmp) in {args.data}")
+        raise SystemExit(f"error: no photos ({', '.join(PHOTO_SUFFIXES)}) in {args.data}")
     import torch
     torch.set_num_threads(args.threads)
     methods = build_methods(args)
-    main_methods = {n: m for n, m in methods.items() if n not in args.crops_only}
-    crop_set_wanted = args.dip_photos > 0 and any(n in methods for n in args.crops_only)
-    with tempfile.TemporaryDirectory(prefix="flowrt-quality-") as scratch_name:
-        scratch = Path(scratch_name)
-        data_root = args.save_images or scratch
-        sets, tuning = [], {}
-        main_items = degrade_set(photos, args.tasks, args.crop, data_root / "main" / "degraded")
-        tuning = tune_tv(methods, main_items)
-        overhead = flowrt_overhead(methods, main_items, scratch)
-        size = "x".join(map(str, main_items[args.tasks[0]][0].clean.shape[1::-1]))
-        title = (f"{'Centre crops' if args.crop else 'Full photos'}: {len(photos)} "
-                 f"photo{'s' * (len(photos) > 1)} "
-                 f"of {args.data.name} ({size} for the first)")
-        sets.append({"label": "main", "title": title, "images": [p.name for p in photos],
-                     "crop": args.crop,
-                     "results": run_set("main", main_items, main_methods, scratch, args.save_images)})
-        if crop_set_wanted:
-            dip_photos = list_photos(args.data, args.dip_photos)
-            dip_items = degrade_set(dip_photos, args.tasks, args.dip_crop, data_root / "dip" / "degraded")
-            title = (f"Crop set: {args.dip_crop}x{args.dip_crop} centre crops of "
-                     f"{len(dip_photos)} photo{'s' * (len(dip_photos) > 1)}, every method (Deep Image Prior included) on the "
-                     f"same pixels")
-            sets.append({"label": "dip", "title": title, "images": [p.name for p in dip_photos],
-                         "crop": args.dip_crop,
-                         "results": run_set("dip", dip_items, methods, scratch, args.save_images)})
-    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    report = {"command": command, "sets": sets, "crops_only": args.crops_only,
+    with tempfile.TemporaryDirectory(prefix="flowrt-quality-") as scratch:
+        measured = measure(args, photos, methods, Path(scratch))
+    arguments = sys.argv[1:] if argv is None else argv
+    report = {"command": "python benchmarks/quality.py " + shlex.join(arguments),
+              **measured, "crops_only": args.crops_only,
               "methods": {name: method.describe() for name, method in methods.items()},
-              "tv_tuning_seconds": tuning, "flowrt_overhead_seconds": overhead,
               "protocol": {"summary": PROTOCOL_SUMMARY,
                            "tasks": {t: vars(TASKS[t]) for t in args.tasks}},
-              "environment": environment(args)}
+              "environment": environment()}
     report = rounded(report)
     write_atomic(args.out / "quality.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
     write_atomic(args.out / "quality.md", render_markdown(report))
-    failed = sum(s["failed"] for image_set in sets for task in image_set["results"].values()
-                 for s in task.values())
+    failed = sum(summary["failed"] for image_set in report["sets"]
+                 for task in image_set["results"].values() for summary in task.values())
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'}"
           + (f"; {failed} restorations failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
