@@ -6,9 +6,14 @@ tile, never whole), then runs ``restore_file_tiled`` TIFF -> TIFF in a child pro
   identity: the tile unchanged (I/O, blending, resume state: everything but the prior);
   torch:    --iters pixel-space MAP gradient steps through a FlowModel (a checkpoint with --model,
             else an untrained tiny one), i.e. autograd through the flow at tile size, like the solver.
+  cli:      the real command, ``flowrt restore IN.tif -o OUT.tif --tile T --overlap O --iters N``
+            with the prior folder --model (default: the packaged prior), -v for its tile log.
+            ``--timeout S`` stops it with SIGINT (as Ctrl-C) after S seconds: peak RSS is then that of
+            the tiles done so far, and the full time is extrapolated from the measured tile rate.
+            RSS and tiles done are also sampled every --sample seconds (does the peak grow?).
 The identity figures isolate what grows with the image; the torch one shows the constant a real
-restore adds on top. Writes benchmarks/results/tiled_rss.json and .md. Usage:
-    python benchmarks/tiled_rss.py [--sides 4096 16384] [--restore identity|torch] [--note TEXT]
+restore adds on top. Writes benchmarks/results/tiled_rss_<restore>.json and .md. Usage:
+    python benchmarks/tiled_rss.py [--sides 4096 16384] [--restore identity|torch|cli] [--note TEXT]
 """
 from __future__ import annotations
 
@@ -94,6 +99,11 @@ def measure(side: int, args, scratch: Path) -> dict:
     start = time.perf_counter()
     synthetic_tiff(source, side)
     made = time.perf_counter() - start
+    if args.restore == "cli":
+        row = measure_cli(source, out, args, scratch)
+        for path in (source, out):
+            path.unlink(missing_ok=True)
+        return {"side": side, **row, "make_input_s": round(made, 1), "output_matches_input": None}
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", "--input", str(source),
            "--output", str(out), "--restore", args.restore, "--iters", str(args.iters),
            "--tile", str(args.tile), "--overlap", str(args.overlap)] + \
@@ -111,6 +121,76 @@ def measure(side: int, args, scratch: Path) -> dict:
             "make_input_s": round(made, 1), "output_matches_input": ok}
 
 
+_TILE_LINE = re.compile(r"tile (\d+)/(\d+), (\d+) s")
+
+
+def measure_cli(source: Path, out: Path, args, scratch: Path) -> dict:
+    """Run ``flowrt restore`` under /usr/bin/time (and ``timeout -s INT``), sampling RSS meanwhile."""
+    restore = [sys.executable, "-m", "flowrt.cli.main", "restore", str(source), "-o", str(out), "-v",
+               "--iters", str(args.iters), "--tile", str(args.tile), "--overlap", str(args.overlap)] + \
+        (["--model", args.model] if args.model else [])
+    cmd = ["/usr/bin/time", "-v"] + (["timeout", "-s", "INT", str(args.timeout)] if args.timeout else []) + restore
+    log_path = scratch / "restore.log"
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+        timeline = []
+        while proc.poll() is None:
+            time.sleep(min(args.sample, 1.0) if not timeline else args.sample)
+            timeline.append(sample(proc.pid, log_path, time.perf_counter() - start))
+    wall = time.perf_counter() - start
+    text = log_path.read_text()
+    ticks = [tuple(map(int, m)) for m in _TILE_LINE.findall(text)]
+    finished = proc.returncode == 0
+    if not finished and not (args.timeout and ticks):
+        sys.exit(f"flowrt restore failed (exit {proc.returncode}):\n{text[-3000:]}")
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)[1])
+    done, total, _ = ticks[-1] if ticks else (0, 0, 0)
+    rate = tile_rate(ticks)
+    return {"peak_rss_mib": round(peak_kb / 1024, 1), "restore_s": round(wall, 1), "finished": finished,
+            "tiles_done": done, "tiles_total": total, "s_per_tile": rate,
+            "extrapolated_restore_s": None if finished or rate is None else round(wall + rate * (total - done)),
+            "rss_timeline": [row for row in timeline if row]}
+
+
+def tile_rate(ticks) -> float | None:
+    """Seconds per tile between the first and last logged tile (the first includes start-up)."""
+    if len(ticks) < 2 or ticks[-1][0] == ticks[0][0]:
+        return None
+    return round((ticks[-1][2] - ticks[0][2]) / (ticks[-1][0] - ticks[0][0]), 2)
+
+
+def sample(root_pid: int, log_path: Path, elapsed: float) -> dict | None:
+    """The largest RSS (and its peak so far, VmHWM) among ``root_pid``'s descendants, tiles done."""
+    best = None
+    for pid in descendants(root_pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M))
+        if fields and (best is None or int(fields["VmHWM"]) > best[1]):
+            best = (int(fields["VmRSS"]), int(fields["VmHWM"]))
+    if best is None:
+        return None
+    ticks = _TILE_LINE.findall(log_path.read_text())
+    return {"s": round(elapsed), "tiles_done": int(ticks[-1][0]) if ticks else 0,
+            "rss_mib": round(best[0] / 1024), "peak_so_far_mib": round(best[1] / 1024)}
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        found += map(int, children)
+        todo += map(int, children)
+    return found
+
+
 def check_identity(source: Path, out: Path) -> bool:
     """Spot-check a few regions of the output against the input (identity restore)."""
     from flowrt.tiff_stream import TiffSource
@@ -123,9 +203,11 @@ def check_identity(source: Path, out: Path) -> bool:
 def markdown(report: dict) -> str:
     rows = report["runs"]
     lines = [f"# Peak RSS of a tiled TIFF -> TIFF restore (tile {report['tile']}, overlap "
-             f"{report['overlap']}, restore: {report['restore']})", "",
-             "| image | peak RSS MiB | vs smallest | restore s | output == input (identity only) |",
-             "| --- | --- | --- | --- | --- |"]
+             f"{report['overlap']}, restore: {report['restore']})", ""]
+    if report["restore"] == "cli":
+        return markdown_cli(report, lines)
+    lines += ["| image | peak RSS MiB | vs smallest | restore s | output == input (identity only) |",
+              "| --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(f"| {row['side']}x{row['side']} RGB | {row['peak_rss_mib']:.0f} | "
                      f"{row['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x | {row['restore_s']} | "
@@ -134,11 +216,32 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_cli(report: dict, lines: list) -> str:
+    rows = report["runs"]
+    lines += ["| image | peak RSS MiB | vs smallest | tiles done | s per tile | restore s | "
+              "full restore s (extrapolated if stopped) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        full = row["restore_s"] if row["finished"] else f"~{row['extrapolated_restore_s']} (stopped)"
+        lines.append(f"| {row['side']}x{row['side']} RGB | {row['peak_rss_mib']:.0f} | "
+                     f"{row['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x | {row['tiles_done']}/{row['tiles_total']} | "
+                     f"{row['s_per_tile']} | {row['restore_s']} | {full} |")
+    lines += ["", "RSS of the restoring process over time (MiB; peak so far in brackets):", ""]
+    for row in rows:
+        points = ", ".join(f"{p['s']} s / {p['tiles_done']} tiles: {p['rss_mib']} ({p['peak_so_far_mib']})"
+                           for p in row["rss_timeline"][::max(1, len(row["rss_timeline"]) // 12)])
+        lines.append(f"- {row['side']}^2: {points}")
+    lines += ["", f"{report['note']}", "", f"Command: `{report['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sides", type=int, nargs="+", default=[4096, 16384])
-    p.add_argument("--restore", choices=["identity", "torch"], default="identity")
-    p.add_argument("--model", default="", help="checkpoint for --restore torch (default: tiny untrained)")
+    p.add_argument("--restore", choices=["identity", "torch", "cli"], default="identity")
+    p.add_argument("--model", default="", help="checkpoint for --restore torch (default: tiny untrained); "
+                   "exported prior folder for --restore cli (default: the packaged prior)")
+    p.add_argument("--timeout", type=int, default=0, help="cli: stop a restore after this many seconds")
+    p.add_argument("--sample", type=float, default=10.0, help="cli: seconds between RSS samples")
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=32)
@@ -160,7 +263,7 @@ def main(argv=None) -> None:
             runs.append(measure(side, args, Path(tmp)))
             print(runs[-1], flush=True)
     report = {"restore": args.restore, "tile": args.tile, "overlap": args.overlap, "iters": args.iters,
-              "model": args.model or None, "note": args.note, "runs": runs,
+              "model": args.model or None, "timeout_s": args.timeout or None, "note": args.note, "runs": runs,
               "command": "python benchmarks/tiled_rss.py " + " ".join(argv or sys.argv[1:])}
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"tiled_rss_{args.restore}"
