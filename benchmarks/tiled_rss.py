@@ -11,6 +11,8 @@ tile, never whole), then runs ``restore_file_tiled`` TIFF -> TIFF in a child pro
             ``--timeout S`` stops it with SIGINT (as Ctrl-C) after S seconds: peak RSS is then that of
             the tiles done so far, and the full time is extrapolated from the measured tile rate.
             RSS and tiles done are also sampled every --sample seconds (does the peak grow?).
+            ``--chunks N`` continues a stopped run with ``--resume`` (up to N runs, each under
+            /usr/bin/time), so a restore longer than --timeout still completes; peak = max of the runs.
 The identity figures isolate what grows with the image; the torch one shows the constant a real
 restore adds on top. Writes benchmarks/results/tiled_rss_<restore>.json and .md. Usage:
     python benchmarks/tiled_rss.py [--sides 4096 16384] [--restore identity|torch|cli] [--note TEXT]
@@ -125,10 +127,29 @@ _TILE_LINE = re.compile(r"tile (\d+)/(\d+), (\d+) s")
 
 
 def measure_cli(source: Path, out: Path, args, scratch: Path) -> dict:
-    """Run ``flowrt restore`` under /usr/bin/time (and ``timeout -s INT``), sampling RSS meanwhile."""
+    """Run ``flowrt restore`` (and, with --chunks N, up to N-1 ``--resume`` runs after a timeout)."""
+    chunks, offset = [], 0.0
+    while True:
+        chunks.append(run_cli_once(source, out, args, scratch, resume=bool(chunks), offset=offset))
+        offset += chunks[-1]["wall"]
+        if chunks[-1]["finished"] or len(chunks) >= args.chunks:
+            break
+    last, wall = chunks[-1], sum(c["wall"] for c in chunks)
+    rates = [c["rate"] for c in chunks if c["rate"] is not None]
+    rate = round(float(np.median(rates)), 2) if rates else None
+    done, total = max((c["done"], c["total"]) for c in chunks)  # a run stopped before its first tile logs none
+    return {"peak_rss_mib": max(c["peak_mib"] for c in chunks), "restore_s": round(wall, 1),
+            "finished": last["finished"], "runs": len(chunks), "run_peaks_mib": [c["peak_mib"] for c in chunks],
+            "tiles_done": done, "tiles_total": total, "s_per_tile": rate,
+            "extrapolated_restore_s": None if last["finished"] or rate is None else round(wall + rate * (total - done)),
+            "rss_timeline": [row for c in chunks for row in c["timeline"]]}
+
+
+def run_cli_once(source: Path, out: Path, args, scratch: Path, *, resume: bool, offset: float) -> dict:
+    """One ``flowrt restore`` under /usr/bin/time (and ``timeout -s INT``), sampling RSS meanwhile."""
     restore = [sys.executable, "-m", "flowrt.cli.main", "restore", str(source), "-o", str(out), "-v",
                "--iters", str(args.iters), "--tile", str(args.tile), "--overlap", str(args.overlap)] + \
-        (["--model", args.model] if args.model else [])
+        (["--model", args.model] if args.model else []) + (["--resume"] if resume else [])
     cmd = ["/usr/bin/time", "-v"] + (["timeout", "-s", "INT", str(args.timeout)] if args.timeout else []) + restore
     log_path = scratch / "restore.log"
     start = time.perf_counter()
@@ -137,20 +158,17 @@ def measure_cli(source: Path, out: Path, args, scratch: Path) -> dict:
         timeline = []
         while proc.poll() is None:
             time.sleep(min(args.sample, 1.0) if not timeline else args.sample)
-            timeline.append(sample(proc.pid, log_path, time.perf_counter() - start))
+            timeline.append(sample(proc.pid, log_path, time.perf_counter() - start + offset))
     wall = time.perf_counter() - start
     text = log_path.read_text()
     ticks = [tuple(map(int, m)) for m in _TILE_LINE.findall(text)]
     finished = proc.returncode == 0
-    if not finished and not (args.timeout and ticks):
+    if not finished and not (args.timeout and proc.returncode == 124):  # 124: stopped by timeout
         sys.exit(f"flowrt restore failed (exit {proc.returncode}):\n{text[-3000:]}")
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)[1])
     done, total, _ = ticks[-1] if ticks else (0, 0, 0)
-    rate = tile_rate(ticks)
-    return {"peak_rss_mib": round(peak_kb / 1024, 1), "restore_s": round(wall, 1), "finished": finished,
-            "tiles_done": done, "tiles_total": total, "s_per_tile": rate,
-            "extrapolated_restore_s": None if finished or rate is None else round(wall + rate * (total - done)),
-            "rss_timeline": [row for row in timeline if row]}
+    return {"peak_mib": round(peak_kb / 1024, 1), "wall": wall, "finished": finished, "done": done,
+            "total": total, "rate": tile_rate(ticks), "timeline": [row for row in timeline if row]}
 
 
 def tile_rate(ticks) -> float | None:
@@ -218,13 +236,14 @@ def markdown(report: dict) -> str:
 
 def markdown_cli(report: dict, lines: list) -> str:
     rows = report["runs"]
-    lines += ["| image | peak RSS MiB | vs smallest | tiles done | s per tile | restore s | "
-              "full restore s (extrapolated if stopped) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| image | peak RSS MiB | vs smallest | runs (peak MiB each) | tiles done | s per tile | restore s | "
+              "full restore s (extrapolated if stopped) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         full = row["restore_s"] if row["finished"] else f"~{row['extrapolated_restore_s']} (stopped)"
+        peaks = ", ".join(f"{p:.0f}" for p in row["run_peaks_mib"])
         lines.append(f"| {row['side']}x{row['side']} RGB | {row['peak_rss_mib']:.0f} | "
-                     f"{row['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x | {row['tiles_done']}/{row['tiles_total']} | "
-                     f"{row['s_per_tile']} | {row['restore_s']} | {full} |")
+                     f"{row['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x | {row['runs']} ({peaks}) | "
+                     f"{row['tiles_done']}/{row['tiles_total']} | {row['s_per_tile']} | {row['restore_s']} | {full} |")
     lines += ["", "RSS of the restoring process over time (MiB; peak so far in brackets):", ""]
     for row in rows:
         points = ", ".join(f"{p['s']} s / {p['tiles_done']} tiles: {p['rss_mib']} ({p['peak_so_far_mib']})"
@@ -242,6 +261,8 @@ def parse_args(argv):
                    "exported prior folder for --restore cli (default: the packaged prior)")
     p.add_argument("--timeout", type=int, default=0, help="cli: stop a restore after this many seconds")
     p.add_argument("--sample", type=float, default=10.0, help="cli: seconds between RSS samples")
+    p.add_argument("--chunks", type=int, default=1, help="cli: after a --timeout stop, continue with "
+                   "--resume, up to this many runs in all (each one measured by /usr/bin/time)")
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=32)
