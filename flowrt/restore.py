@@ -8,7 +8,7 @@ with the MAP solver, whole or tile by tile.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -164,7 +164,9 @@ def restore_region(rgb: np.ndarray, plan: RestorationPlan, prior, solver: Solver
     from .operators import build_forward_model
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    from .solver import map_restore
+    from .solver import map_restore, step_for_noise
+    if solver.lr is None:
+        solver = replace(solver, lr=step_for_noise(plan.sigma))
     result = map_restore(prior, fm, solver, device=device, progress=progress)
     if result.fell_back:
         log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
