@@ -164,9 +164,11 @@ def restore_region(rgb: np.ndarray, plan: RestorationPlan, prior, solver: Solver
     from .operators import build_forward_model
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    from .solver import map_restore, step_for_noise
+    from .solver import map_restore, start_blur_for_noise, step_for_noise
     if solver.lr is None:
         solver = replace(solver, lr=step_for_noise(plan.sigma))
+    if solver.start_blur is None:
+        solver = replace(solver, start_blur=start_blur_for_noise(plan.sigma, jpeg is not None))
     result = map_restore(prior, fm, solver, device=device, progress=progress)
     if result.fell_back:
         log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
