@@ -106,7 +106,8 @@ def _write(out: Path, rows, args, photos) -> None:
     for r in rows:
         lines.append(f"| {r['task']} | {r['variant']} | {r['psnr']:.2f} | {r['input_psnr']:.2f} | {r['seconds']:.1f} |")
     lines += ["", f"Command: `python benchmarks/map_settings.py --data {args.data} --crop {args.crop} "
-              f"--limit {args.limit} --tasks {args.tasks}`"]
+              f"--limit {args.limit} --tasks {args.tasks}" + (f" --variants {args.variants}" if args.variants else "")
+              + f" --threads {args.threads}`"]
     (out / "map_settings.md").write_text("\n".join(lines) + "\n")
 
 
