@@ -92,7 +92,30 @@ def flowrt_restore(src: Path, out: Path, args, *tiling: str) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def measure_cli(path: Path, args, scratch: Path) -> dict:
+def code_fingerprint() -> str:
+    """sha256 of the runtime and CLI sources: the restores of one photo must all run the same code
+    (others commit to the working tree while a benchmark runs; a solver change between the whole
+    and the tiled restore once made them differ by 1 dB)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted([*(ROOT / "flowrt").rglob("*.py"), *(ROOT / "cli").glob("*.py")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def measure_cli(path: Path, args, scratch: Path, attempts: int = 3) -> dict:
+    """``measure_cli_once``, repeated while the code changed under its runs."""
+    for _ in range(attempts):
+        before = code_fingerprint()
+        row = measure_cli_once(path, args, scratch)
+        if code_fingerprint() == before:
+            row["code"] = before
+            return row
+        print(f"{path.name}: flowrt's code changed during its restores; measuring again", flush=True)
+    sys.exit(f"{path.name}: the code kept changing; no consistent measurement")
+
+
+def measure_cli_once(path: Path, args, scratch: Path) -> dict:
     """Whole vs tiled restores of one noisy photo by the real ``flowrt restore``."""
     clean, noisy = noisy_photo(path)
     src = scratch / "noisy.png"
@@ -129,7 +152,8 @@ def markdown(report: dict) -> str:
                      f"{_num(s['tiled_no_overlap'])} | **{v['tiled']:.3f}** | {_num(v['tiled_no_overlap'])} | "
                      f"{p['whole']:.2f} | {p['tiled']:.2f} | {r['max_abs_tiled_vs_whole']:.4f} |")
     stand_in = (f"Restorer: flowrt restore --sigma 25 (model {report.get('model') or 'packaged default'}, "
-                f"iters {report.get('iters') or 'default'}); mean |tiled - whole| per photo: "
+                f"iters {report.get('iters') or 'default'}; commit {report.get('commit')}, sources "
+                f"{', '.join(sorted({r.get('code', '?') for r in report['photos']}))}); mean |tiled - whole| per photo: "
                 + ", ".join(f"{r['mean_abs_tiled_vs_whole'] * 255:.2f}" for r in report["photos"])
                 + " levels (0-255); seconds whole / tiled: "
                 + ", ".join(f"{r['seconds']['whole']} / {r['seconds']['tiled']}" for r in report["photos"])
@@ -156,9 +180,16 @@ def main(argv=None) -> None:
     photos = sorted(Path(args.val).glob("*.png"))[:args.photos]
     if not photos:
         sys.exit(f"no PNG photos in {args.val}")
-    report = {"restore": args.restore, "tile": args.tile, "overlap": args.overlap,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    report = {"restore": args.restore, "tile": args.tile, "overlap": args.overlap, "commit": commit,
               "model": args.model or None, "iters": args.iters or None, "photos": [],
               "command": "python benchmarks/tiled_seams.py " + " ".join(argv or sys.argv[1:])}
+    if args.restore == "cli":
+        import dataclasses
+
+        from flowrt.solver import SolverConfig
+        report["solver_defaults"] = dataclasses.asdict(SolverConfig())
     name = "tiled_seams" + ("_cli" if args.restore == "cli" else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="flowrt_seams_") as scratch:

@@ -226,7 +226,7 @@ def test_interrupted_run_leaves_no_output_and_resumes_to_the_same_image(restore,
 
     calls.clear()
     monkeypatch.setattr(restore_tiled, "restore_region", counted)
-    refused = restore(src, out, *TILED, "--resume", "--lam", "0.5")  # other options: not this run
+    refused = restore(src, out, *TILED, "--resume", "--lam", "0.123")  # other options: not this run
     assert refused.exit_code == 1 and "other options" in refused.output and not out.exists()
     ok(restore(src, out, *TILED, "--resume"))
     assert len(calls) == 12 - 6  # 12 tiles; the 6 finished before the interruption are not redone
