@@ -29,7 +29,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth,
     tiling = build_tiling(tile, overlap, resume)
     from flowrt.batch import BatchJob, run_batch
     from flowrt.models import load_torch_prior
-    from flowrt.restore import resolve_device
+    from flowrt.device import resolve_device
     from flowrt.restore_tiled import model_key
 
     job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)

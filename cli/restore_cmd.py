@@ -26,7 +26,7 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overla
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
     from flowrt.models import load_torch_prior
-    from flowrt.restore import resolve_device
+    from flowrt.device import resolve_device
     from flowrt.restore_tiled import model_key, prepare_restore, run_restore
 
     job = prepare_restore(input_path, output_path, opts, tiling, bit_depth=int(bit_depth) if bit_depth else None)

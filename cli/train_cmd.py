@@ -27,13 +27,11 @@ def train(config_path, resume, verbose, **overrides):
     """Train a flow prior; CLI flags override the config file's keys."""
     setup_logging(max(verbose, 1))
     from flowrt.train.config import load_yaml, override
-    from flowrt.train.loop import resolve_device, train as run_training
+    from flowrt.device import resolve_device
+    from flowrt.train.loop import train as run_training
 
     cfg = override(load_yaml(config_path), **overrides).validate()
-    try:
-        resolve_device(cfg.run.device)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    resolve_device(cfg.run.device)  # fail on an impossible --device before loading any data
     last = run_training(cfg, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:   # under torchrun only rank 0 reports
         return

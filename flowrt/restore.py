@@ -139,15 +139,6 @@ def plan_restoration(image: LoadedImage, opts: RestoreOptions) -> RestorationPla
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask)
 
 
-def resolve_device(name: str):
-    import torch
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but CUDA is not available here")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def restore_loaded(image: LoadedImage, plan: RestorationPlan, prior, solver: SolverConfig, *,
                    device=None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Restore ``image`` as ``plan`` says; float32 (H*scale, W*scale, 3) in [0, 1]."""

@@ -17,6 +17,8 @@ from typing import Dict, Optional
 import torch
 import torch.distributed as dist
 
+from flowrt.device import resolve_device
+
 from .checkpoint import FORMAT, CheckpointError, atomic_save, check_architecture, read_checkpoint
 from .config import TrainConfig, to_dict
 from .data import dequantize, fixed_crops, load_folder, random_crops
@@ -32,14 +34,6 @@ def lr_at(step: int, cfg) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but CUDA is not available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _dist_setup(device: torch.device):
