@@ -49,7 +49,9 @@ _OPTIONS = [
     click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported prior folder (default: the packaged prior)."),
     click.option("--space", type=click.Choice(["image", "latent"]), default=None, help="Optimise over the image (default) or the flow's latent."),
     click.option("--iters", type=click.IntRange(min=0), default=None, help="MAP iterations."),
-    click.option("--lam", type=click.FloatRange(min=0), default=None, help="Prior weight lambda."),
+    click.option("--lam", type=click.FloatRange(min=0), default=None, help="Prior weight lambda, per observed pixel."),
+    click.option("--coarse-prior", type=click.FloatRange(min=0), default=None,
+                 help="With --scale > 1: weight (times lambda) of the prior on the estimate downsampled back to the input's grid."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     click.option("--seed", type=int, default=None, help="Random seed."),
     click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None, help="Output bits per sample (default: as the input)."),
@@ -63,14 +65,14 @@ def restoration_options(func):
     return func
 
 
-def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, device, seed):
+def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prior, device, seed):
     """RestoreOptions from the CLI values (None: keep the library default)."""
     import dataclasses
 
     from flowrt.restore import RestoreOptions
     from flowrt.solver import SolverConfig
 
-    given = {"space": space, "iters": iters, "lam": lam, "seed": seed}
+    given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed}
     solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
     return RestoreOptions(sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, solver=solver,
                           device=device).validate()

@@ -36,7 +36,8 @@ class SolverConfig:
     """MAP settings; defaults chosen on ../shared/data/val (benchmarks/results/map_settings.md)."""
     space: str = "image"
     iters: int = 150
-    lam: float = 0.5            # weight of -log p(x) against the data term
+    lam: float = 0.5            # weight of the prior per observed pixel (see _Objective)
+    coarse_prior: float = 0.6   # upscaling only: weight of -log p(D x) relative to lam (see _Objective)
     lr: Optional[float] = None  # image space: Adam step in [0,1] units; None: step_for_noise(sigma)
     start_blur: Optional[float] = None  # std (px) smoothing the start; None: start_blur_for_noise(sigma)
     lr_latent: float = 0.002    # latent space: Adam step in latent (N(0,1)) units
@@ -54,6 +55,8 @@ class SolverConfig:
             raise InputError("--iters must be >= 0")
         if not math.isfinite(self.lam) or self.lam < 0:  # nan passes a plain `< 0` test
             raise InputError(f"--lam must be a finite number >= 0, got {self.lam}")
+        if not math.isfinite(self.coarse_prior) or self.coarse_prior < 0:
+            raise InputError(f"coarse_prior must be a finite number >= 0, got {self.coarse_prior}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"the step size must be a finite number > 0, got {self.lr}")
         if self.start_blur is not None and not (math.isfinite(self.start_blur) and 0 <= self.start_blur <= 20):
@@ -120,10 +123,22 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class _Objective:
-    """E = data_nll(crop(x)) + lam * prior_nll(x), with x from the chosen parametrisation."""
+    """E = data_nll(crop(x)) + lam / s^2 * prior_nll(x) + lam * coarse_prior * prior_nll(D crop(x)).
+
+    s is the forward model's upscaling factor and D its own downsampler. The data term counts
+    h*w observed pixels, the prior H*W = s^2 h w restored ones, so lam weighs the prior per
+    observed pixel and one lam serves every scale. When upscaling, the noise was added on the
+    observation's grid: there it is white and the prior sees it as noise, while on the restored
+    grid it has become smooth blobs the prior barely penalises; so the prior is also applied to
+    the estimate brought back to that grid (benchmarks/results/map_settings.md: +0.5-1.5 dB on
+    smooth val photos of the multi task, and the texture kept by the lighter full-size term).
+    """
 
     def __init__(self, prior, forward_model, cfg: SolverConfig, size, latent_scale=None):
         self.prior, self.fm, self.cfg, self.size = prior, forward_model, cfg, size
+        scale = int(getattr(forward_model, "scale", 1))
+        self.lam_full = cfg.lam / scale ** 2
+        self.lam_coarse = cfg.lam * cfg.coarse_prior if scale > 1 else 0.0
         # latent space optimises v with u = v * latent_scale: Adam's per-entry step in u
         # is then lr * latent_scale, which is how levels get their own step sizes.
         self.latent_scale = latent_scale
@@ -146,7 +161,11 @@ class _Objective:
             x, logdet_gen = self.prior.inverse(u)
             prior_nll = 0.5 * u.pow(2).flatten(1).sum(1) + logdet_gen
         data_nll = self.fm.nll(x[..., :h, :w])
-        return (data_nll + self.cfg.lam * prior_nll).sum()
+        energy = data_nll + self.lam_full * prior_nll
+        if self.lam_coarse:
+            coarse = self.fm.at_observed_scale(x[..., :h, :w])
+            energy = energy - self.lam_coarse * self.prior.log_prob(pad_to_multiple(coarse, self.prior.multiple))
+        return energy.sum()
 
 
 def _latent_scale(model, cfg: SolverConfig, shape, device) -> Optional[torch.Tensor]:

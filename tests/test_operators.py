@@ -299,6 +299,10 @@ def test_full_chain_gradient_and_shapes():
     start = fm.initial_estimate()
     assert start.shape == (1, 3, 14, 18) and 0 <= float(start.min()) and float(start.max()) <= 1
     assert fm.nll(start.expand(3, -1, -1, -1)).shape == (3,)
+    # the coarse prior's view: the downsampler alone, without the blur before it or the mask after
+    x = torch.rand(1, 3, 14, 18, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fm.at_observed_scale(x), fm.stages[1].apply(x))
+    assert build_forward_model(y, sigma=8).at_observed_scale(x[..., :7, :9]) is None
     fm.to(dtype=torch.float64)
     _gradcheck(fm.nll, (1, 3, 14, 18))
 

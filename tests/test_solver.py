@@ -128,9 +128,23 @@ def test_pad_to_multiple_on_odd_sizes(h, w):
 
 def test_solver_config_refuses_bad_values():
     for bad in (dict(space="pixels"), dict(iters=-1), dict(lam=-0.1), dict(lam=float("nan")),
-                dict(lam=float("inf")), dict(average_tail=1.5)):
+                dict(lam=float("inf")), dict(average_tail=1.5), dict(coarse_prior=-1.0),
+                dict(coarse_prior=float("nan"))):
         with pytest.raises(InputError):
             replace(SolverConfig(), **bad).validate()
+
+
+def test_coarse_prior_acts_only_when_upscaling(prior):
+    """The prior on D x enters the objective for --scale 2 and is ignored at scale 1."""
+    def restore(fm, coarse):
+        return map_restore(prior, fm, SolverConfig(iters=4, coarse_prior=coarse)).x
+    small = noisy_photo(10, 12, sigma_255=8.0)
+    upscale = build_forward_model(small, sigma=8.0, scale=2)
+    with_coarse, without = restore(upscale, 0.6), restore(upscale, 0.0)
+    assert with_coarse.shape == (1, 3, 20, 24) and torch.isfinite(with_coarse).all()
+    assert not torch.equal(with_coarse, without)
+    same_size = build_forward_model(small, sigma=8.0)
+    assert torch.equal(restore(same_size, 0.6), restore(same_size, 0.0))
 
 
 @pytest.mark.cuda

@@ -58,6 +58,14 @@ class ForwardModel(TensorHolder):
         """-log p(y | x), (B,) nats, constants dropped."""
         return self.likelihood.nll(self.apply(x))
 
+    def at_observed_scale(self, x: Tensor) -> Optional[Tensor]:
+        """x (B, 3, H, W) brought to the observation's grid by the chain's own downsampler alone
+        (no blur, no mask): (B, 3, h, w); None when the chain does not downsample."""
+        for stage in self.stages:
+            if isinstance(stage, BicubicDownsample):
+                return stage.apply(x)
+        return None
+
     def initial_estimate(self) -> Tensor:
         """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
 
