@@ -369,3 +369,36 @@ def test_log_ndtr_matches_torch():
     value = log_ndtr(far)
     value.sum().backward()
     assert bool(torch.isfinite(value).all() and torch.isfinite(far.grad).all())
+
+
+# ---------------------------------------------------------------- expected misfit (discrepancy principle)
+
+def test_gaussian_expected_nll_matches_drawn_observations():
+    """Half a nat per observed value; the nll of the truth against noisy draws lands on it."""
+    rng = np.random.default_rng(5)
+    clean = rng.random((21, 17, 3)).astype(np.float32)
+    keep = rng.random((21, 17)) > 0.3
+    noisy = (clean + rng.normal(0, 10 / 255, clean.shape)).astype(np.float32)  # unclipped: the model's story
+    fm = build_forward_model(np.clip(noisy, 0, 1), sigma=10, mask=keep)
+    fm.likelihood.y = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+    expected = float(fm.expected_nll(to_tensor(clean)))
+    assert expected == pytest.approx(0.5 * keep.sum() * 3)
+    assert float(fm.nll(to_tensor(clean))) == pytest.approx(expected, rel=0.15)  # sigma includes the floor
+    assert build_forward_model(noisy.clip(0, 1)).expected_nll(to_tensor(clean)) is None  # no noise level given
+
+
+def test_jpeg_expected_nll_matches_a_real_noisy_jpeg():
+    """Noise 8 added to a photo-like image before Pillow's JPEG: the truth's misfit is what the model expects."""
+    clean = smooth_image(48, 64, 3)
+    rng = np.random.default_rng(9)
+    noisy = np.clip(np.round(clean + rng.normal(0, 8, clean.shape)), 0, 255).astype(np.uint8)
+    data = jpeg_bytes(noisy, quality=50)
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float32) / 255
+    fm = build_forward_model(decoded, sigma=8, jpeg=read_jpeg_info(data))
+    truth = to_tensor(clean)
+    expected = fm.expected_nll(truth)
+    assert expected.shape == (1,) and float(expected) > 0
+    assert float(fm.nll(truth)) == pytest.approx(float(expected), rel=0.25)
+    assert torch.equal(fm.expected_nll(truth), expected)  # fixed seed: the same answer twice
+    quantised_only = build_forward_model(decoded, jpeg=read_jpeg_info(data))
+    assert quantised_only.expected_nll(truth) is None

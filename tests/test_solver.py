@@ -154,3 +154,14 @@ def test_cuda_path_returns_a_finite_cpu_image(space, tiny_prior, forward_model):
     result = map_restore(prior, forward_model, SolverConfig(space=space, iters=4), device=torch.device("cuda"))
     assert result.x.device.type == "cpu" and result.x.shape == (1, 3, H, W)
     assert torch.isfinite(result.x).all() and not result.fell_back
+
+
+def test_discrepancy_keeps_the_misfit_near_what_the_noise_explains(prior):
+    """With a prior weight far too high, the estimate leaves the data; the discrepancy principle
+    raises the data term's weight, pulling the misfit back towards its expected value."""
+    fm = build_forward_model(noisy_photo(sigma_255=15.0), sigma=15.0)
+    def misfit(discrepancy):
+        x = map_restore(prior, fm, SolverConfig(iters=60, lam=50.0, discrepancy=discrepancy)).x
+        return float(fm.nll(x) / fm.expected_nll(x))
+    free, held = misfit(0.0), misfit(1.0)
+    assert held < 0.7 * free  # 2.7x -> 1.8x its expectation in 60 iterations on the tiny prior

@@ -49,3 +49,8 @@ class Likelihood(TensorHolder):
 
     def nll(self, z: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def expected_nll(self, z: Tensor) -> Optional[Tensor]:
+        """E[nll(z)] over observations y drawn from this model at z, (B,) nats; None when the
+        model was given no noise level (its misfit then says nothing about over-smoothing)."""
+        return None

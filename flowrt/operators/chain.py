@@ -58,6 +58,10 @@ class ForwardModel(TensorHolder):
         """-log p(y | x), (B,) nats, constants dropped."""
         return self.likelihood.nll(self.apply(x))
 
+    def expected_nll(self, x: Tensor) -> Optional[Tensor]:
+        """E[nll(x)] over observations the model would draw at x, (B,); None without a noise level."""
+        return self.likelihood.expected_nll(self.apply(x))
+
     def at_observed_scale(self, x: Tensor) -> Optional[Tensor]:
         """x (B, 3, H, W) brought to the observation's grid by the chain's own downsampler alone
         (no blur, no mask): (B, 3, h, w); None when the chain does not downsample."""
@@ -122,6 +126,7 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
             raise InputError(f"the JPEG is {jpeg.width}x{jpeg.height} but the observed image is {w}x{h}")
         likelihood: Likelihood = JpegLikelihood(jpeg, sigma, None if mask is None else keep)
     else:
-        likelihood = GaussianLikelihood(y, sigma_255, None if mask is None else keep, greyscale)
+        likelihood = GaussianLikelihood(y, sigma_255, None if mask is None else keep, greyscale,
+                                        noise_given=bool(sigma))
     observed_mask = torch.from_numpy(keep.astype(np.float32))[None, None]
     return ForwardModel(stages, likelihood, observed, observed_mask, restored, scale)

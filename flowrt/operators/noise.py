@@ -38,7 +38,7 @@ class GaussianLikelihood(Likelihood):
     """
 
     def __init__(self, y: np.ndarray, sigma_255: float, weight: Optional[np.ndarray] = None,
-                 greyscale: bool = False):
+                 greyscale: bool = False, noise_given: bool = False):
         target = torch.from_numpy(np.ascontiguousarray(y, np.float32)).permute(2, 0, 1)[None]
         self.greyscale = greyscale
         self.y = target[:, :1] if greyscale else target
@@ -46,9 +46,17 @@ class GaussianLikelihood(Likelihood):
         w = np.ones(y.shape[:2], np.float32) if weight is None else np.asarray(weight, np.float32)
         self.weight = torch.from_numpy(np.ascontiguousarray(w))[None, None]
         self.luma = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        self.noise_given = noise_given
 
     def nll(self, z: Tensor) -> Tensor:
         if self.greyscale:
             z = (z * self.luma).sum(1, keepdim=True)
         r = (z - self.y) * self.weight
         return r.pow(2).flatten(1).sum(1) / (2 * self.sigma ** 2)
+
+    def expected_nll(self, z: Tensor) -> Optional[Tensor]:
+        """Half a nat per observed value: E[r^2 / 2 sigma^2] for r ~ N(0, sigma^2)."""
+        if not self.noise_given:
+            return None
+        count = float(self.weight.sum()) * self.y.shape[1]
+        return z.new_full((z.shape[0],), 0.5 * count)
