@@ -29,6 +29,8 @@ VARIANTS = [
     ("image, lam 1.0", {"lam": 1.0}),
     ("image, no coarse prior", {"coarse_prior": 0.0}),
     ("image, coarse prior 1.0", {"coarse_prior": 1.0}),
+    ("image, no discrepancy rule", {"discrepancy": 0.0}),
+    ("image, discrepancy 1.0", {"discrepancy": 1.0}),
     ("image, 50 iters", {"iters": 50}),
     ("image, 200 iters", {"iters": 200}),
     ("latent, warm start", {"space": "latent"}),

@@ -47,7 +47,7 @@ class SolverConfig:
     warmup: int = 5             # iterations of linear lr warm-up
     latent_warm_start: float = 0.5  # latent space: this fraction of iters runs in image space first
     average_tail: float = 0.25  # fraction of final iterates averaged into the answer
-    discrepancy: float = 1.0    # data misfit allowed, in multiples of its expected value (0: off)
+    discrepancy: float = 0.8    # data misfit allowed, in multiples of its expected value (0: off)
     max_retries: int = 3        # NaN guard: restarts with half the step before falling back
     seed: int = 0
 
