@@ -61,7 +61,7 @@ class SolverConfig:
         if not math.isfinite(self.discrepancy) or self.discrepancy < 0:
             raise InputError(f"discrepancy must be a finite number >= 0, got {self.discrepancy}")
         if not math.isfinite(self.coarse_prior) or self.coarse_prior < 0:
-            raise InputError(f"coarse_prior must be a finite number >= 0, got {self.coarse_prior}")
+            raise InputError(f"--coarse-prior must be a finite number >= 0, got {self.coarse_prior}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"the step size must be a finite number > 0, got {self.lr}")
         if self.start_blur is not None and not (math.isfinite(self.start_blur) and 0 <= self.start_blur <= 20):

@@ -296,6 +296,10 @@ def _nan_lambda(tmp_path, images):  # was accepted and silently fell back to the
     return [images["png"], "-o", tmp_path / "out.png", "--lam", "nan"], "--lam"
 
 
+def _nan_coarse_prior(tmp_path, images):
+    return [images["png"], "-o", tmp_path / "out.png", "--scale", "2", "--coarse-prior", "nan"], "--coarse-prior"
+
+
 def _jpeg_quality_on_jpeg(tmp_path, images):
     return [images["jpg"], "-o", tmp_path / "out.png", "--jpeg", "50"], "its own tables"
 
@@ -319,6 +323,7 @@ def _alpha_into_jpeg(tmp_path, images):
 
 BAD_INPUTS = [_truncated, _header_only, _zero_size, _not_an_image, _missing, _mask_wrong_size,
               _mask_hides_everything, _unknown_model, _not_a_model, _negative_sigma, _huge_sigma, _nan_lambda,
+              _nan_coarse_prior,
               _jpeg_quality_on_jpeg, _bad_blur, _output_into_missing_folder, _unknown_output_suffix, _alpha_into_jpeg]
 
 

@@ -1,0 +1,74 @@
+"""Seconds per 512x512 image for `flowrt restore` at default settings, and iterations per second.
+
+    OMP_NUM_THREADS=1 python benchmarks/restore_speed.py --data ../shared/data/val --photo plasma_Kite.png
+
+Degrades the photo's 512x512 centre crop with the noise task (sigma 25, benchmarks/protocol.py), then
+times the real CLI in a fresh process per run: once with `--iters 0` (start-up, model load, I/O)
+and once at default settings. Iterations/s = iterations / (full - zero-iteration wall time).
+Peak RSS is the child's ru_maxrss. Writes results/restore_speed.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
+
+ITERATIONS = 150  # SolverConfig().iters, restated so the table can say it
+
+
+def timed_restore(src: Path, out: Path, extra: list[str]) -> float:
+    """Wall seconds of one `flowrt restore` child process (raises on failure)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), "--sigma", "25", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"flowrt restore failed: {proc.stderr.strip()}")
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/val"))
+    ap.add_argument("--photo", default="plasma_Kite.png")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args(argv)
+    from PIL import Image
+    task = TASKS["noise"]
+    reference, encoded = degrade(load_photo(args.data / args.photo, 512), task, seed_for(task.name, args.photo))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "n512.png"
+        src.write_bytes(encoded)
+        overhead = timed_restore(src, Path(tmp) / "zero.png", ["--iters", "0"])
+        full = timed_restore(src, Path(tmp) / "out.png", [])
+        assert Image.open(Path(tmp) / "out.png").size == (512, 512)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report = {"photo": args.photo, "size": [512, 512], "iterations": ITERATIONS, "wall_s": round(full, 1),
+              "overhead_s": round(overhead, 1), "iterations_per_s": round(ITERATIONS / (full - overhead), 2),
+              "peak_rss_mib": round(peak_mib), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+              "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "restore_speed.json").write_text(json.dumps(report, indent=2))
+    (args.out / "restore_speed.md").write_text(
+        "# flowrt restore at default settings, 512x512 (this CPU)\n\n"
+        f"`flowrt restore n512.png -o out.png --sigma 25` on the 512x512 centre crop of `{args.photo}` with "
+        f"N(0, 25^2) noise; packaged default prior, image-space MAP, {ITERATIONS} iterations; "
+        f"OMP_NUM_THREADS={report['omp_num_threads']}; load average at the end {report['load_average']}.\n\n"
+        "| wall (s) | of which start-up, load, I/O (s) | iterations/s | peak RSS (MiB) |\n| --- | --- | --- | --- |\n"
+        f"| {report['wall_s']} | {report['overhead_s']} | {report['iterations_per_s']} | {report['peak_rss_mib']} |\n\n"
+        "Command: `OMP_NUM_THREADS=1 python benchmarks/restore_speed.py`\n")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
