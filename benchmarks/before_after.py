@@ -18,9 +18,8 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import psnr  # noqa: E402
-from protocol import load_photo  # noqa: E402
+from protocol import TASKS, load_photo, reference_for  # noqa: E402
 
-TASKS = ("noise", "jpeg", "multi")
 COLUMNS = (("input", "degraded"), ("tv", "TV"), ("flowrt", "flowrt"))
 LABEL_HEIGHT = 16
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = Path(args.photo).stem
     rows = []
     for task in TASKS:
-        reference = clean[: clean.shape[0] // 2 * 2, : clean.shape[1] // 2 * 2] if task == "multi" else clean
+        reference = reference_for(clean, TASKS[task])
         tiles = []
         for method, label in COLUMNS:
             path = args.images / "main" / method / task / f"{stem}.png"

@@ -107,13 +107,17 @@ def bicubic_resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((width, height), Image.BICUBIC))
 
 
+def reference_for(clean: np.ndarray, task: TaskSpec) -> np.ndarray:
+    """What a task's restorations are scored against: ``clean`` cropped to sides divisible by the scale."""
+    return clean[: clean.shape[0] - clean.shape[0] % task.scale, : clean.shape[1] - clean.shape[1] % task.scale]
+
+
 def degrade(clean: np.ndarray, task: TaskSpec, seed: int) -> tuple[np.ndarray, bytes]:
     """Apply ``task`` to clean (H, W, 3) uint8. Returns (reference, encoded observation file):
     the reference is ``clean`` cropped to sides divisible by the scale."""
     rng = np.random.default_rng(seed)
-    height = clean.shape[0] - clean.shape[0] % task.scale
-    width = clean.shape[1] - clean.shape[1] % task.scale
-    reference = clean[:height, :width]
+    reference = reference_for(clean, task)
+    height, width = reference.shape[:2]
     observed = reference
     if task.scale != 1:
         observed = bicubic_resize(observed, height // task.scale, width // task.scale)

@@ -23,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
-ITERATIONS = 150  # SolverConfig().iters, restated so the table can say it
+from flowrt.solver import SolverConfig  # noqa: E402
+
+ITERATIONS = SolverConfig().iters
 
 
 def timed_restore(src: Path, out: Path, extra: list[str], threads: str | None) -> float:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from PIL import Image
     task = TASKS["noise"]
-    reference, encoded = degrade(load_photo(args.data / args.photo, 512), task, seed_for(task.name, args.photo))
+    _, encoded = degrade(load_photo(args.data / args.photo, 512), task, seed_for(task.name, args.photo))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "n512.png"

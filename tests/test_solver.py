@@ -129,7 +129,7 @@ def test_pad_to_multiple_on_odd_sizes(h, w):
 def test_solver_config_refuses_bad_values():
     for bad in (dict(space="pixels"), dict(iters=-1), dict(lam=-0.1), dict(lam=float("nan")),
                 dict(lam=float("inf")), dict(average_tail=1.5), dict(coarse_prior=-1.0),
-                dict(coarse_prior=float("nan"))):
+                dict(coarse_prior=float("nan")), dict(discrepancy=-0.5), dict(discrepancy=float("inf"))):
         with pytest.raises(InputError):
             replace(SolverConfig(), **bad).validate()
 

@@ -160,13 +160,17 @@ class JpegLikelihood(Likelihood):
             out.append(d @ blocks @ d.T)
         return out
 
-    def nll(self, z: Tensor) -> Tensor:
-        total = z.new_zeros(z.shape[0])
-        for c, coef in enumerate(self.coefficients(z)):
-            q, k = self.q[c].to(z.dtype), self.k[c].to(z.dtype)
+    def _interval_nll(self, coefs: List[Tensor], ks: List[Tensor]) -> Tensor:
+        """-log P(quantised index k | coefficients), summed over the observed blocks, (B,) nats."""
+        total = coefs[0].new_zeros(coefs[0].shape[0])
+        for c, (coef, k) in enumerate(zip(coefs, ks)):
+            q = self.q[c].to(coef.dtype)
             logp = log_interval_prob(q * k, 0.5 * q, coef, self.std[c])
-            total = total - (logp * self.valid[c][..., None, None].to(z.dtype)).flatten(1).sum(1)
+            total = total - (logp * self.valid[c][..., None, None].to(coef.dtype)).flatten(1).sum(1)
         return total
+
+    def nll(self, z: Tensor) -> Tensor:
+        return self._interval_nll(self.coefficients(z), [k.to(z.dtype) for k in self.k])
 
     def expected_nll(self, z: Tensor, draws: int = 2) -> Optional[Tensor]:
         """Monte Carlo over the model's own story: coefficients of z plus Gaussian noise of each
@@ -174,12 +178,11 @@ class JpegLikelihood(Likelihood):
         if not self.noise_given:
             return None
         generator = torch.Generator(device=z.device).manual_seed(0)
+        coefs = self.coefficients(z)
         total = z.new_zeros(z.shape[0])
         for _ in range(draws):
-            for c, coef in enumerate(self.coefficients(z)):
-                q = self.q[c].to(z.dtype)
-                noise = torch.randn(coef.shape, generator=generator, device=z.device, dtype=z.dtype)
-                k = torch.round((coef + self.std[c] * noise) / q)
-                logp = log_interval_prob(q * k, 0.5 * q, coef, self.std[c])
-                total = total - (logp * self.valid[c][..., None, None].to(z.dtype)).flatten(1).sum(1)
+            ks = [torch.round((coef + self.std[c] * torch.randn(coef.shape, generator=generator, device=z.device,
+                                                                  dtype=z.dtype)) / self.q[c].to(z.dtype))
+                  for c, coef in enumerate(coefs)]
+            total = total + self._interval_nll(coefs, ks)
         return total / draws
