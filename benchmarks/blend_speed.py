@@ -26,9 +26,9 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flowrt.blend import (accumulate, accumulate_reference, normalise,  # noqa: E402
+from flowrt.tiling.blend import (accumulate, accumulate_reference, normalise,  # noqa: E402
                           normalise_reference)
-from flowrt.tiling import TileGrid  # noqa: E402
+from flowrt.tiling.grid import TileGrid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

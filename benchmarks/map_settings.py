@@ -39,8 +39,8 @@ VARIANTS = [
 
 
 def restore_one(prior, observed_file: bytes, task, solver, torch_device):
-    from flowrt.imageio import read_image
-    from flowrt.restore import RestoreOptions, plan_restoration, restore_loaded
+    from flowrt.io.image_file import read_image
+    from flowrt.pipeline.plan import RestoreOptions, plan_restoration, restore_loaded
     image = read_image(observed_file)
     opts = RestoreOptions(sigma=task.sigma if task.sigma > 0 else "auto", scale=task.scale, solver=solver)
     plan = plan_restoration(image, opts)
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from flowrt.models import load_torch_prior
-    from flowrt.solver import SolverConfig
+    from flowrt.prior.folders import load_torch_prior
+    from flowrt.solve.solver import SolverConfig
     torch.set_num_threads(args.threads)
     prior = load_torch_prior(args.model)
     chosen = VARIANTS if args.variants is None else [VARIANTS[int(i)] for i in args.variants.split(",")]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from flowrt.models import load_torch_prior, read_manifest
-from flowrt.prior import Prior
-from flowrt.scoring import centre_crop_to_multiple, dequantize, read_rgb8, score_rgb8
+from flowrt.prior.folders import load_torch_prior, read_manifest
+from flowrt.prior.onnx_backend import Prior
+from flowrt.prior.scoring import centre_crop_to_multiple, dequantize, read_rgb8, score_rgb8
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from flowrt.export.onnx_export import export_graphs
-from flowrt.models import FORWARD_ONNX, INVERSE_ONNX
-from flowrt.prior import CPU, CUDA, cuda_provider_loads, open_session
+from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX
+from flowrt.prior.onnx_backend import CPU, CUDA, cuda_provider_loads, open_session
 from flowrt.train.checkpoint import load_model
 from flowrt.train.config import ModelConfig, to_dict
-from flowrt.train.model import FlowModel
+from flowrt.prior.flow import FlowModel
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

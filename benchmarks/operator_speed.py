@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from flowrt.imageio import read_image, write_image
-from flowrt.jpegfile import read_jpeg_info
+from flowrt.io.image_file import read_image, write_image
+from flowrt.io.jpeg_coefficients import read_jpeg_info
 from flowrt.operators import build_forward_model, parse_blur
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
-from flowrt.solver import SolverConfig  # noqa: E402
+from flowrt.solve.solver import SolverConfig  # noqa: E402
 
 ITERATIONS = SolverConfig().iters
 

@@ -54,7 +54,7 @@ def synthetic_tiff(path: Path, side: int) -> None:
 
 def child(args) -> None:
     """Run one restore (this is what /usr/bin/time measures)."""
-    from flowrt.tiled_file import restore_file_tiled
+    from flowrt.tiling.streamed import restore_file_tiled
 
     restore = identity if args.restore == "identity" else torch_restore(args.model, args.iters)
     restore_file_tiled(args.input, args.output, restore, tile=args.tile, overlap=args.overlap)
@@ -74,7 +74,7 @@ def torch_restore(model_path, iters: int):
         model = load_model(model_path)[0]
     else:
         from flowrt.train.config import ModelConfig
-        from flowrt.train.model import FlowModel
+        from flowrt.prior.flow import FlowModel
         model = FlowModel(ModelConfig(levels=3, steps_per_level=2, width=16))
         model.initialize(torch.rand(2, 3, 32, 32))
     model = model.freeze().eval()
@@ -211,7 +211,7 @@ def descendants(pid: int) -> list[int]:
 
 def check_identity(source: Path, out: Path) -> bool:
     """Spot-check a few regions of the output against the input (identity restore)."""
-    from flowrt.tiff_stream import TiffSource
+    from flowrt.io.tiff_stream import TiffSource
     with TiffSource(source) as a, TiffSource(out) as b:
         side = a.shape[0]
         boxes = [(0, 300, 0, 300), (side // 2 - 40, side // 2 + 40, 0, side), (side - 7, side, side - 900, side)]

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowrt.array_stream import ArraySink, ArraySource
-from flowrt.tiling import restore_tiled, seam_score
+from flowrt.io.array_stream import ArraySink, ArraySource
+from flowrt.tiling.grid import restore_tiled, seam_score
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     if args.restore == "cli":
         import dataclasses
 
-        from flowrt.solver import SolverConfig
+        from flowrt.solve.solver import SolverConfig
         report["solver_defaults"] = dataclasses.asdict(SolverConfig())
     name = "tiled_seams" + ("_cli" if args.restore == "cli" else "")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -27,10 +27,10 @@ def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth,
     setup_logging(verbose)
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.batch import BatchJob, run_batch
-    from flowrt.models import load_torch_prior
+    from flowrt.pipeline.batch import BatchJob, run_batch
+    from flowrt.prior.folders import load_torch_prior
     from flowrt.device import resolve_device
-    from flowrt.restore_tiled import model_key
+    from flowrt.pipeline.run import model_key
 
     job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)
     device = resolve_device(opts.device)

@@ -25,9 +25,9 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overla
     setup_logging(verbose)
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.models import load_torch_prior
+    from flowrt.prior.folders import load_torch_prior
     from flowrt.device import resolve_device
-    from flowrt.restore_tiled import model_key, prepare_restore, run_restore
+    from flowrt.pipeline.run import model_key, prepare_restore, run_restore
 
     job = prepare_restore(input_path, output_path, opts, tiling, bit_depth=int(bit_depth) if bit_depth else None)
     device = resolve_device(opts.device)

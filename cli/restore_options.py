@@ -69,8 +69,8 @@ def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prio
     """RestoreOptions from the CLI values (None: keep the library default)."""
     import dataclasses
 
-    from flowrt.restore import RestoreOptions
-    from flowrt.solver import SolverConfig
+    from flowrt.pipeline.plan import RestoreOptions
+    from flowrt.solve.solver import SolverConfig
 
     given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed}
     solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
@@ -110,7 +110,7 @@ def tiling_options(func):
 
 def build_tiling(tile, overlap, resume):
     """TilingOptions from the CLI values."""
-    from flowrt.restore_tiled import TilingOptions
+    from flowrt.pipeline.run import TilingOptions
 
     return TilingOptions(tile=tile, overlap=overlap, resume=resume).validate()
 

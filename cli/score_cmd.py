@@ -16,8 +16,8 @@ from .common import report_errors
 @report_errors
 def score(image, model_dir, dequant, seed, device):
     """Print IMAGE's code length in bits per dimension (sides not divisible by 2^levels: centre crop)."""
-    from flowrt.prior import Prior
-    from flowrt.scoring import crop_note, read_rgb8, score_rgb8
+    from flowrt.prior.onnx_backend import Prior
+    from flowrt.prior.scoring import crop_note, read_rgb8, score_rgb8
 
     rgb8, bit_depth = read_rgb8(image)
     prior = Prior(model_dir, device=device)

@@ -1,7 +1,7 @@
 """The manifest of an exported prior: what the graphs are, how to feed them, and how they verified.
 
 Written last, atomically, and only after verification passed, so a folder with a manifest is a
-prior that reproduces its checkpoint's density; ``flowrt.models`` reads it back.
+prior that reproduces its checkpoint's density; ``flowrt.prior.folders`` reads it back.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Dict
 import yaml
 
 from flowrt import __version__
-from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_FORMAT, MANIFEST_NAME, MODEL_FILES, sha256_file
+from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_FORMAT, MANIFEST_NAME, MODEL_FILES, sha256_file
 
 LATENT_LAYOUT = (
     "u has the image's shape (B, 3, H, W) and is standard normal under the model. Level l "

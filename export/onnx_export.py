@@ -21,7 +21,7 @@ import onnx
 import torch
 from torch import nn
 
-from flowrt.train.model import FlowModel, log_normal
+from flowrt.prior.flow import FlowModel, log_normal
 
 DEFAULT_OPSET = 17
 MAX_IR_VERSION = 13      # onnxruntime 1.31.1 refuses IR 14, which onnx 1.23 writes by default
@@ -139,7 +139,7 @@ def export_graphs(model: FlowModel, folder: Path, opset: int = DEFAULT_OPSET, fp
     is left as it was. The traced example is batch 2 (a batch of 1 would let the dynamo exporter
     specialise the batch axis) at the smallest non-square size the size rule allows.
     """
-    from flowrt.models import FORWARD_ONNX, INVERSE_ONNX
+    from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX
 
     frozen = copy.deepcopy(model).float().eval().freeze()  # W, W^-1 from float64
     if fp16:

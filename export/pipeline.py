@@ -17,7 +17,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError, ModelError
-from flowrt.models import MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, open_model_dir, load_torch_prior
+from flowrt.prior.folders import MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, open_model_dir, load_torch_prior
 from flowrt.train.checkpoint import FORMAT, atomic_save, load_model
 from flowrt.train.config import to_dict
 
@@ -130,5 +130,5 @@ def _failure_message(report: Report, consequence: str) -> str:
 def _ir_version(folder: Path) -> int:
     import onnx
 
-    from flowrt.models import FORWARD_ONNX
+    from flowrt.prior.folders import FORWARD_ONNX
     return int(onnx.load(str(folder / FORWARD_ONNX), load_external_data=False).ir_version)

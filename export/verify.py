@@ -33,9 +33,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from flowrt.models import FORWARD_ONNX, INVERSE_ONNX
-from flowrt.prior import open_session, select_providers
-from flowrt.train.model import FlowModel, log_normal
+from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX
+from flowrt.prior.onnx_backend import open_session, select_providers
+from flowrt.prior.flow import FlowModel, log_normal
 
 PARITY_SIZES = ((2, 96, 160), (1, 256, 384))   # (batch, height, width) before rounding to the size rule
 # Central-difference step on the [0, 1] scale. The coupling nets are piecewise linear (ReLU), so

@@ -165,7 +165,7 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     import torch
     from flowrt.train.checkpoint import FORMAT, atomic_save
     from flowrt.train.config import ModelConfig, TrainConfig, to_dict
-    from flowrt.train.model import FlowModel
+    from flowrt.prior.flow import FlowModel
 
     cfg = TrainConfig(model=ModelConfig(levels=2, steps_per_level=1, width=8))
     model = FlowModel(cfg.model)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from flowrt.cli.main import cli
-from flowrt.imageio import read_image
+from flowrt.io.image_file import read_image
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -53,13 +53,13 @@ def batch(tiny_prior):
 @pytest.fixture
 def count_map_runs(monkeypatch) -> list:
     """Record the size of every image the MAP solver is run on."""
-    import flowrt.solver
-    calls, real = [], flowrt.solver.map_restore
+    import flowrt.solve.solver
+    calls, real = [], flowrt.solve.solver.map_restore
 
     def counting(prior, fm, *args, **kwargs):
         calls.append(fm.restored_size)
         return real(prior, fm, *args, **kwargs)
-    monkeypatch.setattr(flowrt.solver, "map_restore", counting)
+    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
     return calls
 
 
@@ -111,14 +111,14 @@ def test_all_good_exits_zero(photos, batch, tmp_path):
 
 
 def test_an_unexpected_error_on_one_image_does_not_stop_the_batch(photos, batch, tmp_path, monkeypatch):
-    import flowrt.restore
-    real = flowrt.restore.restore_loaded
+    import flowrt.pipeline.plan
+    real = flowrt.pipeline.plan.restore_loaded
 
     def crash_on_jpeg(image, *args, **kwargs):
         if image.format == "JPEG":
             raise RuntimeError("simulated crash")
         return real(image, *args, **kwargs)
-    monkeypatch.setattr(flowrt.restore, "restore_loaded", crash_on_jpeg)
+    monkeypatch.setattr(flowrt.pipeline.plan, "restore_loaded", crash_on_jpeg)
     (photos / "bad.png").unlink()
     result = batch(photos, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -165,7 +165,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bars_on_a_terminal(monkeypatch):
-    from flowrt.batch import _bars
+    from flowrt.pipeline.batch import _bars
     monkeypatch.setattr(sys, "stderr", _Terminal())
     advance, iterations = _bars(2)
     iterations(1, 2)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from flowrt import blend
-from flowrt.blend import accumulate, accumulate_reference, normalise, normalise_reference
+import flowrt.tiling.blend as blend
+from flowrt.tiling.blend import accumulate, accumulate_reference, normalise, normalise_reference
 
 
 def _accumulators(rng, h, w, c):

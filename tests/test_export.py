@@ -17,10 +17,10 @@ from flowrt.errors import InputError, ModelError
 from flowrt.export import pipeline
 from flowrt.export import verify as verify_mod
 from flowrt.export.pipeline import ExportError, export_checkpoint, reverify
-from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, sha256_file
+from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, sha256_file
 from flowrt.train.checkpoint import FORMAT, atomic_save, load_model
 from flowrt.train.config import ModelConfig, TrainConfig, to_dict
-from flowrt.train.model import FlowModel
+from flowrt.prior.flow import FlowModel
 
 
 def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
@@ -139,7 +139,7 @@ def test_failed_reexport_keeps_the_previous_verified_folder(copy_of, checkpoint,
 def test_jacobian_checks_catch_a_wrong_logdet(checkpoint, tmp_path, monkeypatch):
     """Double every ActNorm log-det in torch and in the graph: only the Jacobian paths can tell."""
     from flowrt.export.onnx_export import export_graphs
-    from flowrt.train.layers import ActNorm
+    from flowrt.prior.layers import ActNorm
 
     honest = ActNorm.forward
 

@@ -1,4 +1,4 @@
-"""flowrt.imageio: every supported container, depth and colour mode, metadata kept, bad files refused.
+"""flowrt.io.image_file: every supported container, depth and colour mode, metadata kept, bad files refused.
 
 Round trips must be bit-exact at the input's bit depth. Files are tiny, odd-sized and made here.
 """
@@ -15,8 +15,8 @@ import tifffile
 from PIL import Image
 
 from flowrt.errors import InputError
-from flowrt.imageio import read_image, write_image
-from flowrt.png16 import decode_png16, encode_png16
+from flowrt.io.image_file import read_image, write_image
+from flowrt.io.png16 import decode_png16, encode_png16
 
 H, W = 11, 13
 ICC = b"not-a-real-icc-profile-but-bytes-all-the-same"

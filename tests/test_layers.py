@@ -13,8 +13,8 @@ import torch
 from torch.autograd.functional import jacobian
 
 from flowrt.train.config import ModelConfig
-from flowrt.train.layers import LAYERS, AffineCoupling, InvConv1x1
-from flowrt.train.model import FlowModel, log_normal, nll_to_bpd
+from flowrt.prior.layers import LAYERS, AffineCoupling, InvConv1x1
+from flowrt.prior.flow import FlowModel, log_normal, nll_to_bpd
 
 ROUND_TRIP_ATOL = 1e-10
 LOGDET_ATOL = 1e-8

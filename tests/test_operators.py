@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from flowrt.errors import InputError
-from flowrt.jpegfile import jpeg_info_for_quality, read_jpeg_info
-from flowrt.jpegscan import decode_coefficients
+from flowrt.io.jpeg_coefficients import jpeg_info_for_quality, read_jpeg_info
+from flowrt.io.jpeg_scan import decode_coefficients
 from flowrt.operators import (BicubicDownsample, Blur, ForwardModel, GaussianLikelihood, JpegLikelihood, Mask,
                               build_forward_model, fill_holes, parse_blur, read_mask)
 from flowrt.operators.jpeg import log_interval_prob
@@ -198,8 +198,8 @@ def test_requantised_fallback_is_close_to_the_file():
 
 
 def test_undecodable_coefficients_fall_back_to_re_encoding(monkeypatch):
-    import flowrt.jpegfile as jpegfile
-    from flowrt.jpegmarkers import Unsupported
+    import flowrt.io.jpeg_coefficients as jpegfile
+    from flowrt.io.jpeg_markers import Unsupported
 
     data = jpeg_bytes(smooth_image(24, 40, 15), quality=60)
     exact = read_jpeg_info(data).coefficients()

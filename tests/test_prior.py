@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from flowrt import models
+import flowrt.prior.folders as models
 from flowrt.errors import InputError, ModelError
 from flowrt.export.pipeline import export_checkpoint
-from flowrt.models import FORWARD_ONNX, MANIFEST_NAME, TORCH_WEIGHTS, load_torch_prior, resolve_model_dir
-from flowrt.prior import CPU, Prior, cuda_provider_loads, select_providers
-from flowrt.scoring import centre_crop_to_multiple, dequantize
+from flowrt.prior.folders import FORWARD_ONNX, MANIFEST_NAME, TORCH_WEIGHTS, load_torch_prior, resolve_model_dir
+from flowrt.prior.onnx_backend import CPU, Prior, cuda_provider_loads, select_providers
+from flowrt.prior.scoring import centre_crop_to_multiple, dequantize
 from flowrt.train.checkpoint import FORMAT, atomic_save
 from flowrt.train.config import ModelConfig, TrainConfig, to_dict
-from flowrt.train.model import FlowModel
+from flowrt.prior.flow import FlowModel
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_centre_crop_and_dequantisation():
 
 
 def test_cli_score_crops_and_agrees_with_torch(invoke_flowrt, make_images, folder, torch_prior, tmp_path):
-    from flowrt.scoring import read_rgb8
+    from flowrt.prior.scoring import read_rgb8
 
     path = make_images(tmp_path, [(37, 41, ".png")])[0]
     result = invoke_flowrt("score", path, "--model", folder)

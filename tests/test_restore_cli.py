@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from flowrt.cli.main import cli
-from flowrt.imageio import read_image
+from flowrt.io.image_file import read_image
 
 H, W = 29, 37          # the main test image: odd on both sides
 H2, W2 = 24, 40        # a second shape, even but not a multiple of the prior's 4
@@ -179,7 +179,7 @@ def _write16(path: Path, img: np.ndarray) -> Path:
         import tifffile
         tifffile.imwrite(path, samples)
     else:
-        from flowrt.png16 import encode_png16
+        from flowrt.io.png16 import encode_png16
         path.write_bytes(encode_png16(samples, None, None))
     return path
 
@@ -360,11 +360,11 @@ def test_output_equal_to_input_is_refused_and_input_unchanged(images, restore, t
 
 def test_a_bad_output_fails_before_the_map_run(images, restore, tmp_path, monkeypatch):
     """The output is checked right after reading: no minutes of MAP before 'folder does not exist'."""
-    import flowrt.solver
+    import flowrt.solve.solver
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("map_restore ran although the output could not be written")
-    monkeypatch.setattr(flowrt.solver, "map_restore", must_not_run)
+    monkeypatch.setattr(flowrt.solve.solver, "map_restore", must_not_run)
     assert_user_error(restore(images["png"], "-o", tmp_path / "nowhere" / "o.png"), "does not exist")
     assert_user_error(restore(images["png"], "-o", images["png"]), "refusing")
 

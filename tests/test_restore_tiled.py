@@ -14,12 +14,12 @@ import tifffile
 import torch
 from PIL import Image
 
-import flowrt.restore_tiled as restore_tiled
-from flowrt.imageio import read_image
-from flowrt.jpegfile import jpeg_info_for_quality
+import flowrt.pipeline.run as restore_tiled
+from flowrt.io.image_file import read_image
+from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
 from flowrt.operators import JpegLikelihood
-from flowrt.restore import noise_sample
-from flowrt.tiled_file import partial_paths
+from flowrt.pipeline.plan import noise_sample
+from flowrt.tiling.streamed import partial_paths
 
 H, W = 70, 90
 FAST = ("--iters", "2", "--sigma", "10")
@@ -245,7 +245,7 @@ def test_resume_without_leftovers_starts_afresh(restore, tmp_path):
 
 
 def test_alignment_covers_the_prior_the_jpeg_mcu_and_the_scale():
-    from flowrt.restore import RestorationPlan
+    from flowrt.pipeline.plan import RestorationPlan
 
     def plan(scale, jpeg=None):
         return RestorationPlan(10.0, "given", jpeg, "test", scale, None, None)
@@ -267,7 +267,7 @@ def test_tiling_option_errors_are_one_line(restore, tmp_path):
 
 
 def test_noise_sample_is_the_image_when_small_and_a_mosaic_of_crops_when_large(monkeypatch):
-    import flowrt.restore as restore_mod
+    import flowrt.pipeline.plan as restore_mod
 
     pixels = np.arange(100 * 130 * 3, dtype=np.float32).reshape(100, 130, 3)
 

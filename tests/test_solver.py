@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from flowrt.errors import InputError
-from flowrt.models import load_torch_prior
+from flowrt.prior.folders import load_torch_prior
 from flowrt.operators import build_forward_model
-from flowrt.solver import SolverConfig, map_restore, pad_to_multiple
+from flowrt.solve.solver import SolverConfig, map_restore, pad_to_multiple
 
 H, W = 19, 23  # neither a multiple of the prior's 4
 
@@ -89,7 +89,7 @@ class NaNPrior(torch.nn.Module):
 def test_nan_guard_falls_back_to_the_starting_estimate(space, prior, forward_model, caplog):
     poisoned = NaNPrior(prior)
     cfg = SolverConfig(space=space, iters=5, max_retries=2)
-    with caplog.at_level(logging.WARNING, logger="flowrt.solver"):
+    with caplog.at_level(logging.WARNING, logger="flowrt.solve.solver"):
         result = map_restore(poisoned, forward_model, cfg)
     assert result.fell_back
     assert torch.equal(result.x, forward_model.initial_estimate())

@@ -7,8 +7,8 @@ import tifffile
 from PIL import Image
 
 from flowrt.errors import InputError
-from flowrt.tiff_stream import TiffSink, TiffSource, is_tiff
-from flowrt.tiled_file import partial_paths, restore_file_tiled
+from flowrt.io.tiff_stream import TiffSink, TiffSource, is_tiff
+from flowrt.tiling.streamed import partial_paths, restore_file_tiled
 
 LAYOUTS = {
     "contiguous": dict(),

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from flowrt.array_stream import ArraySink, ArraySource, NpySink
+from flowrt.io.array_stream import ArraySink, ArraySource, NpySink
 from flowrt.errors import FlowrtError, InputError
-from flowrt.tiling import TileGrid, axis_spans, restore_tiled, seam_score, window_1d
+from flowrt.tiling.grid import TileGrid, axis_spans, restore_tiled, seam_score, window_1d
 
 
 @pytest.mark.parametrize("tile,overlap,align", [(32, 8, 8), (64, 16, 16), (24, 0, 8), (16, 8, 8)])

@@ -10,7 +10,7 @@ import torch
 from flowrt.train import loop
 from flowrt.train.checkpoint import FORMAT, CheckpointError, load_model, read_checkpoint
 from flowrt.train.config import OptimConfig, load_yaml, override, to_dict
-from flowrt.train.model import FlowModel
+from flowrt.prior.flow import FlowModel
 
 
 class Interrupted(Exception):

@@ -12,16 +12,10 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from flowrt.errors import ModelError
+from flowrt.prior.checkpoint import FORMAT, CheckpointError, flow_from_checkpoint, read_checkpoint  # noqa: F401
+from flowrt.prior.flow import FlowModel
 
 from .config import ModelConfig, TrainConfig, from_dict
-from .model import FlowModel
-
-FORMAT = "flowrt-checkpoint/1"
-
-
-class CheckpointError(ModelError):
-    """A checkpoint is missing, unreadable, or does not fit what was asked of it."""
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -40,30 +34,15 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """Load a checkpoint dict on the CPU, with a clear error for every way it can be wrong."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable flowrt checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a flowrt checkpoint (expected format {FORMAT})")
-    return ckpt
-
-
 def load_model(path: str) -> Tuple[FlowModel, TrainConfig]:
-    """Rebuild the model a checkpoint describes and load its weights (CPU, eval mode)."""
+    """Rebuild the model a checkpoint describes and its whole training config (CPU, eval mode)."""
     ckpt = read_checkpoint(path)
+    model = flow_from_checkpoint(ckpt, path)
     try:
         cfg = from_dict(TrainConfig, ckpt["config"])
-        model = FlowModel(cfg.model)
-        model.load_state_dict(ckpt["model"])
     except Exception as exc:
-        raise CheckpointError(f"{path}: weights do not match its own config ({str(exc).splitlines()[0]})") from None
-    return model.eval(), cfg
+        raise CheckpointError(f"{path}: its config is not a training config ({str(exc).splitlines()[0]})") from None
+    return model, cfg
 
 
 def check_architecture(ckpt: Dict[str, Any], expected: ModelConfig, path: str) -> None:

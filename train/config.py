@@ -6,36 +6,14 @@ run); any key a dataclass does not have is an error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, Mapping, Optional
 
 import yaml
 
-from flowrt.errors import FlowrtError
-
-T = TypeVar("T")
-
-
-class ConfigError(FlowrtError, ValueError):
-    """A configuration the user wrote is invalid (unknown key, wrong type, bad value)."""
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture: ``levels`` scales, ``steps_per_level`` Glow steps each, coupling ``width``."""
-    levels: int = 3
-    steps_per_level: int = 4
-    width: int = 64
-    scale_bound: float = 2.0   # |log-scale| of couplings and split priors stays below this
-    channels: int = 3
-    seed: int = 0              # fixes the 1x1-conv initial rotations
-
-    def validate(self) -> None:
-        if self.levels < 1 or self.steps_per_level < 1 or self.width < 1:
-            raise ConfigError("model.levels, model.steps_per_level and model.width must be >= 1")
-        if self.scale_bound <= 0:
-            raise ConfigError("model.scale_bound must be > 0")
+from flowrt.config import ConfigError, from_dict, to_dict  # noqa: F401  (re-exported)
+from flowrt.prior.architecture import ModelConfig  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -104,43 +82,6 @@ class TrainConfig:
         if self.run.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"run.device must be auto, cpu or cuda, not {self.run.device!r}")
         return self
-
-
-def from_dict(cls: Type[T], data: Optional[Mapping[str, Any]], where: str = "") -> T:
-    """Build dataclass ``cls`` from a nested mapping; unknown keys raise ConfigError."""
-    data = dict(data or {})
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(known)})")
-    kwargs = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"config section '{where}{name}' must be a mapping")
-            kwargs[name] = from_dict(type(default), value, f"{where}{name}.")
-        else:
-            kwargs[name] = _coerce(value, default, f"{where}{name}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any, key: str) -> Any:
-    if default is None or value is None or isinstance(default, str):
-        return value if value is None or default is None else str(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false")
-        return value
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        kind = {int: "an integer", float: "a number"}.get(type(default), type(default).__name__)
-        raise ConfigError(f"config key {key!r} must be {kind}, got {value!r}") from None
-
-
-def to_dict(cfg: Any) -> Dict[str, Any]:
-    return dataclasses.asdict(cfg)
 
 
 def load_yaml(path: Optional[str]) -> TrainConfig:

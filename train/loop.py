@@ -23,7 +23,7 @@ from .checkpoint import FORMAT, CheckpointError, atomic_save, check_architecture
 from .config import TrainConfig, to_dict
 from .data import dequantize, fixed_crops, load_folder, random_crops
 from .losses import TrainingObjective, aux_count
-from .model import FlowModel
+from flowrt.prior.flow import FlowModel
 
 log = logging.getLogger("flowrt.train")
 

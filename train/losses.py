@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .config import LossConfig
-from .model import FlowModel, log_normal, nll_to_bpd
+from flowrt.prior.flow import FlowModel, log_normal, nll_to_bpd
 
 
 class TrainingObjective(nn.Module):

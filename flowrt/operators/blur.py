@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError
+from flowrt.errors import InputError
 from .base import Degradation
 
 MAX_KERNEL_SIDE = 257
@@ -71,7 +71,7 @@ def parse_blur(spec: str) -> np.ndarray:
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"{path}: not a readable .npy kernel ({exc})") from None
     else:
-        from ..imageio import read_image
+        from flowrt.io.image_file import read_image
 
         kernel = read_image(path).rgb
     return _check_kernel(kernel, str(path))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from flowrt.errors import InputError
 from .base import Degradation
 
 BICUBIC_SUPPORT = 2.0

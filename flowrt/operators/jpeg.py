@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError
-from ..jpegfile import JpegInfo
+from flowrt.errors import InputError
+from flowrt.io.jpeg_coefficients import JpegInfo
 from .base import Likelihood
 from .noise import NOISE_FLOOR_255
 

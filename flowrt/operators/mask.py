@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError
+from flowrt.errors import InputError
 from .base import Degradation
 
 
 def read_mask(path: str, hw: Tuple[int, int]) -> np.ndarray:
     """Read a mask image (white = missing) -> bool (H, W), True = observed; InputError on a size mismatch."""
-    from ..imageio import read_image
+    from flowrt.io.image_file import read_image
 
     image = read_image(path)
     if (image.rgb.shape[0], image.rgb.shape[1]) != tuple(hw):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from flowrt.errors import InputError
 from .base import Likelihood
 
 NOISE_FLOOR_255 = 1.0  # std on 0-255: 8-bit rounding (0.29) plus operator mismatch

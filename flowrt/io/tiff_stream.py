@@ -18,9 +18,9 @@ from collections import OrderedDict
 import numpy as np
 import tifffile
 
-from flowrt.array_stream import pwrite_rows, quantise, to_unit_float
+from flowrt.io.array_stream import pwrite_rows, quantise, to_unit_float
 from flowrt.errors import InputError
-from flowrt.tile_resume import fsync_dir
+from flowrt.tiling.resume import fsync_dir
 
 __all__ = ["TiffSource", "TiffSink", "is_tiff"]
 

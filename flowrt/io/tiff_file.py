@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import InputError
+from flowrt.errors import InputError
 
 ICC_TAG = 34675
 ORIENTATION_TAG = 274

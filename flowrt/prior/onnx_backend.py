@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError, ModelError
-from flowrt.models import FORWARD_ONNX, INVERSE_ONNX, open_model_dir
+from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX, open_model_dir
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .layers import ActNorm, FlowSequence, InvConv1x1, Pair, Split, Squeeze, flow_step
+from flowrt.prior.architecture import ModelConfig
+from flowrt.prior.layers import ActNorm, FlowSequence, InvConv1x1, Pair, Split, Squeeze, flow_step
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

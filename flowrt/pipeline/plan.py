@@ -13,11 +13,11 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
-from .imageio import LoadedImage
-from .solver import SolverConfig
+from flowrt.errors import InputError
+from flowrt.io.image_file import LoadedImage
+from flowrt.solve.solver import SolverConfig
 
-log = logging.getLogger("flowrt.restore")
+log = logging.getLogger("flowrt.pipeline.plan")
 
 # Below this estimate (0-255 scale) a JPEG is treated as compression alone: the estimator
 # reads 1-5 on clean photos, and a JPEG's own blocking reads as a little noise too.
@@ -88,7 +88,7 @@ class RestorationPlan:
 
 
 def _resolve_jpeg(image: LoadedImage, opts: RestoreOptions):
-    from .jpegfile import jpeg_info_for_quality
+    from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
     if opts.jpeg == "off":
         return None, "off"
     if opts.jpeg == "auto":
@@ -116,7 +116,7 @@ def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, 
 
 def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
     """(sigma or None, how it was decided) from the options and, for 'auto', ``noise_sample``'s pixels."""
-    from .noise_level import estimate_sigma
+    from flowrt.pipeline.noise_level import estimate_sigma
     if opts.sigma != "auto":
         return float(opts.sigma), "given"
     estimate = estimate_sigma(sample)
@@ -128,7 +128,7 @@ def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
 
 def plan_restoration(image: LoadedImage, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options against this image (reads the mask and blur files)."""
-    from .operators import parse_blur, read_mask
+    from flowrt.operators import parse_blur, read_mask
     opts.validate()
     h, w = image.rgb.shape[:2]
     jpeg, jpeg_source = _resolve_jpeg(image, opts)
@@ -152,10 +152,10 @@ def restore_region(rgb: np.ndarray, plan: RestorationPlan, prior, solver: Solver
     """MAP-restore observed pixels ``rgb`` float32 (h, w, 3) in [0, 1] (a whole image or one tile)
     with the plan's noise, scale and blur and this region's own ``jpeg`` (JpegInfo of exactly
     these pixels, or None) and ``mask`` (bool (h, w) or None); float32 (h*scale, w*scale, 3) in [0, 1]."""
-    from .operators import build_forward_model
+    from flowrt.operators import build_forward_model
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    from .solver import map_restore, start_blur_for_noise, step_for_noise
+    from flowrt.solve.solver import map_restore, start_blur_for_noise, step_for_noise
     if solver.lr is None:
         solver = replace(solver, lr=step_for_noise(plan.sigma))
     if solver.start_blur is None:

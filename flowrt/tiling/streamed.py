@@ -14,17 +14,17 @@ from typing import Callable
 
 import numpy as np
 
-from flowrt.array_stream import ArraySource, NpySink, to_unit_float
+from flowrt.io.array_stream import ArraySource, NpySink, to_unit_float
 from flowrt.errors import InputError
-from flowrt.imageio import format_for_path
-from flowrt.tiff_stream import TiffSink, TiffSource, is_tiff
-from flowrt.tiling import TileGrid, restore_tiled
+from flowrt.io.image_file import format_for_path
+from flowrt.io.tiff_stream import TiffSink, TiffSource, is_tiff
+from flowrt.tiling.grid import TileGrid, restore_tiled
 
 __all__ = ["restore_file_tiled", "partial_paths", "as_rgb"]
 
 log = logging.getLogger(__name__)
 _TIFF_SUFFIXES = {".tif", ".tiff"}
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as flowrt.imageio writes grey
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as flowrt.io.image_file writes grey
 
 
 def partial_paths(out_path) -> tuple[Path, Path]:
@@ -45,10 +45,10 @@ def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int =
     written back as luma; alpha split off and passed through).
     TIFF to TIFF streams: the input is read by regions and the output written as a tiled BigTIFF
     (8/16 bit as the input, ICC kept; alpha repeated x scale) while tiles finish. Any other pair
-    goes through ``flowrt.imageio`` (decoded once; written once at the end, like the input).
+    goes through ``flowrt.io.image_file`` (decoded once; written once at the end, like the input).
     resume: continue an interrupted run of the same input, options and ``run_key`` (the caller's
     description of model and restoration settings); without it, leftovers are deleted first.
-    loaded: ``in_path`` already decoded by ``flowrt.imageio.read_image``: not decoded again, and not
+    loaded: ``in_path`` already decoded by ``flowrt.io.image_file.read_image``: not decoded again, and not
     streamed even TIFF to TIFF (a TIFF only that reader handles, e.g. palette or planar).
     bit_depth: 8 or 16 bits per output sample (default: as the input).
     Raises InputError for user mistakes; leaves no file at ``out_path`` unless it succeeded.
@@ -102,8 +102,8 @@ def _remove_leftovers(partial: Path, state: Path) -> None:
 
 
 def _read_whole(in_path: Path):
-    """(ArraySource of the RGB pixels, LoadedImage) via flowrt.imageio."""
-    from flowrt.imageio import read_image
+    """(ArraySource of the RGB pixels, LoadedImage) via flowrt.io.image_file."""
+    from flowrt.io.image_file import read_image
     like = read_image(str(in_path))
     return ArraySource(like.rgb), like
 
@@ -129,7 +129,7 @@ def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bi
 
 def as_rgb(restore_tile: Callable, channels: int, scale: int) -> Callable:
     """Wrap an RGB restore_tile for (h, w, channels) tiles: grey is replicated in and taken back
-    out as luma (as flowrt.imageio does); alpha (2nd/4th channel) is kept, repeated x scale."""
+    out as luma (as flowrt.io.image_file does); alpha (2nd/4th channel) is kept, repeated x scale."""
     if channels == 3:
         return restore_tile
     colour = 1 if channels <= 2 else 3
@@ -150,6 +150,6 @@ def _finish(sink, out_path: Path, like, bit_depth=None) -> None:
     if isinstance(sink, TiffSink):
         sink.finish(out_path)
         return
-    from flowrt.imageio import write_image
+    from flowrt.io.image_file import write_image
     sink.flush()
     write_image(str(out_path), to_unit_float(sink.load()), like, bit_depth=bit_depth)

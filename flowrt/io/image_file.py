@@ -19,11 +19,11 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError
-from .jpegfile import JpegInfo, read_jpeg_info
-from .png16 import decode_png16, encode_png16, png_bit_depth
+from flowrt.errors import InputError
+from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
+from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
-log = logging.getLogger("flowrt.imageio")
+log = logging.getLogger("flowrt.io.image_file")
 __all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "check_destination", "format_for_path"]
 
 EXIF_PREFIX = b"Exif\x00\x00"
@@ -185,7 +185,7 @@ def _read_png16(data: bytes, name: str) -> dict:
 
 
 def _read_tiff(data: bytes, name: str) -> dict:
-    from .tiffio import read_tiff
+    from flowrt.io.tiff_file import read_tiff
 
     return read_tiff(data, name, _check_size)
 
@@ -266,7 +266,7 @@ def _samples(rgb: np.ndarray, like: LoadedImage, bit_depth: int) -> np.ndarray:
 def _encode(samples: np.ndarray, like: LoadedImage, fmt: str) -> bytes:
     exif = _exif_for_output(like)
     if fmt == "TIFF":
-        from .tiffio import encode_tiff
+        from flowrt.io.tiff_file import encode_tiff
 
         return encode_tiff(samples, like.icc_profile, like.orientation)
     if fmt == "PNG" and samples.dtype == np.uint16:

@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import InputError
-from .jpegmarkers import SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, next_segment, parse_dqt, parse_sof
-from .jpegscan import decode_coefficients
+from flowrt.errors import InputError
+from flowrt.io.jpeg_markers import SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, next_segment, parse_dqt, parse_sof
+from flowrt.io.jpeg_scan import decode_coefficients
 
 log = logging.getLogger("flowrt.jpeg")
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InputError
+from flowrt.errors import InputError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
@@ -77,7 +77,7 @@ def _unfilter(raw: np.ndarray, height: int, width: int, bpp: int) -> np.ndarray:
 
 def _unfilter_sequential(line: np.ndarray, prev: np.ndarray, bpp: int, kind: int) -> np.ndarray:
     """Average (3) and Paeth (4) depend on the pixel to the left: decoded with numba."""
-    from ._png_kernels import unfilter_avg_paeth
+    from flowrt.io._png_kernels import unfilter_avg_paeth
 
     return unfilter_avg_paeth(line, prev, bpp, kind)
 

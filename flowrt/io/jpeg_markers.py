@@ -1,6 +1,6 @@
 """JPEG file structure: marker segments, quantisation tables, the frame header, scan boundaries.
 
-Shared by the header reader (flowrt.jpegfile) and the coefficient decoder (flowrt.jpegscan).
+Shared by the header reader (flowrt.io.jpeg_coefficients) and the coefficient decoder (flowrt.io.jpeg_scan).
 Corrupt data raises InputError; valid codings flowrt does not decode raise ``Unsupported``.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .errors import InputError
+from flowrt.errors import InputError
 
 
 def _zigzag() -> np.ndarray:

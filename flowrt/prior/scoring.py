@@ -35,12 +35,12 @@ class Score:
 
 
 def read_rgb8(path: str) -> Tuple[np.ndarray, int]:
-    """((H, W, 3) uint8, the file's bit depth) of an image file or '-' (stdin), via flowrt.imageio.
+    """((H, W, 3) uint8, the file's bit depth) of an image file or '-' (stdin), via flowrt.io.image_file.
 
     Greyscale is repeated to three channels and alpha ignored; 16-bit samples are rounded to the
     nearest 8-bit level, since the prior is a model of 8-bit photos.
     """
-    from flowrt.imageio import read_image
+    from flowrt.io.image_file import read_image
 
     image = read_image(path)
     rgb8 = np.clip(np.round(image.rgb.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
@@ -67,7 +67,7 @@ def dequantize(rgb8: np.ndarray, dequant: str = "uniform", seed: int = 0) -> np.
 
 
 def score_rgb8(prior, rgb8: np.ndarray, dequant: str = "uniform", seed: int = 0, bit_depth: int = 8) -> Score:
-    """Bits/dim of an (H, W, 3) uint8 image under ``prior`` (a flowrt.prior.Prior)."""
+    """Bits/dim of an (H, W, 3) uint8 image under ``prior`` (a flowrt.prior.onnx_backend.Prior)."""
     cropped = centre_crop_to_multiple(rgb8, prior.multiple)
     bpd = float(prior.bits_per_dim(dequantize(cropped, dequant, seed))[0])
     return Score(bpd, rgb8.shape[0], rgb8.shape[1], cropped.shape[0], cropped.shape[1], dequant,

@@ -1,6 +1,6 @@
 """The PNG row filters that run pixel by pixel (Average, Paeth), compiled with numba.
 
-Kept apart so that importing flowrt.png16 does not import numba until such a row turns up.
+Kept apart so that importing flowrt.io.png16 does not import numba until such a row turns up.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .jpegmarkers import (SOF_HUFFMAN, SOF_OTHER, ZIGZAG, Unsupported, corrupt, entropy_end, next_segment,
+from flowrt.io.jpeg_markers import (SOF_HUFFMAN, SOF_OTHER, ZIGZAG, Unsupported, corrupt, entropy_end, next_segment,
                           parse_sof, restart_segments)
 
 

@@ -28,7 +28,7 @@ INVERSE_ONNX = "inverse.onnx"
 TORCH_WEIGHTS = "model.pt"
 MODEL_FILES = (FORWARD_ONNX, INVERSE_ONNX, TORCH_WEIGHTS)
 
-PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
+PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
 
 _REQUIRED_KEYS = ("format", "architecture", "size_rule", "files", "precision", "verification")
@@ -123,10 +123,10 @@ def load_torch_prior(model_dir: Optional[Union[str, Path]] = None):
     This is the same density as the ONNX graphs in the folder (export verified that), for the
     passes that need autograd. ``model_dir`` None means the packaged default.
     """
-    from flowrt.train.checkpoint import load_model
+    from flowrt.prior.checkpoint import load_flow
 
     folder, manifest = open_model_dir(model_dir, [TORCH_WEIGHTS])
-    model, _ = load_model(str(folder / TORCH_WEIGHTS))
+    model = load_flow(str(folder / TORCH_WEIGHTS))
     if model.cfg.levels != manifest["architecture"]["levels"]:
         raise ModelError(f"{folder / TORCH_WEIGHTS} does not hold the architecture its manifest describes")
     model.freeze().eval()

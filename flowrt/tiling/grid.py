@@ -24,9 +24,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from flowrt.blend import accumulate, normalise
+from flowrt.tiling.blend import accumulate, normalise
 from flowrt.errors import FlowrtError, InputError
-from flowrt.tile_resume import ResumeStore
+from flowrt.tiling.resume import ResumeStore
 
 __all__ = ["TileGrid", "axis_spans", "window_1d", "restore_tiled", "seam_score", "Source", "Sink"]
 

@@ -11,9 +11,9 @@ JPEG, the file's own coefficient blocks over the tile (``JpegInfo.crop``). Inter
 aligned (``tile_alignment``) so that no JPEG block or MCU and no downsampling phase straddles one and
 every tile side is a multiple of the prior's 2^L; the data term of a tile is then exactly the
 whole image's data term restricted to the tile. (The prior is not pixel-local, so tiled and whole
-results differ a little near borders; ``flowrt.tiling`` blends overlaps away.)
+results differ a little near borders; ``flowrt.tiling.grid`` blends overlaps away.)
 
-TIFF to TIFF is streamed (``flowrt.tiled_file``): planned from a sample of the input and never held
+TIFF to TIFF is streamed (``flowrt.tiling.streamed``): planned from a sample of the input and never held
 whole. Other images are decoded once; ``-`` (stdin/stdout) tiles in memory and cannot resume.
 """
 from __future__ import annotations
@@ -29,14 +29,14 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .errors import InputError
-from .restore import RestorationPlan, RestoreOptions, noise_sample, resolve_sigma, restore_region
+from flowrt.errors import InputError
+from flowrt.pipeline.plan import RestorationPlan, RestoreOptions, noise_sample, resolve_sigma, restore_region
 
 __all__ = ["AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TilingOptions", "TileSettings",
            "JpegQuality", "RestoreJob", "prepare_restore", "run_restore", "tile_alignment",
            "tile_restorer", "model_key"]
 
-log = logging.getLogger("flowrt.restore")
+log = logging.getLogger("flowrt.pipeline.plan")
 
 AUTO_TILE_PIXELS = 1024 * 1024   # output pixels above which --tile auto tiles (~1.9 GB whole, measured)
 DEFAULT_TILE = 512               # output pixels; ~0.85 GB peak per tile with the default prior
@@ -78,7 +78,7 @@ class JpegQuality:
     mcu: Tuple[int, int] = (16, 16)  # 4:2:0, as jpeg_info_for_quality encodes colour
 
     def for_pixels(self, rgb: np.ndarray):
-        from .jpegfile import jpeg_info_for_quality
+        from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
         return jpeg_info_for_quality(rgb, self.quality, greyscale=self.greyscale)
 
 
@@ -105,7 +105,7 @@ def tile_settings(height: int, width: int, plan: RestorationPlan, multiple: int,
                   overlap: int) -> TileSettings:
     """Settle a requested tile side (rounded down to the alignment, at least one alignment) for an
     input of height x width; InputError for an overlap the tile cannot hold."""
-    from .tiling import TileGrid
+    from flowrt.tiling.grid import TileGrid
     align = tile_alignment(multiple, plan)
     side = max(align, tile // align * align)
     if side != tile:
@@ -182,8 +182,8 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
     streamed = _streamed_job(str(in_path), str(out_path), opts, tiling, bit_depth)
     if streamed is not None:
         return streamed
-    from .imageio import check_destination, read_image
-    from .restore import plan_restoration
+    from flowrt.io.image_file import check_destination, read_image
+    from flowrt.pipeline.plan import plan_restoration
     image = read_image(in_path)
     check_destination(out_path, image, bit_depth=bit_depth)  # a bad OUT fails now, not after the MAP run
     plan = plan_restoration(image, opts)
@@ -196,7 +196,7 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
 def _streamed_job(in_path: str, out_path: str, opts: RestoreOptions, tiling: TilingOptions,
                   bit_depth: Optional[int]) -> Optional[RestoreJob]:
     """A job that streams a TIFF to a TIFF by regions, or None where the input is decoded whole."""
-    from .tiff_stream import TiffSource, is_tiff
+    from flowrt.io.tiff_stream import TiffSource, is_tiff
     if tiling.tile == 0 or in_path == "-" or Path(out_path).suffix.lower() not in _TIFF_SUFFIXES \
             or not is_tiff(in_path):
         return None
@@ -219,7 +219,7 @@ def _streamed_job(in_path: str, out_path: str, opts: RestoreOptions, tiling: Til
 
 def _plan_streamed(source, opts: RestoreOptions, *, greyscale: bool) -> RestorationPlan:
     """``plan_restoration`` for an image read by regions: sigma from a sample, --jpeg Q per tile."""
-    from .operators import parse_blur, read_mask
+    from flowrt.operators import parse_blur, read_mask
     height, width, channels = source.shape
 
     def read_rgb(y0, y1, x0, x1):
@@ -236,7 +236,7 @@ def _plan_streamed(source, opts: RestoreOptions, *, greyscale: bool) -> Restorat
 
 def model_key(model_dir=None) -> str:
     """sha256 of the prior's manifest (it lists every model file's own sha256)."""
-    from .models import MANIFEST_NAME, resolve_model_dir, sha256_file
+    from flowrt.prior.folders import MANIFEST_NAME, resolve_model_dir, sha256_file
     return sha256_file(resolve_model_dir(model_dir) / MANIFEST_NAME)
 
 
@@ -258,8 +258,8 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
     """
     settings = job.settings(prior.multiple)
     if settings is None:
-        from .imageio import write_image
-        from .restore import restore_loaded
+        from flowrt.io.image_file import write_image
+        from flowrt.pipeline.plan import restore_loaded
         if job.tiling.resume:
             log.info("%s is restored whole; --resume has nothing to resume", job.name)
         restored = restore_loaded(job.image, job.plan, prior, opts.solver, device=device, progress=on_iteration)
@@ -270,7 +270,7 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
     if job.in_path == "-" or job.out_path == "-":
         _run_in_memory(job, restore_tile, settings, on_tile)
         return
-    from .tiled_file import restore_file_tiled
+    from flowrt.tiling.streamed import restore_file_tiled
     restore_file_tiled(job.in_path, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
                        scale=job.plan.scale, align=settings.align, resume=job.tiling.resume, progress=on_tile,
                        run_key=run_key(job, opts, model), loaded=job.image, bit_depth=job.bit_depth)
@@ -278,9 +278,9 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
 
 def _run_in_memory(job: RestoreJob, restore_tile: Callable, settings: TileSettings, on_tile: Progress) -> None:
     """Tiled restore of a decoded image whose input or output is a pipe (no partial file, no resume)."""
-    from .array_stream import ArraySink, ArraySource
-    from .imageio import write_image
-    from .tiling import restore_tiled
+    from flowrt.io.array_stream import ArraySink, ArraySource
+    from flowrt.io.image_file import write_image
+    from flowrt.tiling.grid import restore_tiled
     h, w = job.image.rgb.shape[:2]
     sink = ArraySink((h * job.plan.scale, w * job.plan.scale, 3))
     restore_tiled(ArraySource(job.image.rgb), sink, restore_tile, tile=settings.tile, overlap=settings.overlap,

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from .errors import FlowrtError, InputError
+from flowrt.errors import FlowrtError, InputError
 
-log = logging.getLogger("flowrt.batch")
+log = logging.getLogger("flowrt.pipeline.batch")
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
@@ -69,7 +69,7 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     tiling: ``restore_tiled.TilingOptions`` (default: automatic, as ``flowrt restore``); large
     images are tiled exactly as ``flowrt restore`` tiles them. model: the prior's ``model_key``.
     """
-    from .restore_tiled import TilingOptions, prepare_restore, run_restore
+    from flowrt.pipeline.run import TilingOptions, prepare_restore, run_restore
 
     tiling = tiling or TilingOptions()
     summary = BatchSummary(skipped=len(job.skipped))

@@ -24,9 +24,9 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from flowrt.errors import InputError
 
-log = logging.getLogger("flowrt.solver")
+log = logging.getLogger("flowrt.solve.solver")
 
 SPACES = ("image", "latent")
 MAX_DATA_WEIGHT = 100.0

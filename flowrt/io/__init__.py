@@ -1,0 +1,1 @@
+"""Image files in and out: formats, 16-bit PNG, TIFF streaming, JPEG coefficients, atomic writes."""

@@ -1,0 +1,1 @@
+"""One restore, one way: load, plan, restore (whole, tiled or streamed), write; batch loops over it."""

@@ -1,0 +1,1 @@
+"""Estimators over a prior and a forward model: the MAP solver."""
