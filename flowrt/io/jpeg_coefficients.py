@@ -3,10 +3,10 @@
 The JPEG data term needs the integer coefficients k the encoder wrote (coefficient value
 k * q means the true one lay in [q (k - 1/2), q (k + 1/2)]). Pillow decodes pixels only, and
 re-estimating k from decoded pixels is wrong where the decoder clipped or upsampled chroma, so
-this module reads them from the entropy-coded data itself: Huffman-coded sequential (baseline,
-extended) and progressive JPEGs, 8-bit samples, any restart interval. Anything else (arithmetic
-coding, lossless, 12-bit) makes ``coefficients()`` fall back to re-encoding Pillow's decode with
-the file's own tables (``exact`` then turns False).
+they are read from the entropy-coded data by libjpeg (through jpeglib): baseline, extended,
+progressive and arithmetic-coded JPEGs with 8-bit samples, any restart interval. A file libjpeg
+reads only with complaints (truncated or corrupt scan data) keeps its tables, but
+``coefficients()`` then falls back to re-encoding Pillow's decode with them (``exact`` False).
 
 Coefficient arrays are int32 of shape (blocks_y, blocks_x, 8, 8) in natural (row-major)
 frequency order, one per component, covering ceil(component side / 8) blocks.
@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from flowrt.errors import InputError
-from flowrt.io.jpeg_markers import SOF_HUFFMAN, SOF_OTHER, Unsupported, corrupt, next_segment, parse_dqt, parse_sof
-from flowrt.io.jpeg_scan import decode_coefficients
 
 log = logging.getLogger("flowrt.jpeg")
+
+# libjpeg-turbo 2.1: jpeglib's default (IJG 6b) cannot decode arithmetic coding; the coefficients
+# themselves are the file's, whichever libjpeg reads them.
+LIBJPEG = "turbo210"
+# libjpeg warnings that leave every coefficient intact (padding between markers, odd APP headers)
+HARMLESS = ("extraneous bytes before marker", "unknown JFIF revision", "Unknown Adobe color transform",
+            "Unknown APP", "JFIF extension")
+_LOCK = threading.Lock()  # fd 2 and tempfile.tempdir are process-wide while libjpeg runs
 
 
 @dataclass
@@ -45,6 +56,7 @@ class JpegInfo:
     progressive: bool
     exact: bool = True
     _coefficients: Optional[List[np.ndarray]] = field(default=None, repr=False)
+    _damage: Optional[str] = field(default=None, repr=False)  # why the file's coefficients are not used
 
     @property
     def quant_y(self) -> np.ndarray:
@@ -65,12 +77,12 @@ class JpegInfo:
     def coefficients(self) -> List[np.ndarray]:
         """Quantised coefficients k per component, int32 (by, bx, 8, 8), natural order; cached."""
         if self._coefficients is None:
-            try:
+            if self._damage is None:  # built by hand from data alone: read it now
                 self._coefficients = decode_coefficients(self.data)
-            except (Unsupported, InputError) as exc:
+            else:
                 # Pillow decoded these pixels, so re-encoding them with the file's tables is a
-                # fair approximation (a corrupt segment Pillow tolerated lands here too)
-                log.warning("JPEG coefficients re-estimated from the decoded pixels (%s)", exc)
+                # fair approximation of what the encoder wrote
+                log.warning("JPEG coefficients re-estimated from the decoded pixels (%s)", self._damage)
                 self._coefficients = _reencoded_coefficients(self)
                 self.exact = False
         return self._coefficients
@@ -87,7 +99,7 @@ class JpegInfo:
         own bottom/right edge. Blocks never straddle such a border and the encoder's edge padding
         happens only at the image edge, so the crop's coefficients are exactly the file's blocks
         over the box. ``data`` is empty (a crop has no file of its own); ``coefficients()`` returns
-        the stored slices (decoding the whole file once, here, if it was not yet).
+        the stored slices.
         """
         mh, mw = self.mcu
         for start, end, side, step, axis in ((y0, y1, self.height, mh, "rows"),
@@ -109,43 +121,121 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# ---------------------------------------------------------------- libjpeg through jpeglib
+
+
+@contextmanager
+def _stderr_into(messages: List[str]) -> Iterator[None]:
+    """Point fd 2 at a scratch file while libjpeg runs: it fprintf's its warnings to stderr,
+    which would reach the user's terminal raw. The lines end up in ``messages``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            messages.extend(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines()
+                            if line.strip())
+
+
+@contextmanager
+def _private_tempdir() -> Iterator[str]:
+    """A scratch folder that also receives jpeglib's own temporary copy of the file (it makes one
+    per read and does not remove it when libjpeg fails), so nothing is left behind either way."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="flowrt-jpeg-") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = previous
+
+
+def _libjpeg_read(data: bytes):
+    """(jpeglib DCTJPEG with everything loaded, libjpeg's messages); InputError if it refuses."""
+    import jpeglib
+
+    messages: List[str] = []
+    with _LOCK, _private_tempdir() as folder:
+        path = os.path.join(folder, "input.jpg")  # jpeglib reads paths only (stdin, bytes: here)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        try:
+            with _stderr_into(messages), jpeglib.version(LIBJPEG):
+                dct = jpeglib.read_dct(path)
+                dct.load()
+        except Exception as exc:  # jpeglib turns libjpeg's error exit into OSError / RuntimeError
+            reason = messages[-1] if messages else str(exc)
+            raise InputError(f"unreadable JPEG (libjpeg: {reason})") from None
+    return dct, messages
+
+
+def _damage(messages: List[str]) -> Optional[str]:
+    """The first libjpeg warning that means some coefficients were lost or guessed, else None."""
+    for message in messages:
+        if any(benign in message for benign in HARMLESS):
+            log.debug("libjpeg: %s", message)
+        else:
+            return f"libjpeg: {message}"
+    return None
+
+
+def _parse(data: bytes) -> Tuple[JpegInfo, List[np.ndarray]]:
+    """(JpegInfo without coefficients, the coefficients read) from a whole JPEG file."""
+    dct, messages = _libjpeg_read(data)
+    components = [dct.Y] + ([dct.Cb, dct.Cr] if dct.has_chrominance else [])
+    if dct.has_black or len(components) != dct.num_components:
+        raise InputError(f"unsupported JPEG with {dct.num_components} colour components")
+    # jpeglib gives sampling factors as (vertical, horizontal); JpegInfo keeps (h, v)
+    sampling = tuple((int(v_h[1]), int(v_h[0])) for v_h in np.asarray(dct.samp_factor)[:len(components)])
+    tables = np.asarray(dct.qt)
+    quant = tuple(tables[int(t)].astype(np.int32) for t in np.asarray(dct.quant_tbl_no)[:len(components)])
+    info = JpegInfo(data=data, width=int(dct.width), height=int(dct.height), quant=quant, sampling=sampling,
+                    progressive=bool(dct.progressive_mode), _damage=_damage(messages))
+    return info, [np.ascontiguousarray(k, dtype=np.int32) for k in components]
+
+
+def decode_coefficients(data: bytes) -> List[np.ndarray]:
+    """The quantised coefficients of a whole JPEG file: int32 (by, bx, 8, 8) per component.
+
+    InputError (one line) if libjpeg refuses the file or reports lost or corrupt scan data.
+    """
+    info, coefficients = _parse(data)
+    if info._damage is not None:
+        raise InputError(f"corrupt JPEG data ({info._damage})")
+    return coefficients
+
+
 def read_jpeg_info(data: bytes) -> JpegInfo:
-    """Parse the headers (tables, frame) of a JPEG file held in memory; coefficients stay lazy."""
+    """The tables, frame and coefficients of a JPEG file held in memory (one libjpeg pass).
+
+    InputError (one line) for a file libjpeg cannot read at all; a file it reads with damage
+    keeps its tables and re-estimates the coefficients when they are asked for.
+    """
     if data[:2] != b"\xff\xd8":
-        raise corrupt("no start-of-image marker")
-    tables: Dict[int, np.ndarray] = {}
-    frame, progressive, pos = None, False, 2
-    while True:
-        marker, payload, pos = next_segment(data, pos)
-        if marker == 0xDB:
-            parse_dqt(payload, tables)
-        elif marker in SOF_HUFFMAN or marker in SOF_OTHER:
-            frame = parse_sof(payload)
-            progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
-        elif marker in (0xDA, 0xD9):
-            break
-    if frame is None:
-        raise corrupt("no frame header")
-    _, height, width, comps = frame
-    missing = [c.tq for c in comps if c.tq not in tables]
-    if missing:
-        raise corrupt(f"quantisation table {missing[0]} is used but never defined")
-    return JpegInfo(data=data, width=width, height=height,
-                    quant=tuple(tables[c.tq].copy() for c in comps),
-                    sampling=tuple((c.h, c.v) for c in comps), progressive=progressive)
+        raise InputError("unreadable JPEG (no start-of-image marker)")
+    info, coefficients = _parse(data)
+    if info._damage is None:
+        info._coefficients = coefficients
+    return info
 
 
 def _reencoded_coefficients(info: JpegInfo) -> List[np.ndarray]:
-    """Fallback: re-encode Pillow's decode with the file's tables and parse that (approximate)."""
+    """Fallback: re-encode Pillow's decode with the file's tables and read that (approximate)."""
     from PIL import Image
 
     sub = {(1, 1): 0, (2, 1): 1, (2, 2): 2}.get(info.subsampling)
     if sub is None:
         raise InputError(f"unsupported JPEG chroma sampling {info.sampling}; use --jpeg off")
-    with Image.open(io.BytesIO(info.data)) as im:
-        im.load()
-        mode = "L" if len(info.quant) == 1 else "RGB"
-        im = im.convert(mode)
+    try:
+        with Image.open(io.BytesIO(info.data)) as im:
+            im = im.convert("L" if len(info.quant) == 1 else "RGB")
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for broken files
+        raise InputError(f"unreadable JPEG ({info._damage or exc})") from None
     tables = [info.quant[0].reshape(-1).tolist()]
     if len(info.quant) > 1:
         tables.append(info.quant[1].reshape(-1).tolist())
