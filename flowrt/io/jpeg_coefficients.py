@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
@@ -26,6 +24,8 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from flowrt.errors import InputError
+# its lock also guards tempfile.tempdir, swapped (process-wide) while jpeglib runs
+from flowrt.io.native_stderr import LOCK as STDERR_LOCK, captured_stderr
 
 log = logging.getLogger("flowrt.jpeg")
 
@@ -35,7 +35,6 @@ LIBJPEG = "turbo210"
 # libjpeg warnings that leave every coefficient intact (padding between markers, odd APP headers)
 HARMLESS = ("extraneous bytes before marker", "unknown JFIF revision", "Unknown Adobe color transform",
             "Unknown APP", "JFIF extension")
-_LOCK = threading.Lock()  # fd 2 and tempfile.tempdir are process-wide while libjpeg runs
 
 
 @dataclass
@@ -125,24 +124,6 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 @contextmanager
-def _stderr_into(messages: List[str]) -> Iterator[None]:
-    """Point fd 2 at a scratch file while libjpeg runs: it fprintf's its warnings to stderr,
-    which would reach the user's terminal raw. The lines end up in ``messages``."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            messages.extend(line.strip() for line in sink.read().decode("utf-8", "replace").splitlines()
-                            if line.strip())
-
-
-@contextmanager
 def _private_tempdir() -> Iterator[str]:
     """A scratch folder that also receives jpeglib's own temporary copy of the file (it makes one
     per read and does not remove it when libjpeg fails), so nothing is left behind either way."""
@@ -160,12 +141,12 @@ def _libjpeg_read(data: bytes):
     import jpeglib
 
     messages: List[str] = []
-    with _LOCK, _private_tempdir() as folder:
+    with STDERR_LOCK, _private_tempdir() as folder:
         path = os.path.join(folder, "input.jpg")  # jpeglib reads paths only (stdin, bytes: here)
         with open(path, "wb") as handle:
             handle.write(data)
         try:
-            with _stderr_into(messages), jpeglib.version(LIBJPEG):
+            with captured_stderr(messages), jpeglib.version(LIBJPEG):
                 dct = jpeglib.read_dct(path)
                 dct.load()
         except Exception as exc:  # jpeglib turns libjpeg's error exit into OSError / RuntimeError
