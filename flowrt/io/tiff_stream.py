@@ -1,7 +1,8 @@
 """TIFF read by regions and written tile by tile, so neither input nor output is ever whole in memory.
 
 ``TiffSource`` reads regions of the first page of an 8- or 16-bit TIFF (striped or tiled, classic or
-BigTIFF, any compression tifffile decodes without extra codecs: none, deflate, packbits...).
+BigTIFF, any compression tifffile decodes with imagecodecs: none, LZW, deflate, PackBits, JPEG (YCbCr
+decoded to RGB), zstd...). tifffile's complaints about malformed tags become one flowrt warning.
 Uncompressed contiguous data is read row by row with ``pread``; compressed strips or tiles are decoded
 on demand and kept in a small LRU cache sized to one band of tiles. (A ``memmap`` would be simpler but
 its resident file pages count toward RSS and grow with the image; ``pread`` keeps RSS flat.)
@@ -19,6 +20,7 @@ import numpy as np
 import tifffile
 
 from flowrt.io.array_stream import pwrite_rows, quantise, to_unit_float
+from flowrt.io.tiff_file import JPEG_COMPRESSION, tifffile_messages
 from flowrt.errors import InputError
 from flowrt.tiling.resume import fsync_dir
 
@@ -39,12 +41,17 @@ def is_tiff(path) -> bool:
 
 def _open_page(path):
     """Open ``path`` with tifffile; return (TiffFile, first page) or raise InputError."""
-    try:
-        tif = tifffile.TiffFile(path)
-        page = tif.pages.first
-        page.shape  # noqa: B018 - forces tifffile to parse the tags now
-    except Exception as exc:  # tifffile raises many types on damaged files
-        raise InputError(f"{path}: not a readable TIFF ({_short(exc)})") from None
+    with tifffile_messages(str(path)):
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises many types on damaged files
+            raise InputError(f"{path}: not a readable TIFF ({_short(exc)})") from None
+        try:
+            page = tif.pages.first
+            page.shape  # noqa: B018 - forces tifffile to parse the tags now
+        except Exception as exc:
+            tif.close()
+            raise InputError(f"{path}: not a readable TIFF ({_short(exc)})") from None
     return tif, page
 
 
@@ -57,6 +64,8 @@ def _page_layout(path, page) -> tuple[int, int, int]:
     if page.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
         raise InputError(f"{path}: only 8- and 16-bit TIFF is supported, got {page.dtype}")
     photometric = getattr(page.photometric, "name", str(page.photometric))
+    if photometric == "YCBCR" and page.compression == JPEG_COMPRESSION:
+        photometric = "RGB"  # the JPEG codec hands back RGB
     channels = page.samplesperpixel
     if channels not in _PHOTOMETRIC_CHANNELS.get(photometric, ()):
         raise InputError(f"{path}: {photometric} TIFF with {channels} samples is not supported "
@@ -75,6 +84,7 @@ class TiffSource:
 
     def __init__(self, path, *, cache_bytes: int = 64 << 20):
         self.path = os.fspath(path)
+        self._reported: set = set()  # tifffile messages already logged: one warning each, not per tile
         self._tif, self._page = _open_page(self.path)
         try:
             self.shape = _page_layout(self.path, self._page)
@@ -177,7 +187,8 @@ class TiffSource:
             return np.zeros((h, w, self.shape[2]), self.dtype)
         data = os.pread(self._fd, count, offset)
         try:
-            decoded = page.decode(data, index, jpegtables=page.jpegtables)[0]
+            with tifffile_messages(self.path, self._reported):
+                decoded = page.decode(data, index, jpegtables=page.jpegtables)[0]
             return np.ascontiguousarray(decoded.reshape(decoded.shape[-3:])[:h, :w])
         except Exception as exc:  # codec errors come in many types
             raise InputError(f"{self.path}: cannot decode image data ({_short(exc)})") from None
