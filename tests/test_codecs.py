@@ -289,3 +289,34 @@ def test_compressed_tiff_restores_end_to_end(compression, tmp_path, tiny_prior, 
     assert result.exit_code == 0, result.output
     restored = read_image(out)
     assert restored.size == (37, 29) and restored.mode == "RGB"
+
+
+def test_png16_transparent_colour_becomes_alpha():
+    """A tRNS chunk (one transparent grey value) reads as grey + alpha, as Pillow sees it."""
+    import struct
+    import zlib
+
+    from flowrt.io.png16 import IHDR_END, encode_png16
+
+    grey = np.random.default_rng(5).integers(0, 4, (H, W, 1)).astype(np.uint16) * 1000
+    png = encode_png16(grey)
+    body = struct.pack(">H", 2000)
+    trns = struct.pack(">I", 2) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
+    image = read_image(png[:IHDR_END] + trns + png[IHDR_END:])
+    assert image.mode == "L" and image.bit_depth == 16
+    np.testing.assert_array_equal(image.alpha == 0, grey[..., 0] == 2000)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_cmyk_tiff_reads_as_rgb_like_pillow(dtype, tmp_path):
+    top = np.iinfo(dtype).max
+    cmyk = (np.random.default_rng(6).random((H, W, 4)) * top).astype(dtype)
+    path = tmp_path / "cmyk.tif"
+    tifffile.imwrite(path, cmyk, photometric="separated", compression="lzw")
+    image = read_image(path)
+    unit = cmyk.astype(np.float64) / top
+    assert image.mode == "RGB" and image.bit_depth == (8 if dtype == np.uint8 else 16)
+    np.testing.assert_allclose(image.rgb, (1 - unit[..., :3]) * (1 - unit[..., 3:]), atol=1e-6)
+    if dtype == np.uint8:  # Pillow's own CMYK -> RGB, within its integer rounding
+        with Image.open(path) as im:
+            assert np.abs(np.asarray(im.convert("RGB"), np.float64) - image.rgb * 255).max() <= 1

@@ -107,9 +107,11 @@ def _orientation(exif: Optional[bytes]) -> int:
     from PIL import Image
 
     try:
-        tags = Image.Exif()
-        tags.load(exif)
-        value = int(tags.get(ORIENTATION_TAG, 1))
+        with warnings.catch_warnings():  # Pillow warns "Corrupt EXIF data": the tag is lost either way
+            warnings.simplefilter("ignore")
+            tags = Image.Exif()
+            tags.load(exif)
+            value = int(tags.get(ORIENTATION_TAG, 1))
     except Exception:  # a damaged EXIF block costs the tag, not the image
         return 1
     return value if 1 <= value <= 8 else 1
@@ -139,7 +141,10 @@ def _check_size(name: str, w: int, h: int) -> None:
 def _open_pillow(data: bytes, name: str):
     from PIL import Image
 
-    with warnings.catch_warnings():
+    # Pillow's UserWarnings ("Invalid APNG", "malformed MPO", "Corrupt EXIF data") would reach the
+    # terminal raw: they are collected and logged, one line each, naming the file
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
@@ -153,6 +158,9 @@ def _open_pillow(data: bytes, name: str):
             raise InputError(f"{name}: unreadable or damaged image (its header is not valid)") from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError...
             raise InputError(f"{name}: unreadable or truncated image ({exc})") from None
+        finally:
+            for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+                log.warning("%s: %s", name, message)
     return im
 
 

@@ -3,7 +3,7 @@
 Pixels go through libpng (``imagecodecs.png_decode`` / ``png_encode``): bit depth 16, colour
 types greyscale (0), RGB (2), grey+alpha (4) and RGBA (6), interlaced or not. imagecodecs does
 not carry metadata, so the ICC profile (iCCP) and EXIF (eXIf) chunks are read and written here.
-Samples come back as uint16 arrays (H, W, C), C = 1, 2, 3 or 4.
+Samples come back as uint16 arrays (H, W, C), C = 1, 2, 3 or 4 (a tRNS chunk becomes alpha).
 """
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def decode_png16(data: bytes, name: str, max_pixels: Optional[int]) -> Png16:
     for message in messages:
         log.debug("%s: %s", name, message)
     pixels = pixels.reshape(height, width, -1)
-    if pixels.dtype != np.uint16 or pixels.shape[2] != CHANNELS[colour]:
+    # libpng turns a tRNS chunk (one transparent grey or RGB value) into an alpha channel
+    if pixels.dtype != np.uint16 or pixels.shape[2] - CHANNELS[colour] not in (0, colour in (0, 2)):
         raise InputError(f"{name}: unsupported PNG (decoded as {pixels.dtype} x {pixels.shape[2]})")
     icc, exif = _metadata(data)
     return Png16(np.ascontiguousarray(pixels), icc, exif)

@@ -2,7 +2,7 @@
 
 The first page is the image. Any compression tifffile decodes with imagecodecs is read (none,
 LZW, deflate, PackBits, JPEG, zstd, LZMA, WebP...); JPEG-in-TIFF stored as YCbCr comes back as
-RGB. The ICC profile (tag 34675) and the orientation tag (274) are kept; other EXIF fields of a
+RGB, and CMYK as RGB by Pillow's simple formula. The ICC profile (tag 34675) and the orientation tag (274) are kept; other EXIF fields of a
 TIFF input are not carried over. Premultiplied (associated) alpha is converted to straight alpha
 on reading, and straight alpha is what gets written. tifffile reports malformed tags on its own
 logger; ``tifffile_messages`` turns them into one flowrt warning per file.
@@ -21,8 +21,9 @@ from flowrt.errors import InputError
 
 ICC_TAG = 34675
 ORIENTATION_TAG = 274
-MINISWHITE, MINISBLACK, RGB, PALETTE, YCBCR = 0, 1, 2, 3, 6
-JPEG_COMPRESSION = 7  # tifffile's JPEG decoder converts YCbCr data to RGB itself
+MINISWHITE, MINISBLACK, RGB, PALETTE, SEPARATED, YCBCR = 0, 1, 2, 3, 5, 6
+JPEG_COMPRESSIONS = (6, 7)  # old- and new-style JPEG: tifffile's decoder converts YCbCr to RGB itself
+INKSET_TAG, INKSET_CMYK = 332, 1
 ASSOCIATED_ALPHA = 1
 log = logging.getLogger("flowrt.io.tiff")
 
@@ -92,8 +93,10 @@ def _to_unit(arr: np.ndarray, page, name: str):
 def _colour(unit: np.ndarray, page, name: str):
     """(rgb (H, W, 3), alpha or None, mode) from unit samples and the page's photometric."""
     photometric = int(page.photometric)
-    if photometric == YCBCR and int(page.compression) == JPEG_COMPRESSION:
+    if photometric == YCBCR and int(page.compression) in JPEG_COMPRESSIONS:
         photometric = RGB  # decoded to RGB by the JPEG codec
+    if photometric == SEPARATED:
+        return _cmyk(unit, page, name)
     if photometric == PALETTE:
         cmap = np.asarray(page.colormap, np.float32) / 65535  # (3, 2**bits)
         index = np.round(unit[..., 0] * (255 if page.dtype == np.uint8 else 65535)).astype(np.int64)
@@ -112,6 +115,17 @@ def _colour(unit: np.ndarray, page, name: str):
         colour = np.clip(colour, 0, 1)
     rgb = np.repeat(colour, 3, axis=2) if colours == 1 else colour
     return np.ascontiguousarray(rgb, np.float32), alpha, "L" if colours == 1 else "RGB"
+
+
+def _cmyk(unit: np.ndarray, page, name: str):
+    """CMYK (H, W, 4 [+ alpha]) -> (rgb, alpha or None, 'RGB') the way Pillow converts it,
+    R = (1 - C)(1 - K), without a colour profile: a print separation has no better default."""
+    inkset = page.tags.get(INKSET_TAG)
+    if unit.shape[2] < 4 or (inkset is not None and inkset.value != INKSET_CMYK):
+        raise InputError(f"{name}: unsupported TIFF colour separation ({unit.shape[2]} inks, not CMYK)")
+    rgb = (1 - unit[..., :3]) * (1 - unit[..., 3:4])
+    alpha = unit[..., 4] if unit.shape[2] > 4 else None
+    return np.ascontiguousarray(rgb, np.float32), alpha, "RGB"
 
 
 def read_tiff(data: bytes, name: str, check_size: Callable[[str, int, int], None]) -> dict:

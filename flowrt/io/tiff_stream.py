@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 
 from flowrt.io.array_stream import pwrite_rows, quantise, to_unit_float
-from flowrt.io.tiff_file import JPEG_COMPRESSION, tifffile_messages
+from flowrt.io.tiff_file import JPEG_COMPRESSIONS, tifffile_messages
 from flowrt.errors import InputError
 from flowrt.tiling.resume import fsync_dir
 
@@ -64,7 +64,7 @@ def _page_layout(path, page) -> tuple[int, int, int]:
     if page.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
         raise InputError(f"{path}: only 8- and 16-bit TIFF is supported, got {page.dtype}")
     photometric = getattr(page.photometric, "name", str(page.photometric))
-    if photometric == "YCBCR" and page.compression == JPEG_COMPRESSION:
+    if photometric == "YCBCR" and page.compression in JPEG_COMPRESSIONS:
         photometric = "RGB"  # the JPEG codec hands back RGB
     channels = page.samplesperpixel
     if channels not in _PHOTOMETRIC_CHANNELS.get(photometric, ()):
