@@ -14,7 +14,8 @@ from typing import Any, Dict
 import yaml
 
 from flowrt import __version__
-from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX, MANIFEST_FORMAT, MANIFEST_NAME, MODEL_FILES, sha256_file
+from flowrt.prior.folders import (FORWARD_ONNX, GENERATOR_VJP_ONNX, GRADIENT_FILES, INVERSE_ONNX, MANIFEST_FORMAT,
+                                  MANIFEST_NAME, MODEL_FILES, PRIOR_GRAD_ONNX, sha256_file)
 
 LATENT_LAYOUT = (
     "u has the image's shape (B, 3, H, W) and is standard normal under the model. Level l "
@@ -50,13 +51,35 @@ def graph_signature(levels: int) -> Dict[str, Any]:
     }
 
 
+def gradient_signature() -> Dict[str, Any]:
+    """Inputs and outputs of the two gradient graphs (always float32, see export/grad_export.py)."""
+    image = ["batch", 3, "height", "width"]
+    return {
+        PRIOR_GRAD_ONNX: {"inputs": {"x": {"shape": image, "dtype": "float32", "range": "[0, 1]"}},
+                          "outputs": {"nll": {"shape": ["batch"], "dtype": "float32", "meaning": "-log p(x), nats"},
+                                      "grad": {"shape": image, "dtype": "float32", "meaning": "d nll / dx"}}},
+        GENERATOR_VJP_ONNX: {
+            "inputs": {"u": {"shape": image, "dtype": "float32"},
+                       "v": {"shape": image, "dtype": "float32", "meaning": "cotangent of x, e.g. dE_data/dx"}},
+            "outputs": {"x": {"shape": image, "dtype": "float32", "meaning": "T(u), not clipped"},
+                        "logdet": {"shape": ["batch"], "dtype": "float32", "meaning": "log|det dx/du|, nats"},
+                        "e_prior": {"shape": ["batch"], "dtype": "float32",
+                                    "meaning": "0.5 ||u||^2 + logdet = -log p(T(u)) - (D/2) log(2 pi), nats"},
+                        "e_prior_grad": {"shape": image, "dtype": "float32", "meaning": "d e_prior / du"},
+                        "vjp": {"shape": image, "dtype": "float32", "meaning": "v^T dx/du"}},
+            "latent_map_gradient": "dE/du = vjp + lam * e_prior_grad for E = E_data(T(u)) + lam * e_prior(u)"},
+    }
+
+
 def build_manifest(train_config: Dict[str, Any], graphs: Dict[str, Any], verification: Dict[str, Any],
                    folder: Path, source: str) -> Dict[str, Any]:
     """The manifest dict for the files now in ``folder``.
 
     ``graphs``: opset, ir_version, exporter, precision. ``verification``: Report.to_dict().
+    The gradient graphs are described and hashed when ``folder`` holds them.
     """
     levels = int(train_config["model"]["levels"])
+    gradients = all((Path(folder) / name).is_file() for name in GRADIENT_FILES)
     return {
         "format": MANIFEST_FORMAT,
         "source_checkpoint": source,
@@ -70,9 +93,9 @@ def build_manifest(train_config: Dict[str, Any], graphs: Dict[str, Any], verific
         "latent_layout": LATENT_LAYOUT,
         "density": "log_prob = sum log N(u; 0, 1) + logdet (nats); bits/dim of the 8-bit image = "
                    "-log_prob / (D ln 2) + 8 for x = (k + v) / 256, v in [0, 1) (dequantisation)",
-        "graphs": graph_signature(levels),
+        "graphs": dict(graph_signature(levels), **(gradient_signature() if gradients else {})),
         "files": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-                  for name in MODEL_FILES},
+                  for name in MODEL_FILES + (GRADIENT_FILES if gradients else ())},
         "versions": library_versions(),
         "verification": verification,
         "train_config": train_config,

@@ -17,11 +17,13 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError, ModelError
-from flowrt.prior.folders import MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, open_model_dir, load_torch_prior
+from flowrt.prior.folders import (GRADIENT_FILES, MANIFEST_NAME, MODEL_FILES, TORCH_WEIGHTS, check_files,
+                                  listed_files, load_torch_prior, open_model_dir)
 from flowrt.train.checkpoint import FORMAT, atomic_save, load_model
 from flowrt.train.config import to_dict
 
 from .manifest import build_manifest, write_manifest
+from .grad_export import export_gradient_graphs
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, export_graphs
 from .verify import Graphs, Report, verify_folder
 
@@ -67,6 +69,11 @@ def publish(staging: Path, out: Path) -> None:
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     for name in MODEL_FILES:
         os.replace(staging / name, out / name)
+    for name in GRADIENT_FILES:  # a re-export without gradients must not leave stale ones behind
+        if (staging / name).is_file():
+            os.replace(staging / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
     os.replace(staging / MANIFEST_NAME, out / MANIFEST_NAME)
 
 
@@ -79,8 +86,12 @@ def _check_target(checkpoint: Path, out: Path) -> None:
 
 def export_checkpoint(checkpoint: Union[str, Path], out_dir: Optional[Union[str, Path]] = None,
                       opset: int = DEFAULT_OPSET, fp16: bool = False,
-                      exporter: str = "torchscript") -> Tuple[Path, Report]:
-    """Export, verify and publish ``checkpoint``; returns (folder, report). ExportError on failure."""
+                      exporter: str = "torchscript", gradients: bool = False) -> Tuple[Path, Report]:
+    """Export, verify and publish ``checkpoint``; returns (folder, report). ExportError on failure.
+
+    ``gradients`` also writes and verifies prior_grad.onnx and generator_vjp.onnx (grad_export.py;
+    about a minute more on 2 cores, whatever the model's size).
+    """
     if exporter not in EXPORTERS:
         raise InputError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     checkpoint = Path(checkpoint)
@@ -94,6 +105,8 @@ def export_checkpoint(checkpoint: Union[str, Path], out_dir: Optional[Union[str,
     try:
         try:
             export_graphs(model, staging, opset=opset, fp16=fp16, exporter=exporter)
+            if gradients:
+                export_gradient_graphs(model, staging, opset)
         except Exception as exc:  # torch.onnx raises many types; none is the user's to debug
             raise ExportError(f"ONNX export failed ({exporter}, opset {opset}): {str(exc).splitlines()[0][:200]}") from None
         atomic_save({"format": FORMAT, "config": to_dict(cfg), "model": model.state_dict()}, staging / TORCH_WEIGHTS)
@@ -114,6 +127,7 @@ def export_checkpoint(checkpoint: Union[str, Path], out_dir: Optional[Union[str,
 def reverify(model_dir: Union[str, Path]) -> Report:
     """Re-run verification on an exported folder (hashes first); ExportError if a check fails."""
     folder, manifest = open_model_dir(str(model_dir), MODEL_FILES)
+    check_files(folder, manifest, listed_files(manifest)[len(MODEL_FILES):])  # the gradient graphs it lists
     report = verify_folder(folder, load_torch_prior(folder), str(manifest["precision"]))
     if not report.passed:
         raise ExportError(_failure_message(report, f"{folder} does not reproduce its model.pt"), report)

@@ -11,6 +11,8 @@ Checks, each a figure against a documented limit (``TOLERANCES``):
 * ``jacobian``: the exported forward log-det against log|det J|, with J the Jacobian of the
   exported forward graph itself by central differences (float64 arithmetic on ORT's outputs) on
   a tiny input; and against the float64 autograd Jacobian of the torch model at the same point.
+* ``prior_grad`` / ``generator_vjp`` (where the folder holds the gradient graphs): their outputs
+  against float64 autograd at two sizes (export/grad_verify.py).
 * ``forward+inverse logdet``: forward log-det + inverse log-det = 0 at matching points (x, ORT u)
   of the natural images (on uniform noise a trained flow's float32 inverse does not return to x,
   in torch as in ORT, so those are no matching points; the round trip there is still reported).
@@ -33,7 +35,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from flowrt.prior.folders import FORWARD_ONNX, INVERSE_ONNX
+from flowrt.errors import ModelError
+from flowrt.prior.folders import FORWARD_ONNX, GRADIENT_FILES, INVERSE_ONNX
 from flowrt.prior.onnx_backend import open_session, select_providers
 from flowrt.prior.flow import FlowModel, log_normal
 
@@ -278,11 +281,11 @@ def jacobian_checks(graphs: Graphs, model: FlowModel, tol: Tolerances, precision
 
 
 def checker_checks(folder: Path) -> List[Check]:
-    """onnx.checker on both graphs; a failure is recorded as value inf (limit 0)."""
+    """onnx.checker on every graph (the gradient graphs where present); a failure is value inf (limit 0)."""
     import onnx
 
     checks = []
-    for name in (FORWARD_ONNX, INVERSE_ONNX):
+    for name in (FORWARD_ONNX, INVERSE_ONNX) + present_gradient_files(folder):
         try:
             onnx.checker.check_model(str(folder / name), full_check=True)
             value = 0.0
@@ -312,4 +315,16 @@ def verify_folder(folder: Path, model: FlowModel, precision: str = "float32") ->
     for size in PARITY_SIZES:
         report.checks += parity_checks(graphs, ref, tol, round_to_rule(size, model.multiple))
     report.checks += jacobian_checks(graphs, model, tol, precision)
+    if present_gradient_files(folder):
+        from .grad_verify import gradient_checks  # imports this module: loaded only when needed
+
+        report.checks += gradient_checks(folder, model)
     return report
+
+
+def present_gradient_files(folder: Path) -> Tuple[str, ...]:
+    """The gradient graphs in ``folder``: both or none (one alone is an incomplete export)."""
+    present = tuple(name for name in GRADIENT_FILES if (Path(folder) / name).is_file())
+    if present and len(present) != len(GRADIENT_FILES):
+        raise ModelError(f"{folder} holds {present[0]} but not every gradient graph {GRADIENT_FILES}")
+    return present

@@ -191,3 +191,18 @@ def tiny_prior(tmp_path_factory) -> Path:
     folder, report = export_checkpoint(checkpoint, root / "prior")
     assert report.passed
     return Path(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_grad_prior(tmp_path_factory) -> Path:
+    """Like ``tiny_prior``, exported with the gradient graphs (prior_grad.onnx, generator_vjp.onnx).
+
+    About a minute and a half on 2 cores (tracing and the dynamo exporter); tests must not modify it.
+    """
+    from flowrt.export.pipeline import export_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_grad_prior")
+    checkpoint = write_tiny_checkpoint(root / "tiny.pt")
+    folder, report = export_checkpoint(checkpoint, root / "prior", gradients=True)
+    assert report.passed
+    return Path(folder)

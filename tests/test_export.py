@@ -237,3 +237,41 @@ def test_exporting_into_an_existing_folder_replaces_the_prior(copy_of, tmp_path)
 def test_unknown_exporter_is_an_input_error(checkpoint, tmp_path):
     with pytest.raises(InputError, match="exporter"):
         export_checkpoint(checkpoint, tmp_path / "x", exporter="tflite")
+
+
+def test_gradient_graphs_are_verified_hashed_and_dynamic(tiny_grad_prior):
+    """export_checkpoint(gradients=True): both gradient graphs checked against float64 autograd at
+    two sizes (one non-square), listed with their sha256, dynamic in B, H, W, IR pinned."""
+    from flowrt.prior.folders import GRADIENT_FILES, listed_files
+
+    manifest = yaml.safe_load((tiny_grad_prior / MANIFEST_NAME).read_text())
+    assert listed_files(manifest) == MODEL_FILES + GRADIENT_FILES
+    for name in GRADIENT_FILES:
+        assert manifest["files"][name]["sha256"] == sha256_file(tiny_grad_prior / name)
+        assert name in manifest["graphs"]
+        proto = onnx.load(str(tiny_grad_prior / name))
+        assert proto.ir_version <= 13 and all(node.domain in ("", "ai.onnx") for node in proto.graph.node)
+        for value in list(proto.graph.input) + list(proto.graph.output):
+            dims = value.type.tensor_type.shape.dim
+            assert bool(dims[0].dim_param), f"{name} {value.name}: batch must be dynamic"
+            if len(dims) == 4:
+                assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
+    checks = {c["name"]: c for c in manifest["verification"]["checks"]}
+    for needed in ("onnx checker prior_grad.onnx", "prior_grad grad 48x80 natural", "prior_grad nll 64x64 random",
+                   "generator_vjp vjp 48x80 natural latent", "generator_vjp e_prior_grad 64x64 normal latent"):
+        assert checks[needed]["passed"], needed
+    assert checks["prior_grad grad 48x80 natural"]["limit"] <= 1e-4
+
+
+def test_tampered_gradient_graph_is_refused(tiny_grad_prior, tmp_path):
+    from flowrt.prior.folders import PRIOR_GRAD_ONNX
+    from flowrt.prior.ort_gradient import OrtPriorGradient
+
+    folder = Path(shutil.copytree(tiny_grad_prior, tmp_path / "prior"))
+    data = bytearray((folder / PRIOR_GRAD_ONNX).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / PRIOR_GRAD_ONNX).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        OrtPriorGradient(folder, device="cpu", threads=1)
+    with pytest.raises(ModelError, match="sha256"):
+        reverify(folder)

@@ -229,3 +229,69 @@ def test_cli_score_errors_are_one_line(invoke_flowrt, make_images, folder, tmp_p
         result = invoke_flowrt("score", *args)
         assert result.exit_code != 0 and isinstance(result.exception, SystemExit), args
         assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.fixture(scope="module")
+def ort_gradient(tiny_grad_prior):
+    from flowrt.prior.ort_gradient import OrtPriorGradient
+
+    return OrtPriorGradient(tiny_grad_prior, device="cpu", threads=1)
+
+
+def test_ort_nll_and_grad_match_torch_autograd(ort_gradient, tiny_grad_prior):
+    model = load_torch_prior(tiny_grad_prior)
+    x = images(2, 12, 20, seed=4)
+    nll, grad = ort_gradient.nll_and_grad(x)
+    assert nll.shape == (2,) and nll.dtype == np.float64 and grad.shape == x.shape and grad.dtype == np.float32
+    xt = torch.from_numpy(x).requires_grad_(True)
+    expected = -model.log_prob(xt)
+    expected.sum().backward()
+    np.testing.assert_allclose(nll, expected.detach().numpy(), rtol=1e-5)
+    assert np.abs(grad - xt.grad.numpy()).max() <= 1e-5 * np.abs(xt.grad.numpy()).max()
+    assert ort_gradient.multiple == 4 and ort_gradient.device == "cpu"
+    with pytest.raises(InputError, match="divisible by 4"):
+        ort_gradient.nll_and_grad(images(1, 10, 12))
+
+
+def test_ort_generator_terms_match_torch_autograd(ort_gradient, tiny_grad_prior):
+    model = load_torch_prior(tiny_grad_prior)
+    rng = np.random.default_rng(5)
+    u, v = (rng.standard_normal((1, 3, 8, 12)).astype(np.float32) for _ in range(2))
+    x, logdet, e_prior, e_grad, vjp = ort_gradient.generator_terms(u, v)
+    ut = torch.from_numpy(u).requires_grad_(True)
+    xt, ld = model.inverse(ut)
+    e = 0.5 * ut.pow(2).sum() + ld.sum()
+    (expected_e_grad,) = torch.autograd.grad(e, ut, retain_graph=True)
+    (expected_vjp,) = torch.autograd.grad(xt, ut, grad_outputs=torch.from_numpy(v))
+    np.testing.assert_allclose(x, xt.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(e_prior, [float(e.detach())], rtol=1e-5)
+    np.testing.assert_allclose(logdet, ld.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(e_grad, expected_e_grad.numpy(), atol=1e-5 * float(expected_e_grad.abs().max()))
+    np.testing.assert_allclose(vjp, expected_vjp.numpy(), atol=1e-5 * float(expected_vjp.abs().max()))
+
+
+def test_torch_adapter_runs_the_solver_like_the_torch_prior(ort_gradient, tiny_grad_prior):
+    """map_restore(OrtTorchPrior, ...) in image space: the torch solver unchanged, the prior on ORT."""
+    from flowrt.operators import build_forward_model
+    from flowrt.prior.ort_gradient import OrtTorchPrior
+    from flowrt.solve.solver import SolverConfig, map_restore
+
+    adapter = OrtTorchPrior(ort_gradient)
+    x = torch.from_numpy(images(1, 8, 12, seed=6)).requires_grad_(True)
+    log_p = adapter.log_prob(x)
+    log_p.sum().backward()
+    assert log_p.shape == (1,) and x.grad.shape == x.shape
+    noisy = np.clip(images(1, 19, 23, seed=7)[0].transpose(1, 2, 0), 0, 1)
+    results = [map_restore(prior, build_forward_model(noisy, sigma=15.0), SolverConfig(iters=5))
+               for prior in (adapter, load_torch_prior(tiny_grad_prior))]
+    ort_result, torch_result = results
+    assert ort_result.x.shape == (1, 3, 19, 23) and not ort_result.fell_back
+    assert float((ort_result.x - torch_result.x).abs().max()) < 1e-4
+    np.testing.assert_allclose(ort_result.objective, torch_result.objective, rtol=1e-5)
+
+
+def test_a_prior_without_gradient_graphs_is_a_clear_model_error(folder):
+    from flowrt.prior.ort_gradient import OrtPriorGradient
+
+    with pytest.raises(ModelError, match="without gradient graphs"):
+        OrtPriorGradient(folder, device="cpu")

@@ -4,6 +4,9 @@ An exported prior is a folder (written by ``flowrt export``) holding
 
     forward.onnx    x (B,3,H,W) float32 in [0,1] -> u (B,3,H,W), logdet (B,), log_prob (B,) nats
     inverse.onnx    u (B,3,H,W) float32          -> x (B,3,H,W), logdet (B,)
+    prior_grad.onnx x (B,3,H,W) float32 in [0,1] -> nll (B,) = -log p(x) nats, grad = d nll/dx (B,3,H,W)
+    generator_vjp.onnx  u, v (B,3,H,W) -> x = T(u), logdet, e_prior (B,), e_prior_grad, vjp = v^T dx/du
+                    (the two gradient graphs are optional; the manifest lists them when present)
     model.pt        the same weights as a flowrt checkpoint (for the torch autograd MAP path)
     manifest.yaml   architecture, size rule, latent layout, opset, sha256 of every file, versions,
                     verification figures; written last, so its presence means the export verified
@@ -26,7 +29,12 @@ MANIFEST_FORMAT = "flowrt-onnx-prior/1"
 FORWARD_ONNX = "forward.onnx"
 INVERSE_ONNX = "inverse.onnx"
 TORCH_WEIGHTS = "model.pt"
-MODEL_FILES = (FORWARD_ONNX, INVERSE_ONNX, TORCH_WEIGHTS)
+PRIOR_GRAD_ONNX = "prior_grad.onnx"
+GENERATOR_VJP_ONNX = "generator_vjp.onnx"
+MODEL_FILES = (FORWARD_ONNX, INVERSE_ONNX, TORCH_WEIGHTS)  # every export writes these
+# The MAP gradients on ONNX Runtime: written on request (``export_checkpoint(gradients=True)``;
+# their export takes about a minute even for a tiny flow), listed in the manifest when present.
+GRADIENT_FILES = (PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX)
 
 PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
@@ -107,6 +115,11 @@ def check_files(model_dir: Union[str, Path], manifest: Dict[str, Any], names: It
             raise ModelError(f"{path} is missing")
         if sha256_file(path) != expected:
             raise ModelError(f"{path} does not match the sha256 in its manifest (modified or corrupt); re-export it")
+
+
+def listed_files(manifest: Dict[str, Any]) -> tuple:
+    """The files an intact folder must hold: MODEL_FILES plus the gradient graphs its manifest lists."""
+    return MODEL_FILES + tuple(name for name in GRADIENT_FILES if name in manifest["files"])
 
 
 def open_model_dir(name_or_path: Optional[Union[str, Path]], names: Iterable[str]) -> tuple:
