@@ -110,8 +110,9 @@ def export_traced(module: torch.fx.GraphModule, examples: Sequence[torch.Tensor]
     finalize_graph(path)
 
 
-def export_gradient_graphs(model: FlowModel, folder: Path, opset: int) -> Dict[str, Path]:
-    """Write prior_grad.onnx and generator_vjp.onnx for ``model`` into ``folder``; returns name -> path.
+def export_gradient_graphs(model: FlowModel, folder: Path, opset: int,
+                           names: Sequence[str] = ("prior_grad.onnx", "generator_vjp.onnx")) -> Dict[str, Path]:
+    """Write the gradient graphs ``names`` (default both) for ``model`` into ``folder``; returns name -> path.
 
     The example is batch 2 at the smallest non-square size the size rule allows (as export_graphs).
     """
@@ -127,15 +128,20 @@ def export_gradient_graphs(model: FlowModel, folder: Path, opset: int) -> Dict[s
     x = torch.rand(2, model.cfg.channels, 2 * m, 3 * m, generator=gen)
     u, v = torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)
     folder = Path(folder)
-    paths = {PRIOR_GRAD_ONNX: folder / PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX: folder / GENERATOR_VJP_ONNX}
+    unknown = set(names) - {PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX}
+    if unknown:
+        raise ValueError(f"no gradient graph is called {sorted(unknown)[0]!r}")
+    paths = {name: folder / name for name in names}
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter logs its opset 18 -> 17 conversion and missing torchvision
     try:
-        export_traced(trace(prior_nll_and_grad(frozen), (x,)), (x,), paths[PRIOR_GRAD_ONNX],
-                      PRIOR_GRAD_NAMES, opset)
-        export_traced(trace(generator_terms(frozen), (u, v)), (u, v), paths[GENERATOR_VJP_ONNX],
-                      GENERATOR_VJP_NAMES, opset)
+        if PRIOR_GRAD_ONNX in paths:
+            export_traced(trace(prior_nll_and_grad(frozen), (x,)), (x,), paths[PRIOR_GRAD_ONNX],
+                          PRIOR_GRAD_NAMES, opset)
+        if GENERATOR_VJP_ONNX in paths:
+            export_traced(trace(generator_terms(frozen), (u, v)), (u, v), paths[GENERATOR_VJP_ONNX],
+                          GENERATOR_VJP_NAMES, opset)
     finally:
         quiet.setLevel(level)
     return paths

@@ -79,7 +79,7 @@ def build_manifest(train_config: Dict[str, Any], graphs: Dict[str, Any], verific
     The gradient graphs are described and hashed when ``folder`` holds them.
     """
     levels = int(train_config["model"]["levels"])
-    gradients = all((Path(folder) / name).is_file() for name in GRADIENT_FILES)
+    gradients = tuple(name for name in GRADIENT_FILES if (Path(folder) / name).is_file())
     return {
         "format": MANIFEST_FORMAT,
         "source_checkpoint": source,
@@ -93,9 +93,9 @@ def build_manifest(train_config: Dict[str, Any], graphs: Dict[str, Any], verific
         "latent_layout": LATENT_LAYOUT,
         "density": "log_prob = sum log N(u; 0, 1) + logdet (nats); bits/dim of the 8-bit image = "
                    "-log_prob / (D ln 2) + 8 for x = (k + v) / 256, v in [0, 1) (dequantisation)",
-        "graphs": dict(graph_signature(levels), **(gradient_signature() if gradients else {})),
+        "graphs": dict(graph_signature(levels), **{k: v for k, v in gradient_signature().items() if k in gradients}),
         "files": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-                  for name in MODEL_FILES + (GRADIENT_FILES if gradients else ())},
+                  for name in MODEL_FILES + gradients},
         "versions": library_versions(),
         "verification": verification,
         "train_config": train_config,

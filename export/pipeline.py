@@ -12,7 +12,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -86,11 +86,12 @@ def _check_target(checkpoint: Path, out: Path) -> None:
 
 def export_checkpoint(checkpoint: Union[str, Path], out_dir: Optional[Union[str, Path]] = None,
                       opset: int = DEFAULT_OPSET, fp16: bool = False,
-                      exporter: str = "torchscript", gradients: bool = False) -> Tuple[Path, Report]:
+                      exporter: str = "torchscript",
+                      gradients: Union[bool, Sequence[str]] = False) -> Tuple[Path, Report]:
     """Export, verify and publish ``checkpoint``; returns (folder, report). ExportError on failure.
 
-    ``gradients`` also writes and verifies prior_grad.onnx and generator_vjp.onnx (grad_export.py;
-    about a minute more on 2 cores, whatever the model's size).
+    ``gradients`` also writes and verifies gradient graphs (grad_export.py; a minute or more each on
+    2 cores): True for both, or the names to write, e.g. (PRIOR_GRAD_ONNX,).
     """
     if exporter not in EXPORTERS:
         raise InputError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
@@ -106,7 +107,7 @@ def export_checkpoint(checkpoint: Union[str, Path], out_dir: Optional[Union[str,
         try:
             export_graphs(model, staging, opset=opset, fp16=fp16, exporter=exporter)
             if gradients:
-                export_gradient_graphs(model, staging, opset)
+                export_gradient_graphs(model, staging, opset, GRADIENT_FILES if gradients is True else gradients)
         except Exception as exc:  # torch.onnx raises many types; none is the user's to debug
             raise ExportError(f"ONNX export failed ({exporter}, opset {opset}): {str(exc).splitlines()[0][:200]}") from None
         atomic_save({"format": FORMAT, "config": to_dict(cfg), "model": model.state_dict()}, staging / TORCH_WEIGHTS)

@@ -35,7 +35,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from flowrt.errors import ModelError
 from flowrt.prior.folders import FORWARD_ONNX, GRADIENT_FILES, INVERSE_ONNX
 from flowrt.prior.onnx_backend import open_session, select_providers
 from flowrt.prior.flow import FlowModel, log_normal
@@ -323,8 +322,5 @@ def verify_folder(folder: Path, model: FlowModel, precision: str = "float32") ->
 
 
 def present_gradient_files(folder: Path) -> Tuple[str, ...]:
-    """The gradient graphs in ``folder``: both or none (one alone is an incomplete export)."""
-    present = tuple(name for name in GRADIENT_FILES if (Path(folder) / name).is_file())
-    if present and len(present) != len(GRADIENT_FILES):
-        raise ModelError(f"{folder} holds {present[0]} but not every gradient graph {GRADIENT_FILES}")
-    return present
+    """The gradient graphs in ``folder`` (an export may write either, both or none)."""
+    return tuple(name for name in GRADIENT_FILES if (Path(folder) / name).is_file())
