@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from flowrt.io.formats import IMAGE_SUFFIXES
 from flowrt.prior.folders import load_torch_prior, read_manifest
 from flowrt.prior.onnx_backend import Prior
 from flowrt.prior.scoring import centre_crop_to_multiple, dequantize, read_rgb8, score_rgb8
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 TARGET_BPD = 0.01
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     prior = Prior(args.model, threads=args.threads)
     f32 = load_torch_prior(args.model)
     f64 = copy.deepcopy(f32).double().freeze()
-    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in SUFFIXES)
+    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     rows = [score_one(p, prior, f32, f64) for p in paths]
     worst = max(abs(r["ort_minus_torch64"]) for r in rows)
     result = {"model": args.model, "images": args.images, "providers": prior.providers,

@@ -54,10 +54,13 @@ def synthetic_tiff(path: Path, side: int) -> None:
 
 def child(args) -> None:
     """Run one restore (this is what /usr/bin/time measures)."""
-    from flowrt.tiling.streamed import restore_file_tiled
+    from flowrt.pipeline.run import TilingOptions
+    from flowrt.pipeline.source import open_source
+    from flowrt.tiling.streamed import restore_into_file
 
     restore = identity if args.restore == "identity" else torch_restore(args.model, args.iters)
-    restore_file_tiled(args.input, args.output, restore, tile=args.tile, overlap=args.overlap)
+    with open_source(args.input, args.output, 1, TilingOptions(tile=args.tile)) as source:
+        restore_into_file(source, args.output, restore, tile=args.tile, overlap=args.overlap)
 
 
 def identity(tile, box):

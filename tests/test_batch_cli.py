@@ -111,14 +111,14 @@ def test_all_good_exits_zero(photos, batch, tmp_path):
 
 
 def test_an_unexpected_error_on_one_image_does_not_stop_the_batch(photos, batch, tmp_path, monkeypatch):
-    import flowrt.pipeline.plan
-    real = flowrt.pipeline.plan.restore_loaded
+    import flowrt.pipeline.region
+    real = flowrt.pipeline.region.restore_loaded
 
     def crash_on_jpeg(image, *args, **kwargs):
         if image.format == "JPEG":
             raise RuntimeError("simulated crash")
         return real(image, *args, **kwargs)
-    monkeypatch.setattr(flowrt.pipeline.plan, "restore_loaded", crash_on_jpeg)
+    monkeypatch.setattr(flowrt.pipeline.region, "restore_loaded", crash_on_jpeg)
     (photos / "bad.png").unlink()
     result = batch(photos, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "Traceback" not in result.output

@@ -184,7 +184,7 @@ def test_jpeg_quality_per_tile_equals_the_whole_images_blocks():
     whole = jpeg_info_for_quality(rgb, 30)
     for box in [(0, 32, 0, 48), (32, H, 48, W), (16, 48, 16, 80)]:
         y0, y1, x0, x1 = box
-        per_tile = restore_tiled.JpegQuality(30).for_pixels(rgb[y0:y1, x0:x1])
+        per_tile = restore_tiled.JpegQuality(30).for_region(rgb[y0:y1, x0:x1], box)
         for a, b in zip(per_tile.coefficients(), whole.crop(*box).coefficients()):
             assert np.array_equal(a, b)
 

@@ -8,7 +8,15 @@ from PIL import Image
 
 from flowrt.errors import InputError
 from flowrt.io.tiff_stream import TiffSink, TiffSource, is_tiff
-from flowrt.tiling.streamed import partial_paths, restore_file_tiled
+from flowrt.pipeline.run import TilingOptions
+from flowrt.pipeline.source import open_source
+from flowrt.tiling.streamed import partial_paths, restore_into_file
+
+
+def restore_file_tiled(in_path, out_path, restore_tile, *, tile, scale=1, **kwargs):
+    """Open IN as the pipeline does (streamed TIFF to TIFF, else decoded) and restore it tile by tile."""
+    with open_source(str(in_path), str(out_path), scale, TilingOptions(tile=tile)) as source:
+        restore_into_file(source, out_path, restore_tile, tile=tile, scale=scale, **kwargs)
 
 LAYOUTS = {
     "contiguous": dict(),

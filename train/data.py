@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from flowrt.errors import FlowrtError
+from flowrt.io.formats import IMAGE_SUFFIXES
 
 log = logging.getLogger("flowrt.train")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
 class DataError(FlowrtError, ValueError):

@@ -20,6 +20,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError
+from flowrt.io.formats import FORMAT_NAMES
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
@@ -220,9 +221,6 @@ def read_image(src: Source) -> LoadedImage:
 
 
 # ---------------------------------------------------------------- writing
-
-
-FORMAT_NAMES = {"png": "PNG", "tif": "TIFF", "tiff": "TIFF", "jpg": "JPEG", "jpeg": "JPEG"}
 
 
 def format_for_path(path: str, fmt: Optional[str] = None) -> str:

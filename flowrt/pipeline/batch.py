@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from flowrt.errors import FlowrtError, InputError
+from flowrt.io.formats import IMAGE_SUFFIXES
 
 log = logging.getLogger("flowrt.pipeline.batch")
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
 @dataclass
@@ -31,7 +31,7 @@ class BatchJob:
         if dst.exists() and not dst.is_dir():
             raise InputError(f"{output_dir} exists and is not a folder")
         candidates = src.rglob("*") if recursive else src.iterdir()
-        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in SUFFIXES
+        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                        and dst not in p.parents)
         if not files:
             raise InputError(f"no PNG, JPEG or TIFF images in {input_dir}" + ("" if recursive else " (try --recursive)"))

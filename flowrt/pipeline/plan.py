@@ -1,20 +1,19 @@
 """From a loaded image and the user's options to a restored image: the library behind
 ``flowrt restore`` and ``flowrt batch``.
 
-``plan_restoration`` resolves every "auto" (the noise level, the JPEG tables) into a
-``RestorationPlan`` that says exactly what will be done; ``restore_loaded`` runs it
-with the MAP solver, whole or tile by tile.
+``plan_restoration`` resolves every "auto" (the noise level, the JPEG tables) of one opened
+``Source`` (decoded or streamed: one planner for both) into a ``RestorationPlan`` that says
+exactly what will be done; ``flowrt.pipeline.region`` then runs it on the whole image or a tile.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from typing import Callable, Optional, Union
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol, Tuple, Union
 
 import numpy as np
 
 from flowrt.errors import InputError
-from flowrt.io.image_file import LoadedImage
 from flowrt.solve.solver import SolverConfig
 
 log = logging.getLogger("flowrt.pipeline.plan")
@@ -63,12 +62,53 @@ class RestoreOptions:
         return self
 
 
+class JpegTerm(Protocol):
+    """The JPEG part of a plan: the quantised coefficients of any MCU-aligned region of the input."""
+    mcu: Tuple[int, int]   # (rows, cols) of one MCU: interior tile borders must fall on multiples
+
+    def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]): ...
+
+
+@dataclass(frozen=True)
+class FileJpeg:
+    """A JPEG input's own coefficients and tables (flowrt.io.jpeg_coefficients.JpegInfo)."""
+    info: object
+
+    @property
+    def mcu(self) -> Tuple[int, int]:
+        return self.info.mcu
+
+    def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]):
+        """The file's coefficient blocks over box (y0, y1, x0, x1) of the input; rgb is unused."""
+        y0, y1, x0, x1 = box
+        whole = (y0, x0, y1, x1) == (0, 0, self.info.height, self.info.width)
+        return self.info if whole else self.info.crop(y0, y1, x0, x1)
+
+
+@dataclass(frozen=True)
+class JpegQuality:
+    """``--jpeg Q``: the input was JPEG-compressed at IJG quality Q before being saved losslessly.
+    Each region is re-encoded at Q on its own, which on MCU-aligned regions gives the same blocks as
+    encoding the whole image (colour conversion, 4:2:0 pooling and the DCT are all MCU-local; edge
+    padding happens only at the image edge)."""
+    quality: int
+    greyscale: bool = False
+
+    @property
+    def mcu(self) -> Tuple[int, int]:
+        return (8, 8) if self.greyscale else (16, 16)  # jpeg_info_for_quality encodes colour 4:2:0
+
+    def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]):
+        from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
+        return jpeg_info_for_quality(rgb, self.quality, greyscale=self.greyscale)
+
+
 @dataclass
 class RestorationPlan:
     """Every decision resolved: what the forward model is and why."""
     sigma: Optional[float]          # Gaussian noise std (0-255) in the data term; None = noise floor only
     sigma_source: str               # 'given', 'estimated', or 'estimated, below threshold'
-    jpeg: Optional[object]          # JpegInfo or None
+    jpeg: Optional[JpegTerm]        # FileJpeg, JpegQuality or None
     jpeg_source: str                # 'file', 'quality Q', 'off'
     scale: int
     blur: Optional[np.ndarray]
@@ -87,16 +127,16 @@ class RestorationPlan:
         return "; ".join(parts)
 
 
-def _resolve_jpeg(image: LoadedImage, opts: RestoreOptions):
-    from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
+def _resolve_jpeg(source, opts: RestoreOptions) -> tuple:
+    """(JpegTerm or None, where it came from) for a Source."""
     if opts.jpeg == "off":
         return None, "off"
     if opts.jpeg == "auto":
-        return (image.jpeg, "the file's own tables") if image.jpeg is not None else (None, "off (not a JPEG)")
-    if image.jpeg is not None:
-        raise InputError(f"{image.name} is a JPEG with its own tables; --jpeg {opts.jpeg} is for images "
+        return (FileJpeg(source.jpeg), "the file's own tables") if source.jpeg is not None else (None, "off (not a JPEG)")
+    if source.jpeg is not None:
+        raise InputError(f"{source.name} is a JPEG with its own tables; --jpeg {opts.jpeg} is for images "
                          "that were JPEG-compressed before being saved losslessly (use --jpeg auto or off)")
-    return jpeg_info_for_quality(image.rgb, opts.jpeg, greyscale=image.mode == "L"), f"quality {opts.jpeg}"
+    return JpegQuality(int(opts.jpeg), source.greyscale), f"quality {opts.jpeg}"
 
 
 def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, width: int) -> np.ndarray:
@@ -126,44 +166,17 @@ def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
     return estimate, "estimated"
 
 
-def plan_restoration(image: LoadedImage, opts: RestoreOptions) -> RestorationPlan:
-    """Resolve the options against this image (reads the mask and blur files)."""
+def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
+    """Resolve the options against one opened input (a flowrt.pipeline.source.Source, decoded or
+    streamed; a LoadedImage is accepted too) and read the mask and blur files."""
     from flowrt.operators import parse_blur, read_mask
+    from flowrt.pipeline.source import Source, from_image
     opts.validate()
-    h, w = image.rgb.shape[:2]
-    jpeg, jpeg_source = _resolve_jpeg(image, opts)
-    sigma, sigma_source = resolve_sigma(noise_sample(lambda y0, y1, x0, x1: image.rgb[y0:y1, x0:x1], h, w),
-                                        opts, jpeg)
+    if not isinstance(source, Source):  # a decoded LoadedImage (the Python API, benchmarks)
+        source = from_image(source)
+    w, h = source.size
+    jpeg, jpeg_source = _resolve_jpeg(source, opts)
+    sigma, sigma_source = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
     blur = parse_blur(opts.blur) if opts.blur else None
     mask = read_mask(opts.mask, (h, w)) if opts.mask else None
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask)
-
-
-def restore_loaded(image: LoadedImage, plan: RestorationPlan, prior, solver: SolverConfig, *,
-                   device=None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-    """Restore ``image`` as ``plan`` says; float32 (H*scale, W*scale, 3) in [0, 1]."""
-    return restore_region(image.rgb, plan, prior, solver, jpeg=plan.jpeg, mask=plan.mask,
-                          greyscale=image.mode == "L", device=device, progress=progress, name=image.name)
-
-
-def restore_region(rgb: np.ndarray, plan: RestorationPlan, prior, solver: SolverConfig, *, jpeg, mask,
-                   greyscale: bool, device=None, progress: Optional[Callable[[int, int], None]] = None,
-                   name: str = "<image>") -> np.ndarray:
-    """MAP-restore observed pixels ``rgb`` float32 (h, w, 3) in [0, 1] (a whole image or one tile)
-    with the plan's noise, scale and blur and this region's own ``jpeg`` (JpegInfo of exactly
-    these pixels, or None) and ``mask`` (bool (h, w) or None); float32 (h*scale, w*scale, 3) in [0, 1]."""
-    from flowrt.operators import build_forward_model
-    fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
-                             mask=mask, greyscale=greyscale)
-    from flowrt.solve.solver import map_restore, start_blur_for_noise, step_for_noise
-    if solver.lr is None:
-        solver = replace(solver, lr=step_for_noise(plan.sigma))
-    if solver.start_blur is None:
-        solver = replace(solver, start_blur=start_blur_for_noise(plan.sigma, jpeg is not None))
-    result = map_restore(prior, fm, solver, device=device, progress=progress)
-    if result.fell_back:
-        log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
-    out = result.x[0].permute(1, 2, 0).numpy()
-    if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
-        raise RuntimeError("restoration produced non-finite values")
-    return np.clip(out, 0.0, 1.0).astype(np.float32)

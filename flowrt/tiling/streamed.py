@@ -1,9 +1,10 @@
-"""File in, file out, tiled: picks streaming TIFF or in-memory I/O and owns the partial/resume files.
+"""File out, tiled: owns the partial output and the resume files of a tiled restore.
 
 While it runs, only ``OUT.partial`` (the output being filled: a tiled BigTIFF, or a raw ``.npy`` for
 other formats) and the folder ``OUT.partial.state`` exist; ``OUT`` appears, by an atomic rename, only
 once every tile is in. An interrupted run leaves both behind for ``resume=True``; a fresh run deletes
-them first. TIFF to TIFF is streamed (neither whole in memory); other images are decoded once.
+them first. The input arrives opened (``flowrt.pipeline.source``): streamed TIFF regions, or a decoded
+image; this module never re-opens it nor re-decides the route.
 """
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from typing import Callable
 
 import numpy as np
 
-from flowrt.io.array_stream import ArraySource, NpySink, to_unit_float
+from flowrt.io.array_stream import NpySink, to_unit_float
 from flowrt.errors import InputError
 from flowrt.io.image_file import format_for_path
-from flowrt.io.tiff_stream import TiffSink, TiffSource, is_tiff
+from flowrt.io.tiff_stream import TiffSink
 from flowrt.tiling.grid import TileGrid, restore_tiled
 
-__all__ = ["restore_file_tiled", "partial_paths", "as_rgb"]
+__all__ = ["restore_into_file", "partial_paths", "as_rgb"]
 
 log = logging.getLogger(__name__)
-_TIFF_SUFFIXES = {".tif", ".tiff"}
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as flowrt.io.image_file writes grey
 
 
@@ -34,55 +34,44 @@ def partial_paths(out_path) -> tuple[Path, Path]:
     return partial, partial.with_name(partial.name + ".state")
 
 
-def restore_file_tiled(in_path, out_path, restore_tile: Callable, *, tile: int = 512,
-                       overlap: int = 32, scale: int = 1, align: int = 8, resume: bool = False,
-                       progress: Callable[[int, int], None] | None = None,
-                       run_key: str = "", loaded=None, bit_depth: int | None = None) -> None:
-    """Restore image file ``in_path`` into ``out_path`` tile by tile (see ``tiling.restore_tiled``).
+def restore_into_file(source, out_path, restore_tile: Callable, *, tile: int = 512,
+                      overlap: int = 32, scale: int = 1, align: int = 8, resume: bool = False,
+                      progress: Callable[[int, int], None] | None = None,
+                      run_key: str = "", bit_depth: int | None = None) -> None:
+    """Restore the opened input ``source`` (flowrt.pipeline.source.Source) into ``out_path`` tile by
+    tile (see ``tiling.grid.restore_tiled``).
 
     restore_tile(tile_in float32 (h, w, 3) [0, 1], box_in (y0, y1, x0, x1)) -> float32
-    (h*scale, w*scale, 3) [0, 1]: always RGB, as ``imageio.read_image`` gives (grey replicated,
-    written back as luma; alpha split off and passed through).
-    TIFF to TIFF streams: the input is read by regions and the output written as a tiled BigTIFF
-    (8/16 bit as the input, ICC kept; alpha repeated x scale) while tiles finish. Any other pair
-    goes through ``flowrt.io.image_file`` (decoded once; written once at the end, like the input).
+    (h*scale, w*scale, 3) [0, 1]: always RGB (grey replicated, written back as luma; alpha split off
+    and passed through). A streamed source is written as a tiled BigTIFF while tiles finish (8/16 bit
+    as the input, ICC kept; alpha repeated x scale); a decoded one is collected in a ``.npy`` partial
+    and encoded once at the end like the input (``flowrt.io.image_file``).
     resume: continue an interrupted run of the same input, options and ``run_key`` (the caller's
     description of model and restoration settings); without it, leftovers are deleted first.
-    loaded: ``in_path`` already decoded by ``flowrt.io.image_file.read_image``: not decoded again, and not
-    streamed even TIFF to TIFF (a TIFF only that reader handles, e.g. palette or planar).
     bit_depth: 8 or 16 bits per output sample (default: as the input).
     Raises InputError for user mistakes; leaves no file at ``out_path`` unless it succeeded.
     """
-    in_path, out_path = Path(in_path), Path(out_path)
+    in_path, out_path = Path(source.in_path), Path(out_path)
     _check_paths(in_path, out_path)
     partial, state = partial_paths(out_path)
     if not resume:
         _remove_leftovers(partial, state)
-    streaming = loaded is None and is_tiff(in_path) and out_path.suffix.lower() in _TIFF_SUFFIXES
-    if streaming:
-        source, like = TiffSource(in_path), None
-        source.cache_bytes = source.band_cache_bytes(tile // scale, tile // scale)
-    else:
-        source, like = _read_whole(in_path) if loaded is None else (ArraySource(loaded.rgb), loaded)
-        if like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
-            raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
+    pixels, like = source.pixels, source.image
+    if like is not None and like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
+        raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
     stat = in_path.stat()  # a changed input must not resume from the old one's tiles
     run_key = f"{in_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{run_key}"
-    try:  # refuse bad tiling options before anything is written
-        TileGrid.plan(source.shape[0], source.shape[1], tile=tile, overlap=overlap, scale=scale,
-                      align=align)
-        out_shape = (source.shape[0] * scale, source.shape[1] * scale, source.shape[2])
-        sink = _open_sink(partial, state, out_shape, source, like, resume, bit_depth)
-        try:
-            restore_tiled(source, sink, as_rgb(restore_tile, source.shape[2], scale),
-                          tile=tile, overlap=overlap, scale=scale, align=align, progress=progress,
-                          state_path=state, run_key=run_key)
-            _finish(sink, out_path, like, bit_depth)
-        finally:
-            sink.close()
+    # refuse bad tiling options before anything is written
+    TileGrid.plan(pixels.shape[0], pixels.shape[1], tile=tile, overlap=overlap, scale=scale, align=align)
+    out_shape = (pixels.shape[0] * scale, pixels.shape[1] * scale, pixels.shape[2])
+    sink = _open_sink(partial, state, out_shape, pixels, like, resume, bit_depth)
+    try:
+        restore_tiled(pixels, sink, as_rgb(restore_tile, pixels.shape[2], scale),
+                      tile=tile, overlap=overlap, scale=scale, align=align, progress=progress,
+                      state_path=state, run_key=run_key)
+        _finish(sink, out_path, like, bit_depth)
     finally:
-        if streaming:
-            source.close()
+        sink.close()
     _remove_leftovers(partial, state)
 
 
@@ -99,13 +88,6 @@ def _check_paths(in_path: Path, out_path: Path) -> None:
 def _remove_leftovers(partial: Path, state: Path) -> None:
     partial.unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)
-
-
-def _read_whole(in_path: Path):
-    """(ArraySource of the RGB pixels, LoadedImage) via flowrt.io.image_file."""
-    from flowrt.io.image_file import read_image
-    like = read_image(str(in_path))
-    return ArraySource(like.rgb), like
 
 
 def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bit_depth=None):
