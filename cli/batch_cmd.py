@@ -28,13 +28,13 @@ def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth,
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
     from flowrt.pipeline.batch import BatchJob, run_batch
-    from flowrt.prior.folders import load_torch_prior
+    from flowrt.prior.engines import load_prior
     from flowrt.device import resolve_device
     from flowrt.pipeline.run import model_key
 
     job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)
     device = resolve_device(opts.device)
-    prior = load_torch_prior(model_dir)
+    prior = load_prior(model_dir, opts.engine, device)
     summary = run_batch(job, opts, prior, device=device, bit_depth=int(bit_depth) if bit_depth else None,
                         report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
                         model=model_key(model_dir))

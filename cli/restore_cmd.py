@@ -25,13 +25,13 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overla
     setup_logging(verbose)
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.prior.folders import load_torch_prior
+    from flowrt.prior.engines import load_prior
     from flowrt.device import resolve_device
     from flowrt.pipeline.run import model_key, prepare_restore, run_restore
 
     job = prepare_restore(input_path, output_path, opts, tiling, bit_depth=int(bit_depth) if bit_depth else None)
     device = resolve_device(opts.device)
-    prior = load_torch_prior(model_dir)
+    prior = load_prior(model_dir, opts.engine, device)
     settings = job.settings(prior.multiple)
     if verbose:
         click.echo(f"{job.headline()}; {opts.solver.space} space, {opts.solver.iters} iterations on {device}"

@@ -53,6 +53,8 @@ _OPTIONS = [
     click.option("--coarse-prior", type=click.FloatRange(min=0), default=None,
                  help="With --scale > 1: weight (times lambda) of the prior on the estimate downsampled back to the input's grid."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
+                 help="What evaluates the prior's gradient: torch autograd, or the exported ONNX Runtime graph."),
     click.option("--seed", type=int, default=None, help="Random seed."),
     click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None, help="Output bits per sample (default: as the input)."),
     click.option("-v", "--verbose", count=True, help="Say what was estimated and done."),
@@ -65,7 +67,7 @@ def restoration_options(func):
     return func
 
 
-def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prior, device, seed):
+def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prior, device, seed, engine="auto"):
     """RestoreOptions from the CLI values (None: keep the library default)."""
     import dataclasses
 
@@ -75,7 +77,7 @@ def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prio
     given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed}
     solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
     return RestoreOptions(sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, solver=solver,
-                          device=device).validate()
+                          device=device, engine=engine).validate()
 
 
 def iteration_bar(enabled: bool, desc: str = "MAP", leave: bool = False):

@@ -46,8 +46,14 @@ class RestoreOptions:
     mask: Optional[str] = None
     solver: SolverConfig = field(default_factory=SolverConfig)
     device: str = "auto"
+    engine: str = "auto"   # what evaluates the prior's gradient: see flowrt.prior.engines
 
     def validate(self) -> "RestoreOptions":
+        from flowrt.prior.engines import ENGINES
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.engine == "ort" and self.solver.space != "image":
+            raise InputError("--engine ort optimises over the image; the latent space needs --engine torch")
         if self.sigma != "auto":
             if not isinstance(self.sigma, (int, float)) or not 0 <= self.sigma <= MAX_SIGMA:
                 raise InputError(f"--sigma must be 'auto' or a number from 0 to {MAX_SIGMA:g} (0-255 scale), "
