@@ -129,7 +129,9 @@ def test_pad_to_multiple_on_odd_sizes(h, w):
 def test_solver_config_refuses_bad_values():
     for bad in (dict(space="pixels"), dict(iters=-1), dict(lam=-0.1), dict(lam=float("nan")),
                 dict(lam=float("inf")), dict(average_tail=1.5), dict(coarse_prior=-1.0),
-                dict(coarse_prior=float("nan")), dict(discrepancy=-0.5), dict(discrepancy=float("inf"))):
+                dict(coarse_prior=float("nan")), dict(discrepancy=-0.5), dict(discrepancy=float("inf")),
+                dict(final_lr=1.5), dict(final_lr=float("nan")), dict(step_scale=0.0),
+                dict(step_scale=float("nan"))):
         with pytest.raises(InputError):
             replace(SolverConfig(), **bad).validate()
 
@@ -165,3 +167,12 @@ def test_discrepancy_keeps_the_misfit_near_what_the_noise_explains(prior):
         return float(fm.nll(x) / fm.expected_nll(x))
     free, held = misfit(0.0), misfit(1.0)
     assert held < 0.7 * free  # 2.7x -> 1.8x its expectation in 60 iterations on the tiny prior
+
+
+def test_schedule_warms_up_then_decays_to_final_lr():
+    from flowrt.solve.solver import _schedule
+    cfg = SolverConfig(iters=20, warmup=4, final_lr=0.3)
+    assert _schedule(0, cfg) == pytest.approx(0.25)
+    assert _schedule(4, cfg) == pytest.approx(1.0)
+    assert _schedule(20, cfg) == pytest.approx(0.3)
+    assert all(_schedule(i, cfg) >= _schedule(i + 1, cfg) for i in range(4, 20))
