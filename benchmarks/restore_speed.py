@@ -1,11 +1,13 @@
-"""Seconds per 512x512 image for `flowrt restore` at default settings, and iterations per second.
+"""Seconds for one 512x512 noise-25 restore, side by side in one invocation: flowrt's old path (torch,
+150 Adam iterations), flowrt's current defaults, and BM3D (the ``bm3d`` package, sigma 25).
 
     python benchmarks/restore_speed.py --data ../shared/data/val --photo plasma_Kite.png
 
-Degrades the photo's 512x512 centre crop with the noise task (sigma 25, benchmarks/protocol.py), then
-times the real CLI in a fresh process per run: once with `--iters 0` (start-up, model load, I/O)
-and once at default settings, with one torch thread and with torch's default. Iterations/s = iterations / (full - zero-iteration wall time).
-Peak RSS is the child's ru_maxrss. Writes results/restore_speed.{json,md}.
+Degrades the photo's 512x512 centre crop with the noise task (benchmarks/protocol.py) and times the
+real CLI in a fresh process per run (start-up, model load and I/O included), with both cores
+(OMP_NUM_THREADS unset) unless --threads says otherwise. The runs take turns (--repeats rounds) so
+a change in the machine's load hits all of them alike; the median is reported, with the PSNR of
+each output against the clean crop. Writes results/restore_speed.{json,md}.
 """
 from __future__ import annotations
 
@@ -13,70 +15,104 @@ import argparse
 import json
 import os
 import platform
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
 from flowrt.solve.solver import SolverConfig  # noqa: E402
 
-ITERATIONS = SolverConfig().iters
+OLD_PATH = ["--engine", "torch", "--iters", "150"]   # flowrt 0.1.0's defaults (150 Adam steps)
 
 
-def timed_restore(src: Path, out: Path, extra: list[str], threads: str | None) -> float:
-    """Wall seconds of one `flowrt restore` child process (raises on failure); threads: its
-    OMP_NUM_THREADS, or None for torch's default (one per core)."""
+def _env(threads):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if threads is not None:
-        env["OMP_NUM_THREADS"] = threads
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def time_flowrt(src: Path, out: Path, extra: list, threads) -> float:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), "--sigma", "25", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads))
     if proc.returncode != 0:
         raise SystemExit(f"flowrt restore failed: {proc.stderr.strip()}")
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
+def time_bm3d(src: Path, out: Path, threads) -> float:
+    """BM3D in a fresh process too (its import and I/O counted like flowrt's)."""
+    code = ("import sys, numpy as np; from PIL import Image; from benchmarks.peers.bm3d_peer import denoise_colour;"
+            "x = np.asarray(Image.open(sys.argv[1]).convert('RGB'), np.float64) / 255;"
+            "y = denoise_colour(x, 25 / 255);"
+            "Image.fromarray((np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)).save(sys.argv[2])")
+    env = _env(threads)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"bm3d failed: {proc.stderr.strip()}")
+    return time.perf_counter() - t0
+
+
+def psnr(clean: np.ndarray, path: Path) -> float:
+    from PIL import Image
+    out = np.asarray(Image.open(path).convert("RGB"), np.float64)
+    return float(10 * np.log10(255.0 ** 2 / np.mean((out - clean.astype(np.float64)) ** 2)))
+
+
+def main(argv: list | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/val"))
     ap.add_argument("--photo", default="plasma_Kite.png")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of every run (default: unset, all cores)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
-    from PIL import Image
     task = TASKS["noise"]
-    _, encoded = degrade(load_photo(args.data / args.photo, 512), task, seed_for(task.name, args.photo))
-    rows = []
+    clean = load_photo(args.data / args.photo, 512)
+    _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
+    runs = {"flowrt old path (torch, 150 Adam)": [], f"flowrt defaults ({SolverConfig().iters} iterations)": [],
+            "flowrt --engine ort": [], "BM3D (sigma 25)": []}
+    quality = {}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "n512.png"
         src.write_bytes(encoded)
-        for threads in ("1", None):
-            overhead = timed_restore(src, Path(tmp) / "zero.png", ["--iters", "0"], threads)
-            full = timed_restore(src, Path(tmp) / "out.png", [], threads)
-            assert Image.open(Path(tmp) / "out.png").size == (512, 512)
-            rows.append({"omp_num_threads": threads or f"unset (torch default, {os.cpu_count()} cores)",
-                         "wall_s": round(full, 1), "overhead_s": round(overhead, 1),
-                         "iterations_per_s": round(ITERATIONS / (full - overhead), 2)})
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    report = {"photo": args.photo, "size": [512, 512], "iterations": ITERATIONS, "runs": rows,
-              "peak_rss_mib": round(peak_mib), "load_average": [round(v, 2) for v in os.getloadavg()],
-              "machine": platform.machine()}
+        for _ in range(args.repeats):
+            for name, seconds in runs.items():
+                out = Path(tmp) / f"{len(quality)}_{abs(hash(name))}.png"
+                if name.startswith("BM3D"):
+                    seconds.append(time_bm3d(src, out, args.threads))
+                else:
+                    extra = OLD_PATH if "old" in name else ["--engine", "ort"] if "ort" in name else []
+                    seconds.append(time_flowrt(src, out, extra, args.threads))
+                quality[name] = round(psnr(clean, out), 2)
+    rows = [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
+             "psnr_db": quality[name]} for name, s in runs.items()]
+    base = rows[0]["median_s"]
+    for row in rows:
+        row["speedup_vs_old"] = round(base / row["median_s"], 2)
+    report = {"photo": args.photo, "size": [512, 512], "threads": args.threads or f"unset ({os.cpu_count()} cores)",
+              "rows": rows, "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "restore_speed.json").write_text(json.dumps(report, indent=2))
-    table = "".join(f"| {r['omp_num_threads']} | {r['wall_s']} | {r['overhead_s']} | {r['iterations_per_s']} |\n"
-                    for r in rows)
+    table = "".join(f"| {r['method']} | {r['median_s']} | {r['speedup_vs_old']}x | {r['psnr_db']} |\n" for r in rows)
     (args.out / "restore_speed.md").write_text(
-        "# flowrt restore at default settings, 512x512 (this CPU)\n\n"
-        f"`flowrt restore n512.png -o out.png --sigma 25` on the 512x512 centre crop of `{args.photo}` with "
-        f"N(0, 25^2) noise; packaged default prior, image-space MAP, {ITERATIONS} iterations; load average "
-        f"at the end {report['load_average']}; peak RSS of any run {report['peak_rss_mib']} MiB.\n\n"
-        "| OMP_NUM_THREADS | wall (s) | of which start-up, load, I/O (s) | iterations/s |\n| --- | --- | --- | --- |\n"
-        + table + "\nCommand: `python benchmarks/restore_speed.py`\n")
+        "# One 512x512 noise-25 restore, side by side (this CPU)\n\n"
+        f"512x512 centre crop of `{args.photo}` with N(0, 25^2) noise; each run a fresh process (start-up, "
+        f"model load, I/O included); OMP_NUM_THREADS {report['threads']}; median of {args.repeats} round(s), "
+        f"the methods taking turns; load average at the end {report['load_average']}.\n\n"
+        "| method | wall (s) | speed-up vs old path | PSNR (dB) |\n| --- | --- | --- | --- |\n" + table
+        + "\nCommand: `python benchmarks/restore_speed.py`\n")
     print(json.dumps(report))
     return 0
 
