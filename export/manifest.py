@@ -5,15 +5,14 @@ prior that reproduces its checkpoint's density; ``flowrt.prior.folders`` reads i
 """
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import yaml
 
 from flowrt import __version__
+from flowrt.io.atomic import atomic_file
 from flowrt.prior.folders import (FORWARD_ONNX, GENERATOR_VJP_ONNX, GRADIENT_FILES, INVERSE_ONNX, MANIFEST_FORMAT,
                                   MANIFEST_NAME, MODEL_FILES, PRIOR_GRAD_ONNX, sha256_file)
 
@@ -112,15 +111,6 @@ class _PlainDumper(yaml.SafeDumper):
 def write_manifest(folder: Path, manifest: Dict[str, Any]) -> Path:
     """Write ``folder/manifest.yaml`` through a temporary file and a rename."""
     path = Path(folder) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.dump(manifest, fh, Dumper=_PlainDumper, sort_keys=False, width=110)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the manifest ships as package data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", permissions=0o644) as fh:  # 0644: it ships as package data
+        yaml.dump(manifest, fh, Dumper=_PlainDumper, sort_keys=False, width=110)
     return path

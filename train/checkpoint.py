@@ -5,13 +5,12 @@ whole TrainConfig, so a model can always be rebuilt from the file alone.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
 
+from flowrt.io.atomic import atomic_file
 from flowrt.prior.checkpoint import FORMAT, CheckpointError, flow_from_checkpoint, read_checkpoint  # noqa: F401
 from flowrt.prior.flow import FlowModel
 
@@ -22,16 +21,8 @@ def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        torch.save(obj, fh)
 
 
 def load_model(path: str) -> Tuple[FlowModel, TrainConfig]:

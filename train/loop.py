@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from flowrt.device import resolve_device
+from flowrt.io.atomic import atomic_file
 
 from .checkpoint import FORMAT, CheckpointError, atomic_save, check_architecture, read_checkpoint
 from .config import TrainConfig, to_dict
@@ -193,9 +194,8 @@ def _open_metrics(path: Path, step: int):
                 continue
             if isinstance(row, dict) and row.get("step", 0) <= step:
                 kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as fh:
+        fh.write("".join(line + "\n" for line in kept))
     return open(path, "a")
 
 

@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError
+from flowrt.io.atomic import atomic_file
 from flowrt.io.formats import FORMAT_NAMES
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
@@ -309,21 +309,10 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     if not folder.is_dir():
         raise InputError(f"{path}: output folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with atomic_file(path) as fh:
+            fh.write(payload)
     except OSError as exc:
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal new file is what users expect
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,

@@ -14,12 +14,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from flowrt.errors import InputError
+from flowrt.io.atomic import atomic_file
 
 __all__ = ["ResumeStore", "fsync_dir"]
 
@@ -98,18 +98,14 @@ class ResumeStore:
     def cache_tile(self, i: int, j: int, tile: np.ndarray) -> None:
         """Keep a restored tile until its band is finished (atomic; no fsync: a torn file is redone)."""
         path = self._tile_path(i, j)
-        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as tmp:
-            np.save(tmp, np.ascontiguousarray(tile, np.float32))
-        os.replace(tmp.name, path)
+        with atomic_file(path, fsync=False) as fh:
+            np.save(fh, np.ascontiguousarray(tile, np.float32))
 
     def save_band(self, next_band: int, carry_acc: np.ndarray, carry_wsum: np.ndarray) -> None:
         """Record that bands < next_band are in the (already flushed) output, with their carry."""
         meta = json.dumps({"fingerprint": self.fingerprint, "next_band": next_band})
-        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as tmp:
-            np.savez(tmp, meta=np.array(meta), carry_acc=carry_acc, carry_wsum=carry_wsum)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, self.folder / _PROGRESS)
+        with atomic_file(self.folder / _PROGRESS) as fh:
+            np.savez(fh, meta=np.array(meta), carry_acc=carry_acc, carry_wsum=carry_wsum)
         fsync_dir(self.folder)
         self.band = next_band
         self._drop_tiles_before(next_band)
