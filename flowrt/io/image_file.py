@@ -20,6 +20,7 @@ import numpy as np
 
 from flowrt.errors import InputError
 from flowrt.io.atomic import atomic_file
+from flowrt.io.colour import LUMA_601
 from flowrt.io.formats import FORMAT_NAMES
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
@@ -29,7 +30,7 @@ __all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "check_destin
 
 EXIF_PREFIX = b"Exif\x00\x00"
 ORIENTATION_TAG = 274
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's RGB -> L
+LUMA = np.array(LUMA_601, np.float32)
 Source = Union[str, os.PathLike, bytes, bytearray]
 
 

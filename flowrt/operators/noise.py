@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from flowrt.errors import InputError
+from flowrt.io.colour import LUMA_601
 from .base import Likelihood
 
 NOISE_FLOOR_255 = 1.0  # std on 0-255: 8-bit rounding (0.29) plus operator mismatch
-LUMA = (0.299, 0.587, 0.114)
+LUMA = LUMA_601
 
 
 def effective_sigma_255(sigma: Optional[float]) -> float:

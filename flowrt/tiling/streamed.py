@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from flowrt.io.array_stream import NpySink, to_unit_float
+from flowrt.io.colour import LUMA_601
 from flowrt.errors import InputError
 from flowrt.io.image_file import format_for_path
 from flowrt.io.tiff_stream import TiffSink
@@ -24,7 +25,7 @@ from flowrt.tiling.grid import TileGrid, restore_tiled
 __all__ = ["restore_into_file", "partial_paths", "as_rgb"]
 
 log = logging.getLogger(__name__)
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as flowrt.io.image_file writes grey
+_LUMA = np.array(LUMA_601, np.float32)  # as flowrt.io.image_file writes grey
 
 
 def partial_paths(out_path) -> tuple[Path, Path]:
