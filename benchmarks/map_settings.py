@@ -42,9 +42,10 @@ def restore_one(prior, observed_file: bytes, task, solver, torch_device):
     from flowrt.io.image_file import read_image
     from flowrt.pipeline.plan import RestoreOptions, plan_restoration
     from flowrt.pipeline.region import restore_loaded
+    from flowrt.pipeline.source import from_image
     image = read_image(observed_file)
     opts = RestoreOptions(sigma=task.sigma if task.sigma > 0 else "auto", scale=task.scale, solver=solver)
-    plan = plan_restoration(image, opts)
+    plan = plan_restoration(from_image(image), opts)
     return restore_loaded(image, plan, prior, solver, device=torch_device), image
 
 

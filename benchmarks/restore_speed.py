@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from metrics import psnr  # noqa: E402
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
 from flowrt.solve.solver import SolverConfig  # noqa: E402
@@ -64,10 +65,9 @@ def time_bm3d(src: Path, out: Path, threads) -> float:
     return time.perf_counter() - t0
 
 
-def psnr(clean: np.ndarray, path: Path) -> float:
+def psnr_of_file(clean: np.ndarray, path: Path) -> float:
     from PIL import Image
-    out = np.asarray(Image.open(path).convert("RGB"), np.float64)
-    return float(10 * np.log10(255.0 ** 2 / np.mean((out - clean.astype(np.float64)) ** 2)))
+    return psnr(clean, np.asarray(Image.open(path).convert("RGB")))
 
 
 def main(argv: list | None = None) -> int:
@@ -88,14 +88,14 @@ def main(argv: list | None = None) -> int:
         src = Path(tmp) / "n512.png"
         src.write_bytes(encoded)
         for _ in range(args.repeats):
-            for name, seconds in runs.items():
-                out = Path(tmp) / f"{len(quality)}_{abs(hash(name))}.png"
+            for index, (name, seconds) in enumerate(runs.items()):
+                out = Path(tmp) / f"out{index}.png"
                 if name.startswith("BM3D"):
                     seconds.append(time_bm3d(src, out, args.threads))
                 else:
                     extra = OLD_PATH if "old" in name else ["--engine", "ort"] if "ort" in name else []
                     seconds.append(time_flowrt(src, out, extra, args.threads))
-                quality[name] = round(psnr(clean, out), 2)
+                quality[name] = round(psnr_of_file(clean, out), 2)
     rows = [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
              "psnr_db": quality[name]} for name, s in runs.items()]
     base = rows[0]["median_s"]

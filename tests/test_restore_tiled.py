@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import flowrt.pipeline.run as restore_tiled
+from flowrt.pipeline.plan import JpegQuality
 from flowrt.io.image_file import read_image
 from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
 from flowrt.operators import JpegLikelihood
@@ -184,7 +185,7 @@ def test_jpeg_quality_per_tile_equals_the_whole_images_blocks():
     whole = jpeg_info_for_quality(rgb, 30)
     for box in [(0, 32, 0, 48), (32, H, 48, W), (16, 48, 16, 80)]:
         y0, y1, x0, x1 = box
-        per_tile = restore_tiled.JpegQuality(30).for_region(rgb[y0:y1, x0:x1], box)
+        per_tile = JpegQuality(30).for_region(rgb[y0:y1, x0:x1], box)
         for a, b in zip(per_tile.coefficients(), whole.crop(*box).coefficients()):
             assert np.array_equal(a, b)
 
@@ -252,8 +253,8 @@ def test_alignment_covers_the_prior_the_jpeg_mcu_and_the_scale():
 
     assert restore_tiled.tile_alignment(8, plan(1)) == 8
     assert restore_tiled.tile_alignment(8, plan(3)) == 24
-    assert restore_tiled.tile_alignment(8, plan(2, restore_tiled.JpegQuality(50))) == 32
-    assert restore_tiled.tile_alignment(64, plan(1, restore_tiled.JpegQuality(50))) == 64
+    assert restore_tiled.tile_alignment(8, plan(2, JpegQuality(50))) == 32
+    assert restore_tiled.tile_alignment(64, plan(1, JpegQuality(50))) == 64
     settings = restore_tiled.tile_settings(100, 100, plan(3), 8, tile=500, overlap=32)
     assert settings.tile == 480 and settings.align == 24 and settings.count == 1
 

@@ -76,6 +76,9 @@ class ArraySource:
         region = self.pixels[y0:y1, x0:x1]
         return region.astype(np.float32) if region.dtype == np.float32 else to_unit_float(region)
 
+    def close(self) -> None:
+        """Nothing to release (the pixels are the caller's); here so every source closes alike."""
+
 
 class ArraySink:
     """Collects the output in memory: ``.pixels`` (H, W, C) of ``dtype`` (default float32)."""

@@ -174,12 +174,9 @@ def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
 
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options against one opened input (a flowrt.pipeline.source.Source, decoded or
-    streamed; a LoadedImage is accepted too) and read the mask and blur files."""
+    streamed; ``source.from_image`` wraps a LoadedImage) and read the mask and blur files."""
     from flowrt.operators import parse_blur, read_mask
-    from flowrt.pipeline.source import Source, from_image
     opts.validate()
-    if not isinstance(source, Source):  # a decoded LoadedImage (the Python API, benchmarks)
-        source = from_image(source)
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sigma, sigma_source = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)

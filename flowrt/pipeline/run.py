@@ -31,7 +31,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from flowrt.errors import InputError
-from flowrt.pipeline.plan import JpegQuality, RestorationPlan, RestoreOptions  # noqa: F401  (JpegQuality re-exported)
+from flowrt.pipeline.plan import RestorationPlan, RestoreOptions
 from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
 

@@ -31,6 +31,8 @@ class PixelSource(Protocol):
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class Source:
@@ -61,9 +63,7 @@ class Source:
         return np.repeat(region[:, :, :1], 3, axis=2) if channels <= 2 else region[:, :, :3]
 
     def close(self) -> None:
-        close = getattr(self.pixels, "close", None)  # TiffSource holds a file; arrays hold nothing
-        if close is not None:
-            close()
+        self.pixels.close()
 
     def __enter__(self) -> "Source":
         return self
