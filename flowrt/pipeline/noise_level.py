@@ -6,12 +6,25 @@ is noise alone, with std 6 sigma. Edges and texture leak through, so only the
 pixels whose local gradient is below a low percentile are used (the flattest
 part of the image), and the noise level is read off with a robust MAD rather
 than a mean.
+
+Two things the estimate must not be fooled by:
+  * channels: the filter runs on each channel and the responses are pooled, so the
+    answer is the std of the noise *per channel* whether the channels carry independent
+    noise (colour) or the same noise (grey stored as RGB). Filtering the channel mean
+    instead divides independent noise by sqrt(3), and a correction for that multiplies
+    a grey image's estimate by sqrt(3) (the bug this replaced).
+  * clipping: noise on a saturated region is cut off at 0 or 1, and such regions are
+    often the flattest of a photo; pixels near a clipped sample are left out.
 """
 from __future__ import annotations
 
 import numpy as np
 
 _MAD_TO_STD = 1.4826
+# Samples at or beyond these (0-1 scale) count as clipped: half an 8-bit level from the ends.
+_CLIP_LOW, _CLIP_HIGH = 0.5 / 255, 254.5 / 255
+# Below this fraction of unclipped pixels the clipped ones are used too (better than nothing).
+_MIN_UNCLIPPED = 0.05
 
 
 def _filter3(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -27,27 +40,32 @@ def _filter3(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 _LAPLACE_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 _SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+_BOX = np.ones((3, 3), dtype=np.float64)
+
+
+def _unclipped(planes: np.ndarray) -> np.ndarray:
+    """(H-2, W-2) bool: no sample of the 3x3 window, in any channel, is clipped."""
+    clipped = ((planes <= _CLIP_LOW) | (planes >= _CLIP_HIGH)).any(axis=2).astype(np.float64)
+    keep = _filter3(clipped, _BOX) == 0
+    return keep if keep.mean() >= _MIN_UNCLIPPED else np.ones_like(keep)
 
 
 def estimate_sigma(rgb: np.ndarray, flat_fraction: float = 0.3) -> float:
-    """Noise std of an (H, W, 3) or (H, W) image in [0, 1], returned on the 0-255 scale.
+    """Noise std per channel of an (H, W), (H, W, 1) or (H, W, 3) image in [0, 1], on the 0-255 scale.
 
-    ``flat_fraction`` of the pixels with the weakest gradient are used. Returns 0
-    for images too small to tell (under 8x8).
+    A 4th channel (alpha) is ignored. ``flat_fraction`` of the unclipped pixels with the weakest
+    gradient are used. Returns 0 for images too small to tell (under 8x8).
     """
-    img = np.asarray(rgb, dtype=np.float64)
-    if img.ndim == 3:
-        img = img.mean(axis=2) if img.shape[2] > 1 else img[..., 0]
-        # averaging three channels of independent noise divides its std by sqrt(3)
-        channel_gain = np.sqrt(3.0) if np.asarray(rgb).shape[2] == 3 else 1.0
-    else:
-        channel_gain = 1.0
-    if min(img.shape) < 8:
+    planes = np.asarray(rgb, dtype=np.float64)
+    if planes.ndim == 2:
+        planes = planes[..., None]
+    planes = planes[..., :3]
+    if min(planes.shape[:2]) < 8:
         return 0.0
-    response = _filter3(img, _LAPLACE_DIFF)
-    grad = np.hypot(_filter3(img, _SOBEL_X), _filter3(img, _SOBEL_X.T))
-    flat = grad <= np.quantile(grad, flat_fraction)
-    values = response[flat]
+    mean = planes.mean(axis=2)
+    grad = np.hypot(_filter3(mean, _SOBEL_X), _filter3(mean, _SOBEL_X.T))
+    keep = _unclipped(planes)
+    flat = keep & (grad <= np.quantile(grad[keep], flat_fraction))
+    values = np.concatenate([_filter3(planes[..., c], _LAPLACE_DIFF)[flat] for c in range(planes.shape[2])])
     mad = np.median(np.abs(values - np.median(values)))
-    sigma = _MAD_TO_STD * mad / 6.0 * channel_gain
-    return float(sigma * 255.0)
+    return float(_MAD_TO_STD * mad / 6.0 * 255.0)
