@@ -286,7 +286,7 @@ def test_write_refuses_input_and_is_atomic(tmp_path):
     with pytest.raises(InputError, match="alpha"):
         write_image(tmp_path / "out.jpg", image.rgb, image)
     with pytest.raises(InputError, match="suffix"):
-        write_image(tmp_path / "out.bmp", image.rgb, image)
+        write_image(tmp_path / "out.gif", image.rgb, image)
     with pytest.raises(InputError, match="folder"):
         write_image(tmp_path / "nope" / "out.png", image.rgb, image)
     with pytest.raises(ValueError):

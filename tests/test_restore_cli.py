@@ -257,7 +257,7 @@ def _zero_size(tmp_path, images):
 def _not_an_image(tmp_path, images):
     path = tmp_path / "in" / "notes.png"
     path.write_text("hello")
-    return [path, "-o", tmp_path / "out.png"], "not a PNG, TIFF or JPEG"
+    return [path, "-o", tmp_path / "out.png"], "not a PNG, TIFF, JPEG, WebP or BMP"
 
 
 def _missing(tmp_path, images):
@@ -313,7 +313,7 @@ def _output_into_missing_folder(tmp_path, images):
 
 
 def _unknown_output_suffix(tmp_path, images):
-    return [images["png"], "-o", tmp_path / "out.bmp"], "output format"
+    return [images["png"], "-o", tmp_path / "out.gif"], "output format"
 
 
 def _alpha_into_jpeg(tmp_path, images):

@@ -1,4 +1,4 @@
-"""Images as users have them: 8/16-bit PNG and TIFF, greyscale, RGBA, JPEG; ICC and EXIF kept.
+"""Images as users have them: 8/16-bit PNG and TIFF, greyscale, RGBA, JPEG, WebP, BMP; ICC and EXIF kept.
 
 ``read_image`` turns a file, bytes or stdin ('-') into a ``LoadedImage`` (float RGB in [0, 1]
 plus everything needed to write the result back the way the input was); ``write_image`` writes
@@ -21,7 +21,8 @@ import numpy as np
 from flowrt.errors import InputError
 from flowrt.io.atomic import atomic_file
 from flowrt.io.colour import LUMA_601
-from flowrt.io.formats import FORMAT_NAMES
+from flowrt.io.formats import (EIGHT_BIT_FORMATS, FORMAT_CHOICES, FORMAT_NAMES, JPEG_QUALITY,
+                                QUALITY_FORMATS)
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
@@ -40,7 +41,7 @@ class LoadedImage:
 
     rgb: float32 (H, W, 3) in [0, 1] (greyscale replicated to 3 channels). alpha: float32 (H, W)
     in [0, 1] or None. mode: 'L' or 'RGB' (the file's colour). bit_depth: 8 or 16 per sample.
-    format: 'PNG', 'TIFF' or 'JPEG'. exif: EXIF bytes starting with b'Exif\\0\\0' (or None).
+    format: 'PNG', 'TIFF', 'JPEG', 'WEBP' or 'BMP'. exif: EXIF bytes starting with b'Exif\\0\\0' (or None).
     orientation: EXIF orientation 1-8 (1 = as stored). jpeg: the file's own quantisation for
     JPEG inputs. size: (width, height). source: the path read, None for bytes or stdin.
     """
@@ -94,7 +95,11 @@ def _sniff(data: bytes, name: str) -> str:
         return "JPEG"
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
-    raise InputError(f"{name}: not a PNG, TIFF or JPEG image")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] == b"BM":
+        return "BMP"
+    raise InputError(f"{name}: not a PNG, TIFF, JPEG, WebP or BMP image")
 
 
 def _normalise_exif(exif: Optional[bytes]) -> Optional[bytes]:
@@ -201,7 +206,7 @@ def _read_tiff(data: bytes, name: str) -> dict:
 
 
 def read_image(src: Source) -> LoadedImage:
-    """Read a PNG, TIFF or JPEG from a path, bytes, or '-' (stdin).
+    """Read a PNG, TIFF, JPEG, WebP or BMP from a path, bytes, or '-' (stdin).
 
     Raises InputError (one line naming the file) for a missing, empty, truncated, unreadable,
     zero-sized or over-large (Pillow's MAX_IMAGE_PIXELS) image.
@@ -225,16 +230,21 @@ def read_image(src: Source) -> LoadedImage:
 
 
 def format_for_path(path: str, fmt: Optional[str] = None) -> str:
-    """'PNG', 'TIFF' or 'JPEG' from an explicit fmt or the path's suffix ('-' means PNG)."""
+    """'PNG', 'TIFF', 'JPEG', 'WEBP' or 'BMP' from an explicit fmt or the path's suffix ('-' means
+    PNG). A fmt that the path's suffix contradicts is an InputError (the file would lie)."""
+    named = None
     if fmt:
         if fmt.lower() not in FORMAT_NAMES:
-            raise InputError(f"unknown output format {fmt!r}; use png, tiff or jpeg")
-        return FORMAT_NAMES[fmt.lower()]
+            raise InputError(f"unknown output format {fmt!r}; use {', '.join(FORMAT_CHOICES)}")
+        named = FORMAT_NAMES[fmt.lower()]
     if str(path) == "-":
-        return "PNG"
+        return named or "PNG"
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FORMAT_NAMES:
-        raise InputError(f"{path}: cannot tell the output format from the suffix; use .png, .tif or .jpg")
+        raise InputError(f"{path}: cannot tell the output format from the suffix; use "
+                         f"{', '.join('.' + c for c in FORMAT_CHOICES)}")
+    if named is not None and FORMAT_NAMES[suffix] != named:
+        raise InputError(f"{path}: the suffix says {FORMAT_NAMES[suffix]} but --format says {named}")
     return FORMAT_NAMES[suffix]
 
 
@@ -270,7 +280,7 @@ def _samples(rgb: np.ndarray, like: LoadedImage, bit_depth: int) -> np.ndarray:
     return np.round(np.clip(planes, 0, 1) * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def _encode(samples: np.ndarray, like: LoadedImage, fmt: str) -> bytes:
+def _encode(samples: np.ndarray, like: LoadedImage, fmt: str, quality: Optional[int] = None) -> bytes:
     exif = _exif_for_output(like)
     if fmt == "TIFF":
         from flowrt.io.tiff_file import encode_tiff
@@ -287,8 +297,13 @@ def _encode(samples: np.ndarray, like: LoadedImage, fmt: str) -> bytes:
     if exif:
         extra["exif"] = exif
     buf = io.BytesIO()
-    if fmt == "JPEG":
-        im.save(buf, "JPEG", quality=95, subsampling=0, **extra)
+    if fmt == "JPEG":  # 4:4:4: a restored image's colour detail is what the user paid for
+        im.save(buf, "JPEG", quality=quality or JPEG_QUALITY, subsampling=0, **extra)
+    elif fmt == "WEBP":  # lossless unless a quality is asked for
+        options = {"quality": quality} if quality else {"lossless": True}
+        im.save(buf, "WEBP", method=4, **options, **extra)
+    elif fmt == "BMP":  # holds no ICC profile or EXIF
+        im.save(buf, "BMP")
     else:
         im.save(buf, "PNG", **extra)
     return buf.getvalue()
@@ -317,18 +332,21 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,
-                      fmt: Optional[str] = None) -> Tuple[str, int]:
+                      fmt: Optional[str] = None, quality: Optional[int] = None) -> Tuple[str, int]:
     """(format, bit depth) ``write_image`` would use for ``dest``, or the InputError it would raise
-    (unknown suffix, impossible depth, alpha into JPEG, the input itself, a missing folder).
+    (unknown suffix, impossible depth, alpha into JPEG, a quality for a lossless format, the input
+    itself, a missing folder).
 
     Callers run it before any long computation, so a bad OUT fails in a second, not after the work.
     """
     fmt = format_for_path(str(dest), fmt)
-    depth = bit_depth or (8 if fmt == "JPEG" else like.bit_depth)
-    if depth not in (8, 16) or (fmt == "JPEG" and depth != 8):
+    depth = bit_depth or (8 if fmt in EIGHT_BIT_FORMATS else like.bit_depth)
+    if depth not in (8, 16) or (fmt in EIGHT_BIT_FORMATS and depth != 8):
         raise InputError(f"cannot write {fmt} with {depth}-bit samples")
     if fmt == "JPEG" and like.alpha is not None:
-        raise InputError(f"{dest}: JPEG cannot hold the alpha channel; write .png or .tif")
+        raise InputError(f"{dest}: JPEG cannot hold the alpha channel; write .png, .tif or .webp")
+    if quality is not None and (fmt not in QUALITY_FORMATS or not 1 <= quality <= 100):
+        raise InputError(f"--quality (1-100) is for JPEG and WebP output; got {quality} for {fmt}")
     if str(dest) != "-":
         path = Path(dest)
         _refuse_input(path, like)
@@ -338,21 +356,22 @@ def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_dept
 
 
 def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImage,
-                bit_depth: Optional[int] = None, fmt: Optional[str] = None) -> None:
+                bit_depth: Optional[int] = None, fmt: Optional[str] = None, quality: Optional[int] = None) -> None:
     """Write rgb (float (H, W, 3), values clipped to [0, 1]) the way `like` was stored.
 
     Bit depth follows the input unless given (JPEG is always 8); greyscale stays greyscale; the
     alpha channel is re-attached (resized if H, W changed); ICC profile, EXIF and orientation are
-    kept. The format comes from fmt or the suffix; '-' writes PNG bytes to stdout. The write is
-    atomic and refuses to replace the input file (InputError).
+    kept (BMP holds neither). The format comes from fmt or the suffix; '-' writes PNG (or fmt) bytes
+    to stdout. quality: JPEG/WebP 1-100 (default: JPEG 95 with 4:4:4 chroma, WebP lossless). The
+    write is atomic and refuses to replace the input file (InputError).
     """
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError(f"write_image expects (H, W, 3), got {rgb.shape}")
     if not np.isfinite(rgb).all():
         raise ValueError("write_image refuses an image with NaN or infinite values")
-    fmt, depth = check_destination(dest, like, bit_depth, fmt)
-    payload = _encode(_samples(rgb, like, depth), like, fmt)
+    fmt, depth = check_destination(dest, like, bit_depth, fmt, quality)
+    payload = _encode(_samples(rgb, like, depth), like, fmt, quality)
     if str(dest) == "-":
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()

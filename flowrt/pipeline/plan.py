@@ -14,7 +14,7 @@ from typing import Callable, Optional, Protocol, Tuple, Union
 import numpy as np
 
 from flowrt.errors import InputError
-from flowrt.solve.solver import SolverConfig
+from flowrt.pipeline.options import MAX_SIGMA, RestoreOptions  # noqa: F401 - re-exported
 
 log = logging.getLogger("flowrt.pipeline.plan")
 
@@ -24,48 +24,10 @@ JPEG_NOISE_THRESHOLD = 5.0
 # Below this estimate a PNG/TIFF is treated as clean: restoration then only applies the
 # noise floor, i.e. changes the image very little.
 NOISE_THRESHOLD = 2.0
-# A noise std above the whole 0-255 range means nothing; huge values also overflowed the
-# data term's float arithmetic (--sigma 1e300 ended in an OverflowError traceback).
-MAX_SIGMA = 255.0
 # --sigma auto reads at most this many pixels (the estimator holds ~6 float64 copies of them):
 # the whole image below it, NOISE_SAMPLE_CROP-square crops spread over a larger one.
 NOISE_SAMPLE_PIXELS = 2048 * 2048
 NOISE_SAMPLE_CROP = 512
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    """What the user asked for. sigma: 'auto' or the noise std on the 0-255 scale.
-    jpeg: 'auto' (a JPEG input uses its own tables), 'off', or an IJG quality 1-100 the
-    (non-JPEG) input was once compressed at. scale: integer super-resolution factor.
-    blur: 'gaussian:S' or a kernel file. mask: image file, white = missing (as read_mask reads it)."""
-    sigma: Union[str, float] = "auto"
-    jpeg: Union[str, int] = "auto"
-    scale: int = 1
-    blur: Optional[str] = None
-    mask: Optional[str] = None
-    solver: SolverConfig = field(default_factory=SolverConfig)
-    device: str = "auto"
-    engine: str = "auto"   # what evaluates the prior's gradient: see flowrt.prior.engines
-
-    def validate(self) -> "RestoreOptions":
-        from flowrt.prior.engines import ENGINES
-        if self.engine not in ENGINES:
-            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
-        if self.engine == "ort" and self.solver.space != "image":
-            raise InputError("--engine ort optimises over the image; the latent space needs --engine torch")
-        if self.sigma != "auto":
-            if not isinstance(self.sigma, (int, float)) or not 0 <= self.sigma <= MAX_SIGMA:
-                raise InputError(f"--sigma must be 'auto' or a number from 0 to {MAX_SIGMA:g} (0-255 scale), "
-                                 f"got {self.sigma!r}")
-        if self.jpeg not in ("auto", "off") and not (isinstance(self.jpeg, int) and 1 <= self.jpeg <= 100):
-            raise InputError(f"--jpeg must be auto, off or a quality 1-100, got {self.jpeg!r}")
-        if int(self.scale) != self.scale or not 1 <= self.scale <= 16:
-            raise InputError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"--device must be auto, cpu or cuda, not {self.device!r}")
-        self.solver.validate()
-        return self
 
 
 class JpegTerm(Protocol):
@@ -119,6 +81,8 @@ class RestorationPlan:
     scale: int
     blur: Optional[np.ndarray]
     mask: Optional[np.ndarray]
+    sigma_estimate: Optional[float] = None   # --sigma auto's reading (0-255), whether used or not
+    nothing_to_do: Optional[str] = None      # why the input is returned unchanged; None: restore it
 
     def describe(self) -> str:
         parts = [f"noise sigma {self.sigma:.1f} ({self.sigma_source})" if self.sigma is not None
@@ -161,15 +125,26 @@ def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, 
 
 
 def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
-    """(sigma or None, how it was decided) from the options and, for 'auto', ``noise_sample``'s pixels."""
+    """(sigma or None, how it was decided, the estimate or None) from the options and, for 'auto',
+    ``noise_sample``'s pixels."""
     from flowrt.pipeline.noise_level import estimate_sigma
     if opts.sigma != "auto":
-        return float(opts.sigma), "given"
+        return float(opts.sigma), "given", None
     estimate = estimate_sigma(sample)
     threshold = JPEG_NOISE_THRESHOLD if jpeg is not None else NOISE_THRESHOLD
     if estimate < threshold:
-        return None, f"estimated {estimate:.1f}, below {threshold:g}"
-    return estimate, "estimated"
+        return None, f"estimated {estimate:.1f}, below {threshold:g}", estimate
+    return estimate, "estimated", estimate
+
+
+def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, blur, mask) -> Optional[str]:
+    """Why a plan changes nothing worth a MAP run (a clean, non-JPEG input, no degradation asked
+    for, no --force), or None."""
+    if opts.force or sigma is not None or estimate is None or jpeg is not None or opts.scale > 1 \
+            or blur is not None or mask is not None:
+        return None
+    return (f"nothing to restore: estimated noise {estimate:.1f} < {NOISE_THRESHOLD:g}; "
+            "pass --sigma S or --force to restore anyway")
 
 
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
@@ -179,7 +154,8 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     opts.validate()
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
-    sigma, sigma_source = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
+    sigma, sigma_source, estimate = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
     blur = parse_blur(opts.blur) if opts.blur else None
     mask = read_mask(opts.mask, (h, w)) if opts.mask else None
-    return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask)
+    return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
+                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask))

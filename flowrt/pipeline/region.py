@@ -9,7 +9,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from flowrt.pipeline.plan import RestorationPlan
-from flowrt.solve.solver import SolverConfig
+from flowrt.solve.config import SolverConfig
 
 log = logging.getLogger("flowrt.pipeline")
 

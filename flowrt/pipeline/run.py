@@ -25,12 +25,15 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 
 from flowrt.errors import InputError
+from flowrt.pipeline.output import OutputOptions
 from flowrt.pipeline.plan import RestorationPlan, RestoreOptions
 from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
@@ -114,12 +117,22 @@ def tile_restorer(plan: RestorationPlan, prior, solver, *, greyscale: bool = Fal
 
 @dataclass
 class RestoreJob:
-    """One input opened and planned: where it goes, how (``source.route``), and what is done to it."""
+    """One input opened and planned: where it goes, how (``source.route``), and what is done to it.
+    ``plan.nothing_to_do`` set: the input is written unchanged and no prior is needed."""
     source: Source
     out_path: str
     plan: RestorationPlan
     tiling: TilingOptions
-    bit_depth: Optional[int] = None
+    output: OutputOptions = OutputOptions()
+
+    @property
+    def bit_depth(self) -> Optional[int]:
+        return self.output.bit_depth
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the plan found nothing to restore: ``run_restore`` copies the input."""
+        return self.plan.nothing_to_do is not None
 
     @property
     def name(self) -> str:
@@ -140,32 +153,54 @@ class RestoreJob:
         w, h = self.source.size
         return f"{self.name}: {w}x{h} {self.source.format}; {self.plan.describe()}"
 
+    def summary(self, seconds: float, iters: int, device=None) -> str:
+        """The line a finished restore ends with: what was done, the noise estimate, the time."""
+        target = "stdout" if self.out_path == "-" else self.out_path
+        if self.unchanged:
+            return f"{self.name}: {self.plan.nothing_to_do}; wrote it unchanged to {target} ({seconds:.1f} s)"
+        estimate = "" if self.plan.sigma_estimate is None or self.plan.sigma_source == "estimated" \
+            else f"; estimated noise {self.plan.sigma_estimate:.1f}"
+        where = f" on {device}" if device is not None else ""
+        return (f"{self.name} -> {target}: {self.plan.describe()}{estimate}; {iters} iterations{where}; "
+                f"{seconds:.1f} s")
+
 
 def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: TilingOptions = TilingOptions(),
-                    *, bit_depth: Optional[int] = None) -> RestoreJob:
+                    *, bit_depth: Optional[int] = None, output: Optional[OutputOptions] = None) -> RestoreJob:
     """Open the input (decoded, or only opened when it will be streamed) and plan its restoration.
 
-    Fails (InputError) before any long work for a bad input, output or option. The caller owns the
-    job's source: ``run_restore`` closes it.
+    out_path: a file, '-' or a folder (``flowrt.pipeline.output.output_path``). output: format,
+    quality, bit depth (``bit_depth``, when given, overrides output's). Fails (InputError) before any
+    long work for a bad input, output or option. The caller owns the job's source: ``run_restore``
+    closes it.
     """
     from flowrt.io.image_file import check_destination
+    from flowrt.pipeline.output import output_path
     from flowrt.pipeline.plan import plan_restoration
     opts.validate()
     tiling.validate()
+    output = dataclasses.replace(output or OutputOptions(), **({"bit_depth": bit_depth} if bit_depth else {}))
+    output.validate()
+    out_path = output_path(str(in_path), str(out_path), output)
     if tiling.resume and "-" in (str(in_path), str(out_path)):
         raise InputError("--resume continues from files next to OUT; IN and OUT must be files, not '-'")
     source = open_source(str(in_path), str(out_path), int(opts.scale), tiling)
     try:
         if source.route is Route.STREAMED:
-            if bit_depth not in (None, 8, 16):
-                raise InputError(f"cannot write TIFF with {bit_depth}-bit samples")
+            from flowrt.io.image_file import format_for_path
+            format_for_path(out_path, output.format)
+            if output.quality is not None:
+                raise InputError("--quality is for JPEG and WebP output, not TIFF")
         else:  # a bad OUT fails now, not after the MAP run
-            check_destination(out_path, source.image, bit_depth=bit_depth)
+            check_destination(out_path, source.image, bit_depth=output.bit_depth, fmt=output.format,
+                              quality=output.quality)
         plan = plan_restoration(source, opts)
+        if plan.nothing_to_do and source.route is Route.STREAMED and output.bit_depth:
+            plan = dataclasses.replace(plan, nothing_to_do=None)  # a byte copy cannot change the depth
     except BaseException:
         source.close()
         raise
-    return RestoreJob(source, str(out_path), plan, tiling, bit_depth)
+    return RestoreJob(source, str(out_path), plan, tiling, output)
 
 
 def model_key(model_dir=None) -> str:
@@ -179,6 +214,7 @@ def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
     described = {"model": model, "options": dataclasses.asdict(opts), "plan": job.plan.describe(),
                  "bit_depth": job.bit_depth}
     described["options"].pop("device")  # a run may resume on another device
+    described["options"].pop("force")   # a tiled run is a restore, forced or not
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -189,9 +225,13 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
 
     Whole image: on_iteration(done, total) per MAP iteration. Tiled: on_iteration per iteration of
     the current tile and on_tile(done, total) after each tile. model: ``model_key`` of the prior
-    (part of the resume key).
+    (part of the resume key). A job with nothing to restore (``job.unchanged``) is written as its
+    input was (prior may then be None).
     """
     with job.source:
+        if job.unchanged:
+            _write_unchanged(job)
+            return
         settings = job.settings(prior.multiple)
         if settings is None:
             _run_whole(job, prior, opts, device, on_iteration)
@@ -213,7 +253,8 @@ def _run_whole(job: RestoreJob, prior, opts: RestoreOptions, device, on_iteratio
     if job.tiling.resume:
         log.info("%s is restored whole; --resume has nothing to resume", job.name)
     restored = restore_loaded(job.source.image, job.plan, prior, opts.solver, device=device, progress=on_iteration)
-    write_image(job.out_path, restored, job.source.image, bit_depth=job.bit_depth)
+    write_image(job.out_path, restored, job.source.image, bit_depth=job.bit_depth, fmt=job.output.format,
+                quality=job.output.quality)
 
 
 def _run_in_memory(job: RestoreJob, restore_tile: Callable, settings: TileSettings, on_tile: Progress) -> None:
@@ -226,4 +267,32 @@ def _run_in_memory(job: RestoreJob, restore_tile: Callable, settings: TileSettin
     sink = ArraySink((h * job.plan.scale, w * job.plan.scale, 3))
     restore_tiled(job.source.pixels, sink, restore_tile, tile=settings.tile, overlap=settings.overlap,
                   scale=job.plan.scale, align=settings.align, progress=on_tile)
-    write_image(job.out_path, sink.pixels, image, bit_depth=job.bit_depth)
+    write_image(job.out_path, sink.pixels, image, bit_depth=job.bit_depth, fmt=job.output.format,
+                quality=job.output.quality)
+
+
+def _write_unchanged(job: RestoreJob) -> None:
+    """The input as it is: its bytes copied when the output is the same kind of file, else re-encoded."""
+    from flowrt.io.image_file import format_for_path, write_image
+    image = job.source.image
+    same_kind = image is None or (format_for_path(job.out_path, job.output.format) == image.format
+                                  and job.bit_depth in (None, image.bit_depth) and job.output.quality is None)
+    if same_kind and job.out_path != "-" and job.source.in_path != "-":
+        _copy_file(job.source.in_path, job.out_path)
+        return
+    write_image(job.out_path, image.rgb, image, bit_depth=job.bit_depth, fmt=job.output.format,
+                quality=job.output.quality)
+
+
+def _copy_file(src: str, dest: str) -> None:
+    """Copy src's bytes to dest atomically, in bounded memory (a streamed input may be huge)."""
+    import shutil
+
+    from flowrt.io.atomic import atomic_file
+    if Path(dest).exists() and os.path.samefile(src, dest):
+        raise InputError(f"{dest}: refusing to overwrite the input image")
+    try:
+        with open(src, "rb") as fin, atomic_file(dest) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except OSError as exc:
+        raise InputError(f"{dest}: cannot write ({exc.strerror or exc})") from None
