@@ -26,6 +26,13 @@ def report_errors(func):
     return wrapper
 
 
+def refuse_terminal_stdout(output: str) -> None:
+    """``-o -`` with stdout on a terminal would fill it with image bytes: one line instead."""
+    if output == "-" and sys.stdout.isatty():
+        raise click.ClickException("-o - writes image bytes to stdout, which is a terminal here; "
+                               "redirect it (> out.png) or give -o FILE")
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)

@@ -1,43 +1,90 @@
 """flowrt restore: repair one image."""
 from __future__ import annotations
 
+import time
+
 import click
 
-from .common import report_errors, setup_logging
-from .restore_options import (build_options, build_tiling, iteration_bar, restoration_options, tile_bar,
-                              tiling_options)
+from .common import refuse_terminal_stdout, report_errors, setup_logging
+from .progress import iteration_bar, tile_bar
+from .restore_options import build_options, build_output, build_tiling, restoration_options, tiling_options
+
+EXAMPLES = """\b
+Examples:
+  flowrt restore photo.jpg -o restored.png           # a JPEG, with its own tables
+  flowrt restore noisy.png -o out/ --sigma 25         # into the folder out/, as out/noisy.png
+  flowrt restore scan.tif -o small.webp --quality 90  # lossy WebP output
+  flowrt restore small.jpg -o big.png --scale 2 --sigma 8
+  flowrt restore clean.png -o out.png --force         # restore even a clean image
+  cat in.jpg | flowrt restore - -o - > out.png        # stdin to stdout
+"""
 
 
-@click.command()
+@click.command(epilog=EXAMPLES)
 @click.argument("input_path", metavar="IN", type=str)
-@click.option("-o", "--output", "output_path", required=True, metavar="OUT", help="Output image ('-' for PNG on stdout).")
+@click.option("-o", "--output", "output_path", required=True, metavar="OUT",
+              help="Output file, a folder (IN's name kept; --format sets its suffix), or '-' for stdout "
+                   "(PNG unless --format).")
 @restoration_options
 @tiling_options
 @report_errors
-def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overlap, resume, **solver_args):
+def restore(input_path, output_path, model_dir, fmt, quality, bit_depth, quiet, verbose, tile, overlap, resume,
+            **fields):
     """Restore IN (a path, or '-' for stdin) and write OUT.
 
     With no options, a JPEG is restored with its own quantisation tables and the noise
-    level is estimated from the image. Images above 1024x1024 output pixels are restored
-    in overlapping tiles (TIFF to TIFF streams, in bounded memory); --resume continues an
-    interrupted tiled run.
+    level is estimated from the image; a clean PNG/TIFF/WebP/BMP with nothing to restore
+    is written unchanged (say --sigma S, another degradation, or --force). Images above
+    1024x1024 output pixels are restored in overlapping tiles (TIFF to TIFF streams, in
+    bounded memory); --resume continues an interrupted tiled run. One summary line on
+    stderr at the end (-q: none).
     """
     setup_logging(verbose)
-    opts = build_options(**solver_args)
+    refuse_terminal_stdout(output_path)
+    opts = build_options(**fields)
+    output = build_output(fmt, quality, bit_depth)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.prior.engines import load_prior
-    from flowrt.device import resolve_device
-    from flowrt.pipeline.run import model_key, prepare_restore, run_restore
+    from flowrt.pipeline.run import prepare_restore, run_restore
 
-    job = prepare_restore(input_path, output_path, opts, tiling, bit_depth=int(bit_depth) if bit_depth else None)
+    start = time.monotonic()
+    job = prepare_restore(input_path, output_path, opts, tiling, output=output)
+    if job.unchanged:  # no prior, no torch: a clean image comes back in about a second
+        run_restore(job, None, opts)
+        _say(job.summary(time.monotonic() - start, 0), quiet)
+        return
+    try:
+        device, prior = _load(model_dir, opts)
+    except BaseException:
+        job.source.close()
+        raise
+    _run(job, prior, opts, device, model_dir, verbose)
+    if verbose:
+        click.echo(f"wrote {job.out_path}", err=True)
+    _say(job.summary(time.monotonic() - start, opts.solver.iters, device), quiet)
+
+
+def _say(line: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(line, err=True)
+
+
+def _load(model_dir, opts):
+    """(torch device, prior): the device checked against this machine, then the prior loaded."""
+    from flowrt.device import resolve_device
+    from flowrt.prior.engines import load_prior
     device = resolve_device(opts.device)
-    prior = load_prior(model_dir, opts.engine, device)
+    return device, load_prior(model_dir, opts.engine, device)
+
+
+def _run(job, prior, opts, device, model_dir, verbose) -> None:
+    """run_restore with a progress bar of MAP iterations (whole) or tiles (tiled)."""
+    from flowrt.pipeline.run import model_key, run_restore
     settings = job.settings(prior.multiple)
     if verbose:
         click.echo(f"{job.headline()}; {opts.solver.space} space, {opts.solver.iters} iterations on {device}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
-        on_tile, (on_iteration, close) = None, iteration_bar(True)
+        on_tile, (on_iteration, close) = None, iteration_bar(True, opts.solver.iters)
     else:
         on_tile, on_iteration, close = tile_bar(settings.count, bool(verbose))
     try:
@@ -45,5 +92,3 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overla
                     on_iteration=on_iteration, on_tile=on_tile)
     finally:
         close()
-    if verbose:
-        click.echo(f"wrote {output_path}", err=True)

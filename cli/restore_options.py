@@ -1,10 +1,15 @@
-"""The options ``restore`` and ``batch`` share, and their mapping onto RestoreOptions /
-SolverConfig fields (each flag is one field; nothing is interpreted here)."""
+"""The options ``restore`` and ``batch`` share, and their mapping onto the runtime's frozen option
+dataclasses (``RestoreOptions``, ``OutputOptions``, ``TilingOptions``): each flag is one field,
+and what a value means is checked there, not here. Defaults shown in --help are the library's."""
 from __future__ import annotations
 
-import sys
-
 import click
+
+from flowrt.device import DEVICE_CHOICES
+from flowrt.io.formats import FORMAT_CHOICES
+from flowrt.solve.config import SolverConfig
+
+_SOLVER = SolverConfig()
 
 
 class SigmaParam(click.ParamType):
@@ -37,6 +42,19 @@ class JpegParam(click.ParamType):
         return quality
 
 
+class DeviceParam(click.ParamType):
+    """auto | cpu | cuda | cuda:N, spelled right (whether the machine has it is checked later, once)."""
+    name = DEVICE_CHOICES
+
+    def convert(self, value, param, ctx):
+        from flowrt.device import check_device_name
+        from flowrt.errors import InputError
+        try:
+            return check_device_name(value)
+        except InputError as exc:
+            self.fail(str(exc).replace("--device must be", "must be"), param, ctx)
+
+
 _OPTIONS = [
     click.option("--sigma", type=SigmaParam(), default="auto", show_default=True,
                  help="Gaussian noise std on the 0-255 scale; 'auto' estimates it from the image."),
@@ -44,20 +62,33 @@ _OPTIONS = [
                  help="JPEG data term: auto (a JPEG input uses its own tables), off, or the quality Q a PNG was once saved at."),
     click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
                  help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
-    click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file."),
-    click.option("--mask", type=click.Path(dir_okay=False), help="Inpainting mask at the input's size: white = missing (to fill), black = observed."),
-    click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported prior folder (default: the packaged prior)."),
-    click.option("--space", type=click.Choice(["image", "latent"]), default=None, help="Optimise over the image (default) or the flow's latent."),
-    click.option("--iters", type=click.IntRange(min=0), default=None, help="MAP iterations."),
-    click.option("--lam", type=click.FloatRange(min=0), default=None, help="Prior weight lambda, per observed pixel."),
-    click.option("--coarse-prior", type=click.FloatRange(min=0), default=None,
+    click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file.  [default: none]"),
+    click.option("--mask", type=click.Path(dir_okay=False),
+                 help="Inpainting mask at the input's size: white = missing (to fill), black = observed.  [default: none]"),
+    click.option("--force", is_flag=True,
+                 help="Restore even a clean input with no degradation given (else it is written unchanged)."),
+    click.option("--model", "model_dir", type=click.Path(file_okay=False),
+                 help="Exported prior folder.  [default: the packaged prior]"),
+    click.option("--space", type=click.Choice(["image", "latent"]), default=_SOLVER.space, show_default=True,
+                 help="Optimise over the image or the flow's latent."),
+    click.option("--iters", type=click.IntRange(min=0), default=_SOLVER.iters, show_default=True, help="MAP iterations."),
+    click.option("--lam", type=click.FloatRange(min=0), default=_SOLVER.lam, show_default=True,
+                 help="Prior weight lambda, per observed pixel."),
+    click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,
                  help="With --scale > 1: weight (times lambda) of the prior on the estimate downsampled back to the input's grid."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    click.option("--device", type=DeviceParam(), default="auto", show_default=True,
+                 help="Where the MAP runs: auto (CUDA when there is one), cpu, cuda, or cuda:N (GPU N)."),
     click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
                  help="What evaluates the prior's gradient: torch autograd, or the exported ONNX Runtime graph."),
-    click.option("--seed", type=int, default=None, help="Random seed."),
-    click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None, help="Output bits per sample (default: as the input)."),
-    click.option("-v", "--verbose", count=True, help="Say what was estimated and done."),
+    click.option("--seed", type=int, default=_SOLVER.seed, show_default=True, help="Random seed."),
+    click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+                 help="Output format.  [default: from OUT's suffix; batch: as the input, PNG for a JPEG or WebP]"),
+    click.option("--quality", type=click.IntRange(1, 100), default=None,
+                 help="JPEG/WebP output quality.  [default: JPEG 95 with full-resolution colour, WebP lossless]"),
+    click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
+                 help="Output bits per sample.  [default: as the input; 8 for JPEG, WebP, BMP]"),
+    click.option("-q", "--quiet", is_flag=True, help="No summary line (errors are still reported)."),
+    click.option("-v", "--verbose", count=True, help="Say what was estimated and done (-vv: debug log)."),
 ]
 
 
@@ -67,37 +98,22 @@ def restoration_options(func):
     return func
 
 
-def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prior, device, seed, engine="auto"):
+def build_options(**fields):
     """RestoreOptions from the CLI values (None: keep the library default)."""
-    import dataclasses
-
-    from flowrt.pipeline.plan import RestoreOptions
-    from flowrt.solve.solver import SolverConfig
-
-    given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed}
-    solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
-    return RestoreOptions(sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, solver=solver,
-                          device=device, engine=engine).validate()
+    from flowrt.pipeline.options import RestoreOptions
+    return RestoreOptions.from_fields(**fields)
 
 
-def iteration_bar(enabled: bool, desc: str = "MAP", leave: bool = False):
-    """A tqdm bar on stderr when it is a terminal; returns (callback(done, total), close)."""
-    if not enabled or not sys.stderr.isatty():
-        return None, lambda: None
-    from tqdm.auto import tqdm
-    bar = tqdm(desc=desc, unit="it", leave=leave, dynamic_ncols=True)
-
-    def update(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-    return update, bar.close
+def build_output(fmt, quality, bit_depth):
+    """OutputOptions from the CLI values."""
+    from flowrt.pipeline.output import OutputOptions
+    return OutputOptions(format=fmt, quality=quality, bit_depth=int(bit_depth) if bit_depth else None).validate()
 
 
 _TILING_OPTIONS = [
     click.option("--tile", type=click.IntRange(min=0), default=None, metavar="N",
-                 help="Restore in N x N tiles (output pixels; 0 = whole image). Default: whole up to "
-                      "1024x1024 output pixels, tiles of 512 above."),
+                 help="Restore in N x N tiles (output pixels; 0 = whole image).  [default: whole up to "
+                      "1024x1024 output pixels, tiles of 512 above]"),
     click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
                  help="Pixels neighbouring tiles share (blended smoothly)."),
     click.option("--resume", is_flag=True, help="Continue an interrupted tiled restore from its finished tiles."),
@@ -115,38 +131,3 @@ def build_tiling(tile, overlap, resume):
     from flowrt.pipeline.run import TilingOptions
 
     return TilingOptions(tile=tile, overlap=overlap, resume=resume).validate()
-
-
-def tile_bar(total: int, verbose: bool, log_every: float = 0.05):
-    """Progress of a tiled restore of ``total`` tiles: (on_tile, on_iteration, close).
-
-    A tqdm bar counting tiles (fractional within a tile, so its ETA moves) on a terminal; when
-    stderr is not a terminal, with -v, a line per ``log_every`` of the tiles with the ETA; else silent.
-    """
-    import time
-
-    state = {"done": 0, "start": time.monotonic(), "resumed": None, "logged": -1.0}
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc="tiles", unit="tile", dynamic_ncols=True, leave=False)
-
-    def on_iteration(done, iters):
-        if bar is not None and iters:
-            bar.n = state["done"] + done / iters
-            bar.refresh()
-
-    def on_tile(done, tiles):
-        state["done"] = done
-        if state["resumed"] is None:  # tiles finished by an interrupted run do not count for the ETA
-            state["resumed"] = done - 1
-        if bar is not None:
-            bar.total, bar.n = tiles, done
-            bar.refresh()
-        elif verbose and (done / tiles - state["logged"] >= log_every or done == tiles):
-            state["logged"] = done / tiles
-            elapsed = time.monotonic() - state["start"]
-            eta = elapsed / max(done - state["resumed"], 1) * (tiles - done)
-            click.echo(f"tile {done}/{tiles}, {elapsed:.0f} s, ETA {eta:.0f} s", err=True)
-
-    return on_tile, on_iteration, (bar.close if bar is not None else (lambda: None))

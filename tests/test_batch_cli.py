@@ -5,6 +5,7 @@ and clear errors for an empty or overlapping folder. In-process, tiny prior, ``-
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -76,17 +77,19 @@ def test_good_images_restored_and_a_corrupt_one_reported(photos, batch, tmp_path
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1 and "bad.png" in failed[0] and "truncated" in failed[0]
     assert "restored 2 image(s), 1 failed" in result.stderr
-    assert files(out) == {"good.png", "good.jpg"}  # nothing for bad.png, no temp files, no sub/
-    for name in ("good.png", "good.jpg"):
-        src, dst = read_image(photos / name), read_image(out / name)
-        assert dst.size == src.size and dst.format == src.format and np.isfinite(dst.rgb).all()
+    # nothing for bad.png, no temp files, no sub/; the JPEG is written losslessly, next to good.png
+    assert files(out) == {"good.png", "good.jpg.png"}
+    assert "1 JPEG/WebP input(s) written as PNG, lossless" in result.stderr
+    for name, written in (("good.png", "good.png"), ("good.jpg", "good.jpg.png")):
+        src, dst = read_image(photos / name), read_image(out / written)
+        assert dst.size == src.size and dst.format == "PNG" and np.isfinite(dst.rgb).all()
 
 
 def test_recursive_keeps_the_folder_structure(photos, batch, tmp_path):
     out = tmp_path / "out"
     result = batch(photos, "-o", out, "--recursive")
     assert result.exit_code == 1
-    assert files(out) == {"good.png", "good.jpg", "sub/deep.tif", "sub/deeper/grey.png"}
+    assert files(out) == {"good.png", "good.jpg.png", "sub/deep.tif", "sub/deeper/grey.png"}
     assert read_image(out / "sub" / "deeper" / "grey.png").mode == "L"
     assert read_image(out / "sub" / "deep.tif").format == "TIFF"
 
@@ -95,7 +98,7 @@ def test_skip_existing_does_not_redo_finished_images(photos, batch, tmp_path, co
     out = tmp_path / "out"
     assert batch(photos, "-o", out).exit_code == 1
     assert len(count_map_runs) == 2
-    stamp = {name: (out / name).stat().st_mtime_ns for name in ("good.png", "good.jpg")}
+    stamp = {name: (out / name).stat().st_mtime_ns for name in ("good.png", "good.jpg.png")}
     result = batch(photos, "-o", out, "--recursive", "--skip-existing")
     assert result.exit_code == 1  # bad.png fails again
     assert "restored 2 image(s), skipped 2 already done, 1 failed" in result.stderr
@@ -107,7 +110,7 @@ def test_all_good_exits_zero(photos, batch, tmp_path):
     (photos / "bad.png").unlink()
     result = batch(photos, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip() == "restored 2 image(s)"
+    assert result.stderr.strip().splitlines()[-1].startswith("restored 2 image(s); 1 JPEG/WebP input(s)")
 
 
 def test_an_unexpected_error_on_one_image_does_not_stop_the_batch(photos, batch, tmp_path, monkeypatch):
@@ -133,7 +136,7 @@ def test_empty_folder_is_a_clear_error(batch, tmp_path):
     result = batch(empty, "-o", tmp_path / "out")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert [line for line in result.stderr.splitlines() if line.startswith("Error:")] == [
-        f"Error: no PNG, JPEG or TIFF images in {empty} (try --recursive)"]
+        f"Error: no PNG, JPEG, TIFF, WebP or BMP images in {empty} (try --recursive)"]
     assert not (tmp_path / "out").exists()
 
 
@@ -153,10 +156,21 @@ def test_missing_input_folder_is_a_usage_error(batch, tmp_path):
     assert "does not exist" in result.stderr
 
 
-def test_no_progress_bars_when_piped(photos, batch, tmp_path):
+def test_one_line_per_image_when_piped(photos, batch, tmp_path):
     (photos / "bad.png").unlink()
     result = batch(photos, "-o", tmp_path / "out")
-    assert result.stderr == "restored 2 image(s)\n"  # the summary and nothing else
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, result.stderr  # no bars: a line per image, then the summary
+    assert re.fullmatch(r"\[1/2\] good\.jpg: \d+\.\d s", lines[0]), lines[0]
+    assert re.fullmatch(r"\[2/2\] good\.png: \d+\.\d s", lines[1]), lines[1]
+    assert lines[2].startswith("restored 2 image(s)")
+
+
+def test_quiet_batch_says_only_the_summary(photos, batch, tmp_path):
+    (photos / "bad.png").unlink()
+    result = batch(photos, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("restored 2 image(s)")
 
 
 class _Terminal(io.StringIO):
@@ -164,17 +178,47 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bars_on_a_terminal(monkeypatch):
-    from flowrt.pipeline.batch import _bars
+def test_progress_bars_on_a_terminal_show_totals_at_once_and_stay(monkeypatch):
+    from flowrt.cli.progress import batch_progress
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    advance, iterations = _bars(2)
-    iterations(1, 2)
-    advance(1)
-    advance(None)
+    progress = batch_progress(2, 3, quiet=False)
+    first = sys.stderr.getvalue()
+    assert "0/2" in first and "0/3" in first and "?it/s]" in first and "0it" not in first
+    progress.iteration(3, 3)
+    progress.image_done(1, 2, "a.png", 1.0, "")
+    progress.image_done(2, 2, "b.png", 1.0, "")
+    progress.close()
     shown = sys.stderr.getvalue()
-    assert "images" in shown and "MAP" in shown
+    assert shown.endswith("\n") and "images: 100%" in shown.rsplit("\r", 1)[-1]  # the last frame stays
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    advance, iterations = _bars(2)
-    assert iterations is None
-    advance(1)
-    advance(None)
+    assert batch_progress(2, 3, quiet=False).iteration is None
+
+
+def test_format_and_quality_choose_the_output_files(photos, batch, tmp_path):
+    (photos / "bad.png").unlink()
+    out = tmp_path / "out"
+    result = batch(photos, "-o", out, "--format", "webp", "--quality", "80")
+    assert result.exit_code == 0, result.output
+    assert files(out) == {"good.png.webp", "good.jpg.webp"}
+    assert "written as PNG" not in result.stderr
+    assert read_image(out / "good.png.webp").format == "WEBP"
+
+
+def test_format_jpg_keeps_a_jpeg_input_a_jpeg(photos, batch, tmp_path):
+    (photos / "bad.png").unlink()
+    (photos / "good.png").unlink()
+    out = tmp_path / "out"
+    assert batch(photos, "-o", out, "--format", "jpg").exit_code == 0
+    assert files(out) == {"good.jpg"} and read_image(out / "good.jpg").format == "JPEG"
+
+
+def test_a_clean_image_in_a_batch_is_written_unchanged(tmp_path, tiny_prior, count_map_runs):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    smooth = np.round(np.linspace(60, 190, 30 * 40).reshape(30, 40)).astype(np.uint8)
+    Image.fromarray(np.stack([smooth] * 3, axis=2)).save(folder / "clean.png")
+    result = CliRunner().invoke(cli, ["batch", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_prior)])
+    assert result.exit_code == 0, result.output
+    assert count_map_runs == []
+    assert (tmp_path / "out" / "clean.png").read_bytes() == (folder / "clean.png").read_bytes()
+    assert "clean, written unchanged" in result.stderr

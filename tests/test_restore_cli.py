@@ -383,7 +383,8 @@ def test_unavailable_cuda_is_one_line(images, restore, tmp_path):
 def test_no_progress_bar_when_stderr_is_not_a_terminal(images, restore, tmp_path):
     result = restore(images["png"], "-o", tmp_path / "out.png", "--sigma", "5")
     assert_ok(result)
-    assert result.stderr == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # the summary line, no bar
+    assert "noise sigma 5.0 (given)" in result.stderr
 
 
 class _Terminal(io.StringIO):
@@ -392,15 +393,17 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_on_a_terminal(monkeypatch):
-    from flowrt.cli.restore_options import iteration_bar
+    from flowrt.cli.progress import iteration_bar
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    update, close = iteration_bar(True)
+    update, close = iteration_bar(True, 3)
     assert update is not None
+    assert "0/3" in sys.stderr.getvalue()  # the total from the first frame
     for i in range(1, 4):
         update(i, 3)
     close()
-    assert "MAP" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()
+    shown = sys.stderr.getvalue()
+    assert "MAP" in shown and "3/3" in shown.rsplit("\r", 1)[-1] and shown.endswith("\n")  # kept on screen
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    update, close = iteration_bar(True)
+    update, close = iteration_bar(True, 3)
     assert update is None
     close()
