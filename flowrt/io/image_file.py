@@ -261,7 +261,7 @@ def _exif_for_output(like: LoadedImage) -> Optional[bytes]:
     return None
 
 
-def _resized_alpha(alpha: np.ndarray, h: int, w: int) -> np.ndarray:
+def resized_alpha(alpha: np.ndarray, h: int, w: int) -> np.ndarray:
     """Alpha at the output size (it differs after --scale): Pillow bicubic on floats, clipped."""
     if alpha.shape == (h, w):
         return alpha
@@ -275,7 +275,7 @@ def _samples(rgb: np.ndarray, like: LoadedImage, bit_depth: int) -> np.ndarray:
     """float RGB -> uint (H, W, C) samples with the input's colour mode and alpha."""
     planes = (rgb @ LUMA)[..., None] if like.mode == "L" else rgb
     if like.alpha is not None:
-        planes = np.concatenate([planes, _resized_alpha(like.alpha, *rgb.shape[:2])[..., None]], axis=2)
+        planes = np.concatenate([planes, resized_alpha(like.alpha, *rgb.shape[:2])[..., None]], axis=2)
     top = 255 if bit_depth == 8 else 65535
     return np.round(np.clip(planes, 0, 1) * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
 

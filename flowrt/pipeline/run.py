@@ -39,7 +39,8 @@ from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
 
 __all__ = ["AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TilingOptions", "TileSettings",
-           "RestoreJob", "prepare_restore", "run_restore", "tile_alignment", "tile_restorer", "model_key"]
+           "RestoreJob", "prepare_restore", "run_restore", "restore_in_memory", "tile_alignment", "tile_restorer",
+           "model_key"]
 
 log = logging.getLogger("flowrt.pipeline")
 
@@ -239,7 +240,8 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
         restore_tile = tile_restorer(job.plan, prior, opts.solver, greyscale=job.source.greyscale, device=device,
                                      progress=on_iteration, name=job.name)
         if "-" in (job.source.in_path, job.out_path):
-            _run_in_memory(job, restore_tile, settings, on_tile)
+            _write(job, restore_in_memory(job.source, job.plan, prior, opts, settings, device=device,
+                                          on_iteration=on_iteration, on_tile=on_tile))
             return
         from flowrt.tiling.streamed import restore_into_file
         restore_into_file(job.source, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
@@ -247,27 +249,34 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
                           run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
 
 
-def _run_whole(job: RestoreJob, prior, opts: RestoreOptions, device, on_iteration: Progress) -> None:
-    from flowrt.io.image_file import write_image
+def restore_in_memory(source: Source, plan: RestorationPlan, prior, opts: RestoreOptions,
+                      settings: Optional[TileSettings], *, device=None, on_iteration: Progress = None,
+                      on_tile: Progress = None) -> np.ndarray:
+    """Restore a decoded source whole (``settings`` None) or tile by tile in memory; float32
+    (H*scale, W*scale, 3) in [0, 1]. Nothing is written: the Python API and the pipes use it."""
     from flowrt.pipeline.region import restore_loaded
+    if settings is None:
+        return restore_loaded(source.image, plan, prior, opts.solver, device=device, progress=on_iteration)
+    from flowrt.io.array_stream import ArraySink
+    from flowrt.tiling.grid import restore_tiled
+    restore_tile = tile_restorer(plan, prior, opts.solver, greyscale=source.greyscale, device=device,
+                                 progress=on_iteration, name=source.name)
+    w, h = source.size
+    sink = ArraySink((h * plan.scale, w * plan.scale, 3))
+    restore_tiled(source.pixels, sink, restore_tile, tile=settings.tile, overlap=settings.overlap,
+                  scale=plan.scale, align=settings.align, progress=on_tile)
+    return sink.pixels
+
+
+def _run_whole(job: RestoreJob, prior, opts: RestoreOptions, device, on_iteration: Progress) -> None:
     if job.tiling.resume:
         log.info("%s is restored whole; --resume has nothing to resume", job.name)
-    restored = restore_loaded(job.source.image, job.plan, prior, opts.solver, device=device, progress=on_iteration)
-    write_image(job.out_path, restored, job.source.image, bit_depth=job.bit_depth, fmt=job.output.format,
-                quality=job.output.quality)
+    _write(job, restore_in_memory(job.source, job.plan, prior, opts, None, device=device, on_iteration=on_iteration))
 
 
-def _run_in_memory(job: RestoreJob, restore_tile: Callable, settings: TileSettings, on_tile: Progress) -> None:
-    """Tiled restore of a decoded image whose input or output is a pipe (no partial file, no resume)."""
-    from flowrt.io.array_stream import ArraySink
+def _write(job: RestoreJob, restored: np.ndarray) -> None:
     from flowrt.io.image_file import write_image
-    from flowrt.tiling.grid import restore_tiled
-    image = job.source.image
-    h, w = image.rgb.shape[:2]
-    sink = ArraySink((h * job.plan.scale, w * job.plan.scale, 3))
-    restore_tiled(job.source.pixels, sink, restore_tile, tile=settings.tile, overlap=settings.overlap,
-                  scale=job.plan.scale, align=settings.align, progress=on_tile)
-    write_image(job.out_path, sink.pixels, image, bit_depth=job.bit_depth, fmt=job.output.format,
+    write_image(job.out_path, restored, job.source.image, bit_depth=job.bit_depth, fmt=job.output.format,
                 quality=job.output.quality)
 
 
