@@ -76,7 +76,7 @@ _OPTIONS = [
                  help="Prior weight lambda, per observed pixel."),
     click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,
                  help="With --scale > 1: weight (times lambda) of the prior on the estimate downsampled back to the input's grid."),
-    click.option("--device", type=DeviceParam(), default="auto", show_default=True,
+    click.option("--device", type=DeviceParam(), default="auto", show_default=True, metavar=DEVICE_CHOICES,
                  help="Where the MAP runs: auto (CUDA when there is one), cpu, cuda, or cuda:N (GPU N)."),
     click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
                  help="What evaluates the prior's gradient: torch autograd, or the exported ONNX Runtime graph."),

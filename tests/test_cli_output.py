@@ -1,0 +1,197 @@
+"""``flowrt restore`` as issue 13 asks: output control (-o folder, --format, --quality, WebP and
+BMP, ``-o -`` refused on a terminal), the clean-input fast path and --force, the summary line and
+-q, --device spelling, and help texts that show defaults and examples. In-process, tiny prior."""
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from flowrt.cli.main import cli
+from flowrt.io.image_file import read_image
+
+
+def noisy(h: int = 27, w: int = 35, sigma: float = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    img = np.stack([70 + 110 * (a * yy + (1 - a) * xx) for a in rng.uniform(0, 1, 3)], axis=2)
+    return np.clip(np.round(img + rng.normal(0, sigma, img.shape)), 0, 255).astype(np.uint8)
+
+
+def clean(h: int = 30, w: int = 40) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([(60 + 3 * xx + 2 * yy).astype(np.uint8), (200 - 2 * xx).astype(np.uint8),
+                     np.full((h, w), 128, np.uint8)], axis=2)
+
+
+@pytest.fixture
+def run(tiny_prior):
+    def invoke(*args, iters: int = 2):
+        argv = ["restore", *map(str, args), "--iters", str(iters), "--model", str(tiny_prior)]
+        return CliRunner().invoke(cli, argv)
+    return invoke
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    path = tmp_path / "in" / "photo.png"
+    path.parent.mkdir()
+    Image.fromarray(noisy()).save(path)
+    return path
+
+
+@pytest.fixture
+def map_runs(monkeypatch) -> list:
+    import flowrt.solve.solver
+    calls, real = [], flowrt.solve.solver.map_restore
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
+    return calls
+
+
+def one_error(result, fragment: str) -> None:
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and fragment.lower() in errors[0].lower(), result.stderr
+
+
+# ---------------------------------------------------------------- output control
+
+
+def test_output_folder_keeps_the_input_name(run, photo, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run(photo, "-o", out, "--sigma", "10").exit_code == 0
+    assert read_image(out / "photo.png").size == (35, 27)
+    assert run(photo, "-o", f"{out}/", "--sigma", "10", "--format", "webp").exit_code == 0
+    assert read_image(out / "photo.webp").format == "WEBP"
+    one_error(run(photo, "-o", f"{tmp_path / 'missing'}/", "--sigma", "10"), "does not exist")
+    one_error(run(photo, "-o", photo.parent, "--sigma", "10"), "refusing to overwrite")
+
+
+def test_format_must_agree_with_a_file_suffix(run, photo, tmp_path):
+    one_error(run(photo, "-o", tmp_path / "x.png", "--format", "jpg", "--sigma", "5"), "--format says JPEG")
+
+
+def test_quality_sets_jpeg_and_webp_compression(run, photo, tmp_path):
+    sizes = {}
+    for suffix, quality in ((".jpg", 20), (".jpg", 95), (".webp", 20), (".webp", None)):
+        out = tmp_path / f"q{quality}{suffix}"
+        extra = ["--quality", quality] if quality else []
+        result = run(photo, "-o", out, "--sigma", "10", *extra)
+        assert result.exit_code == 0, result.output
+        sizes[(suffix, quality)] = out.stat().st_size
+    assert sizes[(".jpg", 20)] < sizes[(".jpg", 95)]
+    assert sizes[(".webp", 20)] < sizes[(".webp", None)]  # no --quality: lossless WebP
+    one_error(run(photo, "-o", tmp_path / "x.png", "--quality", "50", "--sigma", "5"), "--quality")
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".bmp"])
+def test_webp_and_bmp_in_and_out(run, tmp_path, suffix):
+    src = tmp_path / f"in{suffix}"
+    Image.fromarray(noisy()).save(src, **({"lossless": True} if suffix == ".webp" else {}))
+    assert read_image(src).format == suffix[1:].upper()
+    out = tmp_path / f"out{suffix}"
+    result = run(src, "-o", out, "--sigma", "10")
+    assert result.exit_code == 0, result.output
+    restored = read_image(out)
+    assert restored.format == suffix[1:].upper() and restored.size == (35, 27)
+
+
+def test_stdout_to_a_terminal_is_refused_in_one_line(photo, tmp_path):
+    """A real pseudo-terminal on stdout: one error line, no image bytes, non-zero exit."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "flowrt.cli.main", "restore", str(photo), "-o", "-"],
+                              stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=120)
+        os.set_blocking(controller, False)
+        try:
+            shown = os.read(controller, 65536)
+        except BlockingIOError:
+            shown = b""
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert proc.returncode == 1 and shown == b""
+    assert proc.stderr.strip().splitlines() == [
+        "Error: -o - writes image bytes to stdout, which is a terminal here; redirect it (> out.png) or give -o FILE"]
+
+
+# ---------------------------------------------------------------- blind defaults, summary
+
+
+def test_a_clean_png_is_written_unchanged_without_the_solver(run, tmp_path, map_runs):
+    src = tmp_path / "clean.png"
+    Image.fromarray(clean()).save(src)
+    result = run(src, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert map_runs == []
+    assert (tmp_path / "out.png").read_bytes() == src.read_bytes()
+    line, = result.stderr.splitlines()
+    assert "nothing to restore: estimated noise 0.0 < 2; pass --sigma S or --force to restore anyway" in line
+    assert run(src, "-o", tmp_path / "as.webp").exit_code == 0  # another format: re-encoded, same pixels
+    np.testing.assert_array_equal(read_image(tmp_path / "as.webp").rgb, read_image(src).rgb)
+    assert map_runs == []
+
+
+def test_force_restores_a_clean_png(run, tmp_path, map_runs):
+    src = tmp_path / "clean.png"
+    Image.fromarray(clean()).save(src)
+    result = run(src, "-o", tmp_path / "out.png", "--force")
+    assert result.exit_code == 0, result.output
+    assert map_runs == [1] and "nothing to restore" not in result.stderr
+
+
+def test_a_clean_jpeg_is_still_restored(run, tmp_path, map_runs):
+    src = tmp_path / "clean.jpg"
+    Image.fromarray(clean(32, 48)).save(src, quality=60)
+    assert run(src, "-o", tmp_path / "out.png").exit_code == 0
+    assert map_runs == [1]
+
+
+def test_summary_line_after_a_restore_and_quiet(run, photo, tmp_path):
+    result = run(photo, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"{photo} -> {tmp_path / 'out.png'}: noise sigma ") and "(estimated)" in line
+    assert "2 iterations on cpu" in line and line.endswith(" s")
+    quiet = run(photo, "-o", tmp_path / "out2.png", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+# ---------------------------------------------------------------- device and help
+
+
+def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path):
+    import torch
+    bad = run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "gpu")
+    assert bad.exit_code == 2 and "cuda:N" in bad.stderr and "Traceback" not in bad.output
+    if torch.cuda.is_available():
+        one_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:99"), "no such GPU")
+    else:
+        one_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:1"), "not available")
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("command", ["restore", "batch"])
+def test_help_shows_defaults(command):
+    text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 150;", "[default: 0.5;", "[default: 0.6;",
+                  "Random seed. [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
+                  "--space [image|latent]", "--format [png|tif|jpg|webp|bmp]", "--quality"):
+        assert shown in text, shown
+
+
+def test_restore_help_has_examples():
+    text = CliRunner().invoke(cli, ["restore", "--help"]).output
+    assert "Examples:" in text and "flowrt restore noisy.png -o out/ --sigma 25" in text
