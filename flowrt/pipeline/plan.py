@@ -150,12 +150,14 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, blur, mask) -> O
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options against one opened input (a flowrt.pipeline.source.Source, decoded or
     streamed; ``source.from_image`` wraps a LoadedImage) and read the mask and blur files."""
-    from flowrt.operators import parse_blur, read_mask
     opts.validate()
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sigma, sigma_source, estimate = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
-    blur = parse_blur(opts.blur) if opts.blur else None
-    mask = read_mask(opts.mask, (h, w)) if opts.mask else None
+    blur = mask = None
+    if opts.blur or opts.mask:  # flowrt.operators imports torch: only when there is a blur or mask to read
+        from flowrt.operators import parse_blur, read_mask
+        blur = parse_blur(opts.blur) if opts.blur else None
+        mask = read_mask(opts.mask, (h, w)) if opts.mask else None
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
                            _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask))
