@@ -144,6 +144,16 @@ def test_a_clean_png_is_written_unchanged_without_the_solver(run, tmp_path, map_
     assert map_runs == []
 
 
+def test_a_clean_streamed_tiff_is_copied_without_the_solver(run, tmp_path, map_runs):
+    import tifffile
+    src = tmp_path / "clean.tif"
+    tifffile.imwrite(src, clean(70, 90), tile=(32, 32))
+    result = run(src, "-o", tmp_path / "out.tif", "--tile", "32", "-v")
+    assert result.exit_code == 0, result.output
+    assert map_runs == [] and "nothing to restore" in result.stderr
+    assert (tmp_path / "out.tif").read_bytes() == src.read_bytes()
+
+
 def test_force_restores_a_clean_png(run, tmp_path, map_runs):
     src = tmp_path / "clean.png"
     Image.fromarray(clean()).save(src)
