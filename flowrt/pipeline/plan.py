@@ -8,8 +8,8 @@ exactly what will be done; ``flowrt.pipeline.region`` then runs it on the whole 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol, Tuple
 
 import numpy as np
 
