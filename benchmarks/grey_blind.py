@@ -4,8 +4,9 @@ For each photo of a folder: a centre crop, converted to grey (Pillow "L"), plus 
 std --sigma (clip, round, 8-bit grey PNG). Reports
   * the noise estimate before this branch (the channel-mean estimator with its sqrt(3) gain, copied
     below) and now (flowrt.estimate_noise), on the grey file and on the colour crop with the same noise;
-  * PSNR against the clean grey crop of `flowrt restore` with --sigma auto and with the true sigma
-    (the installed CLI in a child process, one thread);
+  * PSNR against the clean grey crop of `flowrt restore` with --sigma auto, with the true sigma, and
+    with --sigma set to the old estimator's reading (what --sigma auto did before this branch) (the
+    installed CLI in a child process, one thread);
   * the wall time of `flowrt restore CLEAN.png -o OUT.png` (a child process, start-up included) on
     the clean full-size photo and whether it said "nothing to restore".
 Writes results/grey_blind.{json,md}.
@@ -82,7 +83,8 @@ def one_photo(path: Path, crop: int, sigma: float, work: Path) -> dict:
            "estimate_before_colour": estimate_before(noisy_colour / 255.0),
            "estimate_now_colour": flowrt.estimate_noise(noisy_colour),
            "psnr_input": psnr(grey / 255.0, noisy_grey / 255.0)}
-    for label, flags in (("auto", []), ("true", ["--sigma", f"{sigma:g}"])):
+    old = f"{row['estimate_before_grey']:.2f}"
+    for label, flags in (("auto", []), ("true", ["--sigma", f"{sigma:g}"]), ("before", ["--sigma", old])):
         out = work / f"{path.stem}_{label}.png"
         row[f"seconds_{label}"], _ = cli("restore", str(src), "-o", str(out), "-q", *flags)
         row[f"psnr_{label}"] = psnr(grey / 255.0, np.asarray(Image.open(out), np.float64) / 255.0)
@@ -101,17 +103,18 @@ def markdown(rows: list, args) -> str:
              "centre crops converted to grey, Gaussian noise, 8-bit PNG; restores by the CLI with its "
              "defaults (default prior, 150 iterations), one thread.", "",
              "| photo | est. grey before | est. grey now | est. colour before | est. colour now | PSNR in | "
-             "PSNR --sigma auto | PSNR true sigma | clean photo: s | nothing to restore |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "PSNR auto before | PSNR --sigma auto | PSNR true sigma | clean photo: s | nothing to restore |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['photo']} | {r['estimate_before_grey']:.1f} | {r['estimate_now_grey']:.1f} | "
                      f"{r['estimate_before_colour']:.1f} | {r['estimate_now_colour']:.1f} | {r['psnr_input']:.2f} | "
-                     f"{r['psnr_auto']:.2f} | {r['psnr_true']:.2f} | {r['clean_seconds']:.2f} "
+                     f"{r['psnr_before']:.2f} | {r['psnr_auto']:.2f} | {r['psnr_true']:.2f} | {r['clean_seconds']:.2f} "
                      f"({r['clean_size'][0]}x{r['clean_size'][1]}) | {r['clean_said_nothing_to_restore']} |")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
-            ("estimate_before_grey", "estimate_now_grey", "psnr_auto", "psnr_true", "clean_seconds")}
+            ("estimate_before_grey", "estimate_now_grey", "psnr_before", "psnr_auto", "psnr_true", "clean_seconds")}
     lines += ["", f"Means: grey estimate {mean['estimate_before_grey']:.1f} before, {mean['estimate_now_grey']:.1f} "
-              f"now (true {args.sigma:g}); PSNR {mean['psnr_auto']:.2f} dB with --sigma auto, "
+              f"now (true {args.sigma:g}); PSNR {mean['psnr_before']:.2f} dB with the old auto estimate, "
+              f"{mean['psnr_auto']:.2f} with --sigma auto now, "
               f"{mean['psnr_true']:.2f} with the true sigma; a clean photo returned in {mean['clean_seconds']:.2f} s "
               "(child process, start-up included)."]
     return "\n".join(lines) + "\n"
