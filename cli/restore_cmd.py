@@ -34,7 +34,7 @@ def restore(input_path, output_path, model_dir, bit_depth, verbose, tile, overla
     prior = load_prior(model_dir, opts.engine, device)
     settings = job.settings(prior.multiple)
     if verbose:
-        click.echo(f"{job.headline()}; {opts.solver.space} space, {opts.solver.iters} iterations on {device}"
+        click.echo(f"{job.headline()}; {opts.solver.space} space, {'auto' if opts.solver.iters is None else opts.solver.iters} iterations on {device}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
         on_tile, (on_iteration, close) = None, iteration_bar(True)

@@ -3,7 +3,6 @@ forward models (``flowrt.operators``) and the estimator (``flowrt.solve``)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -31,17 +30,16 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     input, with the plan's forward model cut to that box (its JPEG blocks, its mask); float32
     (h*scale, w*scale, 3) in [0, 1]. The box must be aligned as ``tile_alignment`` says."""
     from flowrt.operators import build_forward_model
-    from flowrt.solve.solver import map_restore, start_blur_for_noise, step_for_noise
+    from flowrt.solve.solver import map_restore
+    from flowrt.solve.start import choose_start, denoised_start
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
     mask = None if plan.mask is None else plan.mask[y0:y1, x0:x1]
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    if solver.lr is None:
-        solver = replace(solver, lr=step_for_noise(plan.sigma))
-    if solver.start_blur is None:
-        solver = replace(solver, start_blur=start_blur_for_noise(plan.sigma, jpeg is not None))
-    result = map_restore(prior, fm, solver, device=device, progress=progress)
+    start_plan = choose_start(solver, plan.sigma, jpeg is not None)
+    start = denoised_start(fm, plan.sigma, greyscale) if start_plan.kind == "denoise" else None
+    result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
     if result.fell_back:
         log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
     out = result.x[0].permute(1, 2, 0).numpy()

@@ -29,6 +29,9 @@ from flowrt.errors import InputError
 log = logging.getLogger("flowrt.solve.solver")
 
 SPACES = ("image", "latent")
+STARTS = ("auto", "denoise", "blur")
+ITERS_FROM_OBSERVATION = 150  # iterations from the (lightly blurred) observation
+ITERS_FROM_DENOISED = 20      # iterations from a denoised start (flowrt.solve.start)
 MAX_DATA_WEIGHT = 100.0
 REBALANCE_EVERY = 10  # iterations between discrepancy checks (one extra data-term pass each)
 
@@ -38,7 +41,8 @@ class SolverConfig:
     """MAP settings; defaults chosen on ../shared/data/val (benchmarks/results/map_settings.md);
     iteration count and schedule re-measured in benchmarks/results/map_iterations/."""
     space: str = "image"
-    iters: int = 150
+    iters: Optional[int] = None  # None: ITERS_FROM_DENOISED from a denoised start, else ITERS_FROM_OBSERVATION
+    start: str = "auto"          # auto | denoise | blur: where the MAP starts (flowrt.solve.start)
     lam: float = 0.5            # weight of the prior per observed pixel (see _Objective)
     coarse_prior: float = 0.6   # upscaling only: weight of -log p(D x) relative to lam (see _Objective)
     lr: Optional[float] = None  # image space: Adam step in [0,1] units; None: step_for_noise(sigma)
@@ -57,8 +61,10 @@ class SolverConfig:
     def validate(self) -> "SolverConfig":
         if self.space not in SPACES:
             raise InputError(f"--space must be one of {', '.join(SPACES)}, not {self.space!r}")
-        if self.iters < 0:
-            raise InputError("--iters must be >= 0")
+        if self.iters is not None and (int(self.iters) != self.iters or self.iters < 0):
+            raise InputError(f"--iters must be a whole number >= 0, got {self.iters}")
+        if self.start not in STARTS:
+            raise InputError(f"--start must be one of {', '.join(STARTS)}, not {self.start!r}")
         if not math.isfinite(self.lam) or self.lam < 0:  # nan passes a plain `< 0` test
             raise InputError(f"--lam must be a finite number >= 0, got {self.lam}")
         if not math.isfinite(self.discrepancy) or self.discrepancy < 0:
@@ -256,9 +262,16 @@ def _schedule(it: int, cfg: SolverConfig) -> float:
 
 def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
                 device: Optional[torch.device] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
-    """Restore one image by MAP. ``prior``: a frozen FlowModel; returns x (1,3,H,W) in [0,1] on the CPU."""
+                progress: Optional[Callable[[int, int], None]] = None,
+                start: Optional[torch.Tensor] = None) -> MapResult:
+    """Restore one image by MAP. ``prior``: a frozen FlowModel; returns x (1,3,H,W) in [0,1] on the CPU.
+
+    start: (1, 3, H, W) in [0, 1], where the iterations begin (None: the forward model's initial
+    estimate, smoothed by ``cfg.start_blur``). ``cfg.iters`` None means ITERS_FROM_OBSERVATION.
+    """
     cfg.validate()
+    if cfg.iters is None:
+        cfg = replace(cfg, iters=ITERS_FROM_OBSERVATION)
     t0 = time.perf_counter()
     device = device or torch.device("cpu")
     torch.manual_seed(cfg.seed)
@@ -266,9 +279,12 @@ def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
     for p in prior.parameters():
         p.requires_grad_(False)
     fm = forward_model.to(device)
-    x_start = fm.initial_estimate().to(device).clamp(0, 1)
-    if cfg.start_blur:
-        x_start = gaussian_blur(x_start, cfg.start_blur)
+    if start is not None:
+        x_start = start.to(device).clamp(0, 1)
+    else:
+        x_start = fm.initial_estimate().to(device).clamp(0, 1)
+        if cfg.start_blur:
+            x_start = gaussian_blur(x_start, cfg.start_blur)
     history: List[float] = []
     if cfg.iters and cfg.space == "latent" and cfg.latent_warm_start > 0:
         # T^-1 of a damaged image is far out of distribution (FINDINGS: |u| ~ 150), so the
