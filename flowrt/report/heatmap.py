@@ -69,16 +69,9 @@ def render_heatmap(bits: np.ndarray, value_range_: Tuple[float, float] = None, *
 
 
 def check_png_destination(path: Union[str, Path], *inputs: Union[str, Path]) -> None:
-    """InputError unless ``path`` can take a new PNG: a .png name, an existing folder, no input."""
-    from flowrt.errors import InputError
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise InputError(f"{path} must end in .png (the heat map is written as PNG)")
-    if not path.parent.resolve().is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    if path.exists() and any(str(i) != "-" and path.resolve() == Path(i).resolve() for i in inputs):
-        raise InputError(f"{path} is an input; inputs are never overwritten")
+    """InputError unless ``path`` can take a new PNG heat map (see ``flowrt.report.paths.check_output``)."""
+    from flowrt.report.paths import check_output
+    check_output(path, (".png",), "heat map", inputs)
 
 
 def save_png(image, path: Union[str, Path]) -> None:
