@@ -48,7 +48,8 @@ def render_page(items: Sequence[ReportItem], *, title: str, notes: Sequence[str]
 
 
 def write_page(path: Union[str, Path], text: str) -> None:
-    """Write the page atomically (whole or not at all), UTF-8."""
+    """Write the page atomically (whole or not at all), UTF-8; its folder is created if missing."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "w") as fh:
         fh.write(text)
 
