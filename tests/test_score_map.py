@@ -64,6 +64,17 @@ def test_a_damaged_patch_lights_up_under_the_default_prior(default_flow):
     assert hottest[ring].sum() == hottest.sum()
 
 
+def test_an_over_smoothed_image_scores_lower_than_the_textured_one(default_flow):
+    """What `flowrt score` warns about: lower bits/dim is not a better image."""
+    from PIL import ImageFilter
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = np.stack([128 + 50 * np.sin(xx / 5.0 + yy / 7.0 + c) + 30 * np.sin(xx / 2.3 - yy / 3.1) for c in range(3)], 2)
+    img = np.clip(np.round(img + np.random.default_rng(0).normal(0, 4, img.shape)), 0, 255).astype(np.uint8)
+    smoothed = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(2)))
+    assert bits_map(default_flow, smoothed).bits_per_dim < bits_map(default_flow, img).bits_per_dim - 1
+
+
 def test_heatmap_colours_and_colour_bar():
     bits = np.linspace(1, 5, 40 * 50).reshape(40, 50)
     assert value_range([bits], 0, 100) == pytest.approx((1, 5))
