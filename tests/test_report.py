@@ -134,3 +134,23 @@ def test_batch_report_path_is_checked_before_any_work(tiny_prior, tmp_path):
                     "--model", tiny_prior, "--iters", "2")
     assert result.exit_code != 0 and "must end in .html" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_see_the_results_commands_run(tiny_prior, tmp_path, monkeypatch):
+    """The README's "See the results" block, run as written (plus the tiny prior and 2 iterations)."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### See the results", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["flowrt", "score"], ["flowrt", "compare"], ["flowrt", "batch"]]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    for name in ("photo.png", "noisy.png", "restored.png", "photos/a.png"):
+        Image.fromarray(waves(24, 32, len(name), 10)).save(tmp_path / name)
+    for command in commands:
+        extra = ["--iters", "2", "--sigma", "10"] if command[1] == "batch" else []
+        result = invoke(*command[1:], "--model", tiny_prior, *extra)
+        assert result.exit_code == 0, (command, result.output)
+    assert (tmp_path / "heat.png").is_file() and (tmp_path / "page.html").is_file()
+    assert (tmp_path / "restored" / "report.html").is_file()
