@@ -18,8 +18,8 @@ from .restore_options import build_options, build_tiling, restoration_options, t
 @restoration_options
 @tiling_options
 @report_errors
-def batch(input_dir, output_dir, recursive, skip_existing, report_path, model_dir, bit_depth, verbose, tile, overlap, resume,
-          **solver_args):
+def batch(input_dir, output_dir, recursive, skip_existing, report_path, model_dir, bit_depth, verbose, tile, overlap,
+          resume, **solver_args):
     """Restore every PNG, JPEG and TIFF in IN_DIR into OUT_DIR.
 
     A file that cannot be read or restored is reported and skipped; the exit code is 1
