@@ -13,11 +13,13 @@ from .restore_options import build_options, build_tiling, restoration_options, t
               help="Output folder (created); file names and formats follow the inputs.")
 @click.option("--recursive", is_flag=True, help="Descend into sub-folders, keeping the folder structure.")
 @click.option("--skip-existing", is_flag=True, help="Leave images whose output exists already (resume a batch).")
+@click.option("--report", "report_path", metavar="PAGE.html", type=click.Path(dir_okay=False),
+              help="Also write one self-contained HTML page: before/after sliders, plans, timings, score maps.")
 @restoration_options
 @tiling_options
 @report_errors
-def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth, verbose, tile, overlap, resume,
-          **solver_args):
+def batch(input_dir, output_dir, recursive, skip_existing, report_path, model_dir, bit_depth, verbose, tile, overlap,
+          resume, **solver_args):
     """Restore every PNG, JPEG and TIFF in IN_DIR into OUT_DIR.
 
     A file that cannot be read or restored is reported and skipped; the exit code is 1
@@ -25,6 +27,9 @@ def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth,
     interrupted tiled ones.
     """
     setup_logging(verbose)
+    if report_path:
+        from flowrt.report.paths import check_output
+        check_output(report_path, (".html", ".htm"), "report", created=(output_dir,))
     opts = build_options(**solver_args)
     tiling = build_tiling(tile, overlap, resume)
     from flowrt.pipeline.batch import BatchJob, run_batch
@@ -39,5 +44,16 @@ def batch(input_dir, output_dir, recursive, skip_existing, model_dir, bit_depth,
                         report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
                         model=model_key(model_dir))
     click.echo(summary.line(), err=True)
+    if report_path:
+        _write_report(report_path, summary, opts, model_dir, input_dir)
     if summary.failed:
         raise SystemExit(1)
+
+
+def _write_report(report_path, summary, opts, model_dir, input_dir) -> None:
+    from flowrt.prior.folders import load_torch_prior
+    from flowrt.report.batch_page import settings_rows, write_batch_report
+
+    write_batch_report(report_path, summary, settings=settings_rows(opts, model_dir),
+                       flow=load_torch_prior(model_dir), input_dir=input_dir)
+    click.echo(f"report: {report_path}", err=True)

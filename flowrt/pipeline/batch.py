@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -45,11 +46,21 @@ class BatchJob:
         return job
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    """One restored image: input and output paths, the plan in words, wall time in seconds (open to write)."""
+    source: Path
+    output: Path
+    plan: str
+    seconds: float
+
+
 @dataclass
 class BatchSummary:
     done: int = 0
     failed: List[Tuple[Path, str]] = field(default_factory=list)
     skipped: int = 0
+    records: List[ImageRecord] = field(default_factory=list)   # one per restored image, in order
 
     def line(self) -> str:
         text = f"restored {self.done} image(s)"
@@ -77,12 +88,14 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     try:
         for src, dst in job.pairs:
             try:
+                started = time.perf_counter()
                 with _output_folder(dst.parent):
                     work = prepare_restore(str(src), str(dst), opts, tiling, bit_depth=bit_depth)
                     if verbose:
                         report(f"{src.name}: {work.plan.describe()}")
                     run_restore(work, prior, opts, device=device, model=model, on_iteration=iterations)
                 summary.done += 1
+                summary.records.append(ImageRecord(src, dst, work.plan.describe(), time.perf_counter() - started))
             except FlowrtError as exc:
                 message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
                 summary.failed.append((src, message))
