@@ -31,14 +31,17 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     (h*scale, w*scale, 3) in [0, 1]. The box must be aligned as ``tile_alignment`` says."""
     from flowrt.operators import build_forward_model
     from flowrt.solve.solver import map_restore
-    from flowrt.solve.start import choose_start, denoised_start
+    from flowrt.solve.start import choose_start, denoise_sigma, denoised_start, jpeg_equivalent_sigma
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
     mask = None if plan.mask is None else plan.mask[y0:y1, x0:x1]
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    start_plan = choose_start(solver, plan.sigma, jpeg is not None)
-    start = denoised_start(fm, plan.sigma, greyscale) if start_plan.kind == "denoise" else None
+    jpeg_sigma = None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y)
+    start_plan = choose_start(solver, plan.sigma, jpeg_sigma)
+    start = None
+    if start_plan.kind == "denoise":
+        start = denoised_start(fm, denoise_sigma(plan.sigma, jpeg_sigma), greyscale)
     result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
     if result.fell_back:
         log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
