@@ -77,19 +77,14 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     try:
         for src, dst in job.pairs:
             try:
-                with _output_folder(dst.parent):
+                with output_folder(dst.parent):
                     work = prepare_restore(str(src), str(dst), opts, tiling, bit_depth=bit_depth)
                     if verbose:
                         report(f"{src.name}: {work.plan.describe()}")
                     run_restore(work, prior, opts, device=device, model=model, on_iteration=iterations)
                 summary.done += 1
-            except FlowrtError as exc:
-                message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
-                summary.failed.append((src, message))
-                report(f"failed: {message}")
             except Exception as exc:  # noqa: BLE001 - one image's crash must not lose the rest of a batch
-                log.debug("%s failed", src, exc_info=True)  # the traceback, for -vv
-                message = f"{src}: internal error ({type(exc).__name__}: {exc})"
+                message = failure_message(src, exc)
                 summary.failed.append((src, message))
                 report(f"failed: {message}")
             images(1)
@@ -98,8 +93,17 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     return summary
 
 
+def failure_message(src: Path, exc: Exception) -> str:
+    """One line for an image that failed: a FlowrtError as it reads (with the file named), anything
+    else as an internal error (its traceback logged for -vv)."""
+    if isinstance(exc, FlowrtError):
+        return str(exc) if src.name in str(exc) else f"{src}: {exc}"
+    log.debug("%s failed", src, exc_info=exc)
+    return f"{src}: internal error ({type(exc).__name__}: {exc})"
+
+
 @contextlib.contextmanager
-def _output_folder(folder: Path):
+def output_folder(folder: Path):
     """Create ``folder`` (and missing parents) for one image; remove what was created if it fails."""
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
