@@ -110,12 +110,10 @@ def _worker_running(name: str) -> list:
         if not entry.name.isdigit():
             continue
         try:
-            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            env = (entry / "environ").read_bytes()
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
-        if title.startswith(f"ray::{name}") and f"RAY_NODE_ID" in env.decode(errors="ignore") and \
-                _descends_from(int(entry.name), os.getpid()):
+        if title.startswith(f"ray::{name}") and _descends_from(int(entry.name), os.getpid()):
             pids.append(int(entry.name))
     return pids
 
