@@ -5,6 +5,7 @@ large image's tiles as tasks; a worker killed mid-batch costing nothing; resume 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,7 +50,7 @@ def photos(tmp_path, make_images) -> Path:
 @pytest.fixture
 def batch(tiny_prior):
     def invoke(*args):
-        return CliRunner().invoke(cli, ["batch", *map(str, args), "--model", str(tiny_prior), *ARGS])
+        return CliRunner().invoke(cli, ["batch", "--model", str(tiny_prior), *ARGS, *map(str, args)])  # args win
     return invoke
 
 
@@ -130,28 +131,69 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def killing_one_worker(task: str):
+    """While the block runs, SIGKILL the first worker seen running ``task``; yields the pids killed."""
+    killed, stop = [], threading.Event()
+
+    def kill_one():
+        while not killed and not stop.is_set():
+            for pid in _worker_running(task):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.005)
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        killer.join()
+
+
+SLOW = ("--iters", "30")  # long enough per image for the killer to catch one mid-task
+
+
 def test_a_worker_killed_mid_batch_loses_nothing(cluster, photos, batch, tmp_path):
     """SIGKILL one worker while it restores an image: Ray reruns the task on another worker and
     the outputs are complete, identical to a local run, with no temporary files left."""
     (photos / "bad.png").unlink()
-    killed = []
-
-    def kill_one():
-        deadline = time.monotonic() + 60
-        while not killed and time.monotonic() < deadline:
-            for pid in _worker_running("restore_pixels"):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
-            time.sleep(0.02)
-    slow = ("--iters", "40")  # long enough per image to be caught mid-task
-    killer = threading.Thread(target=kill_one)
-    killer.start()
-    on_ray = batch(photos, "-o", tmp_path / "ray", "--recursive", "--ray", *slow)
-    killer.join()
+    with killing_one_worker("restore_pixels") as killed:
+        on_ray = batch(photos, "-o", tmp_path / "ray", "--ray", *SLOW)
     assert killed, "no worker was caught running a task"
-    local = batch(photos, "-o", tmp_path / "local", "--recursive", *slow)
+    local = batch(photos, "-o", tmp_path / "local", *SLOW)
     assert on_ray.exit_code == local.exit_code == 0, on_ray.output
+    assert tree(tmp_path / "ray") == tree(tmp_path / "local")
+
+
+def test_a_task_whose_worker_keeps_dying_fails_its_image_and_skip_existing_redoes_it(
+        cluster, photos, batch, tmp_path, tiny_prior):
+    """With no retries left, the killed worker's image is reported (one line) and the others are
+    written; a re-run with --skip-existing restores just that one, and the folder then matches a
+    local run."""
+    from flowrt.cli.restore_options import build_options
+    from flowrt.distributed.cluster import RaySettings
+    from flowrt.distributed.ray_batch import run_batch_on_ray
+    from flowrt.distributed.worker import PriorSpec
+    from flowrt.pipeline.batch import BatchJob
+    from flowrt.pipeline.run import TilingOptions, model_key
+
+    (photos / "bad.png").unlink()
+    opts = build_options(5.0, "auto", 1, None, None, None, 30, None, None, "auto", None)
+    spec = PriorSpec(str(tiny_prior), "auto", "auto", model_key(tiny_prior))
+    lines = []
+    with killing_one_worker("restore_pixels") as killed:
+        report = run_batch_on_ray(BatchJob.plan(photos, tmp_path / "ray"), opts, TilingOptions(), spec,
+                                  RaySettings(max_retries=0), report=lines.append)
+    assert killed
+    assert report.summary.done == 3 and len(report.summary.failed) == 1
+    assert lines == [f"failed: {report.summary.failed[0][1]}"]
+    assert "lost on the cluster after 0 retries" in lines[0] and "\n" not in lines[0]
+    assert len(list((tmp_path / "ray").iterdir())) == 3   # nothing half-written for the lost one
+    again = batch(photos, "-o", tmp_path / "ray", "--skip-existing", "--ray", *SLOW)
+    assert again.exit_code == 0 and again.stderr.splitlines()[-1] == "restored 1 image(s), skipped 3 already done"
+    batch(photos, "-o", tmp_path / "local", *SLOW)
     assert tree(tmp_path / "ray") == tree(tmp_path / "local")
 
 

@@ -117,7 +117,7 @@ class _Driver:
         if prepared.source.route is not Route.WHOLE:
             self.tiled.append((src, dst, prepared))
             return
-        self._describe(src, prepared.plan)
+        self._describe(src, prepared.plan.describe())
         prepared.source.close()
         image = prepared.source.image
         ref = self.tasks["restore_pixels"].remote(self.spec, str(src), image, prepared.plan, self.opts)
@@ -149,11 +149,17 @@ class _Driver:
             self._failed(src, outcome.message)
         elif image is not None:
             self._write(src, dst, restored, image)
-        elif not dst.exists():  # the worker wrote on a disk this machine does not see
+        else:
+            self._describe(src, outcome.message)
+            self._check_written(src, dst)
+
+    def _check_written(self, src: Path, dst: Path) -> None:
+        """Worker mode: the worker says it wrote dst; it counts only if this machine sees it."""
+        if dst.exists():
+            self._done()
+        else:
             self._failed(src, f"{src}: the worker wrote {dst} where this machine cannot see it; "
                               "use --ray-output driver when workers do not share the output folder")
-        else:
-            self._done()
 
     def _write(self, src: Path, dst: Path, restored, image) -> None:
         from flowrt.io.image_file import write_image
@@ -175,17 +181,19 @@ class _Driver:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 prepared = prepare_restore(str(src), str(dst), self.opts, self.tiling, bit_depth=self.bit_depth)
             with prepared.source:
-                self._describe(src, prepared.plan)
+                self._describe(src, prepared.plan.describe())
                 settings = prepared.settings(self.prior_multiple())
                 feeder = TileFeeder(self, prepared, settings)
                 run_tiled(prepared, feeder.restore_tile, settings, self.opts, model=self.spec.model,
-                          on_tile=self.bar.image_fraction)
+                          on_tile=self.bar.tiles)
+        except self.ray.exceptions.RayTaskError as exc:  # a tile's own error, raised on its worker
+            self._failed(src, failure_message(src, exc.cause or exc), tiled=True)
         except self.ray.exceptions.RayError as exc:
-            self._failed(src, _lost(src, exc, self.settings.max_retries))
+            self._failed(src, _lost(src, exc, self.settings.max_retries), tiled=True)
         except Exception as exc:  # noqa: BLE001
-            self._failed(src, failure_message(src, exc))
+            self._failed(src, failure_message(src, exc), tiled=True)
         else:
-            self._done()
+            self._done(tiled=True)
         finally:
             if feeder is not None:
                 feeder.cancel()
@@ -216,18 +224,19 @@ class _Driver:
         if outcome.status != "tiled":
             self.result.task_seconds.append(outcome.seconds)
 
-    def _describe(self, src: Path, plan) -> None:
-        if self.verbose:
-            self.report(f"{src.name}: {plan.describe()}")
+    def _describe(self, src: Path, plan: str) -> None:
+        """-v: what is done to an image (its plan's description)."""
+        if self.verbose and plan:
+            self.report(f"{src.name}: {plan}")
 
-    def _done(self) -> None:
+    def _done(self, tiled: bool = False) -> None:
         self.result.summary.done += 1
-        self.bar.image_done()
+        self.bar.image_done(tiled)
 
-    def _failed(self, src: Path, message: str) -> None:
+    def _failed(self, src: Path, message: str, tiled: bool = False) -> None:
         self.result.summary.failed.append((src, message))
         self.report(f"failed: {message}")
-        self.bar.image_done()
+        self.bar.image_done(tiled)
 
 
 def _lost(src: Path, exc: Exception, retries: int) -> str:
@@ -236,25 +245,28 @@ def _lost(src: Path, exc: Exception, retries: int) -> str:
 
 
 class _Progress:
-    """Images finished over the cluster, as a tqdm bar on a terminal (silent otherwise); a tiled
-    image advances tile by tile."""
+    """Images finished over the cluster, as a tqdm bar on a terminal (silent otherwise); the tiled
+    image the driver is blending advances tile by tile."""
 
     def __init__(self, total: int):
-        self._bar, self._fraction = None, 0.0
+        self._bar, self._tiled = None, 0.0
         if sys.stderr.isatty():
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, desc="images (ray)", unit="img", dynamic_ncols=True)
 
-    def image_fraction(self, done: int, total: int) -> None:
-        if self._bar is not None:
-            step = done / total - self._fraction
-            self._fraction += step
-            self._bar.update(step)
+    def tiles(self, done: int, total: int) -> None:
+        """on_tile(done, total) of the tiled image in progress."""
+        self._advance(done / total - self._tiled)
+        self._tiled = done / total
 
-    def image_done(self) -> None:
+    def image_done(self, tiled: bool = False) -> None:
+        self._advance(1 - self._tiled if tiled else 1)
+        if tiled:
+            self._tiled = 0.0
+
+    def _advance(self, step: float) -> None:
         if self._bar is not None:
-            self._bar.update(1 - self._fraction)
-        self._fraction = 0.0
+            self._bar.update(step)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -37,7 +37,8 @@ class PriorSpec:
 @dataclass(frozen=True)
 class Outcome:
     """How one task ended. status: 'done', 'failed' (message says why) or 'tiled' (the image is
-    large enough to be tiled: the driver spreads its tiles instead). pid and loads: the worker
+    large enough to be tiled: the driver spreads its tiles instead); a finished image's message is
+    its plan's description (for -v). pid and loads: the worker
     process and how many priors it has loaded so far (the driver counts loads per cluster)."""
     status: str
     message: str = ""
@@ -87,11 +88,12 @@ def restore_file(spec: PriorSpec, src: str, dst: str, opts, tiling, bit_depth: O
         if job.source.route is not Route.WHOLE:
             job.source.close()
             return _outcome("tiled", start)
+        described = job.plan.describe()
         prior, device = cached_prior(spec)
         run_restore(job, prior, opts, device=device, model=spec.model)
     except Exception as exc:  # noqa: BLE001 - reported for this image; the batch goes on
         return _outcome("failed", start, failure_message(Path(src), exc))
-    return _outcome("done", start)
+    return _outcome("done", start, described)
 
 
 def restore_pixels(spec: PriorSpec, src: str, image, plan, opts) -> Tuple[Optional[np.ndarray], Outcome]:
