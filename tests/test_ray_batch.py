@@ -76,15 +76,19 @@ def test_ray_batch_is_byte_identical_to_the_local_batch(cluster, photos, batch, 
     assert tree(tmp_path / "ray") == expected
 
 
-def test_a_large_images_tiles_are_tasks_and_blend_as_locally(cluster, tmp_path, make_images, batch, monkeypatch):
+@pytest.mark.parametrize("output", ["driver", "worker"])
+def test_a_large_images_tiles_are_tasks_and_blend_as_locally(cluster, tmp_path, make_images, batch, monkeypatch,
+                                                            output):
     """Tiled (--tile 16 on a 70x90 JPEG: 5 x 6 tiles): the tiles run on the workers, the driver
-    blends them; the JPEG's own blocks are cut per tile (RestorationPlan.cut)."""
+    blends them; the JPEG's own blocks are cut per tile (RestorationPlan.cut). In worker mode the
+    worker finds the image is tiled and hands it back to the driver."""
     make_images(tmp_path / "in", ((70, 90, ".jpg"), (50, 36, ".png")), seed=5)
     import flowrt.pipeline.region
     driver_maps = []
     monkeypatch.setattr(flowrt.pipeline.region, "restore_region",
                         lambda *a, **k: driver_maps.append(a[1]) or pytest.fail("restored on the driver"))
-    on_ray = batch(tmp_path / "in", "-o", tmp_path / "ray", "--tile", "16", "--overlap", "8", "--ray", "auto")
+    on_ray = batch(tmp_path / "in", "-o", tmp_path / "ray", "--tile", "16", "--overlap", "8", "--ray", "auto",
+                   "--ray-output", output)
     monkeypatch.undo()
     local = batch(tmp_path / "in", "-o", tmp_path / "local", "--tile", "16", "--overlap", "8")
     assert local.exit_code == on_ray.exit_code == 0, on_ray.output
@@ -203,6 +207,14 @@ def test_without_ray_one_line_says_how_to_install_it(photos, batch, tmp_path, mo
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.strip() == 'Error: flowrt batch --ray needs Ray, which is not installed: pip install "flowrt[ray]"'
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_cluster_is_one_line(photos, batch, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    result = batch(photos, "-o", tmp_path / "out", "--ray", "127.0.0.1:1")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: cannot reach a Ray cluster at '127.0.0.1:1'")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_batch_help_and_a_local_batch_do_not_import_ray(photos, tmp_path, tiny_prior):

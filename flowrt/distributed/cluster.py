@@ -66,13 +66,14 @@ def connect(settings: RaySettings) -> Iterator[object]:
     if ray.is_initialized():
         yield ray
         return
-    common = dict(logging_level=logging.WARNING, log_to_driver=False)
+    common = dict(logging_level=logging.ERROR, log_to_driver=False)
     if settings.address == "local":
         # an in-process cluster: nothing reachable from outside this machine, no usage report
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(num_cpus=settings.local_cpus, object_store_memory=LOCAL_OBJECT_STORE, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     else:
+        _check_reachable(settings.address)
         try:
             ray.init(address=settings.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -83,3 +84,17 @@ def connect(settings: RaySettings) -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """InputError unless HOST:PORT (or ray://HOST:PORT) accepts a connection: Ray itself keeps
+    retrying an unreachable address for minutes. 'auto' is left to Ray (it fails at once)."""
+    import socket
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach a Ray cluster at {address!r} ({exc.strerror or exc}); "
+                         "start one with `ray start --head` or use --ray local") from None
