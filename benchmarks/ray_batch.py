@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch loads, here and in the workers (Ray's own default)
     data = {"args": vars(args) | {"out": str(args.out)}, "cpus": os.cpu_count(), "python": platform.python_version(),
             "command": "python " + " ".join(sys.argv), "load_before": round(os.getloadavg()[0], 1)}
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,6 @@ keep dying fails its image. Outputs appear atomically or not at all.
 from __future__ import annotations
 
 import collections
-import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +25,6 @@ from flowrt.distributed.worker import Outcome, PriorSpec
 from flowrt.pipeline.batch import BatchJob, BatchSummary, failure_message
 
 __all__ = ["RayBatchReport", "run_batch_on_ray"]
-
-log = logging.getLogger("flowrt.distributed")
-
 
 @dataclass
 class RayBatchReport:
@@ -75,7 +71,7 @@ class _Driver:
         self.inflight: Dict[object, tuple] = {}   # ref -> (src, dst, decoded image or None)
         self.tiled: collections.deque = collections.deque()   # (src, dst, prepared job or None)
         self.result = RayBatchReport(BatchSummary(skipped=len(job.skipped)))
-        self._loads: Dict[int, int] = {}
+        self._loads: Dict[str, int] = {}   # worker process ("host:pid") -> priors it loaded
         self._multiple: Optional[int] = None
         self.bar = _Progress(len(job.pairs))
 
@@ -88,8 +84,12 @@ class _Driver:
                 self.wait_for(None)
 
     def close(self) -> None:
+        """After the loop, or when it is interrupted: drop unfinished tasks, close opened inputs."""
         for ref in self.inflight:
             self.cancel(ref)
+        for _, _, prepared in self.tiled:
+            if prepared is not None:
+                prepared.source.close()
         self.bar.close()
 
     # -- whole images ---------------------------------------------------------------------------
@@ -217,8 +217,8 @@ class _Driver:
     # -- bookkeeping ----------------------------------------------------------------------------
     def note(self, outcome: Outcome) -> None:
         """Count a finished task's time and its worker's prior loads."""
-        if outcome.pid:
-            self._loads[outcome.pid] = max(self._loads.get(outcome.pid, 0), outcome.loads)
+        if outcome.worker:
+            self._loads[outcome.worker] = max(self._loads.get(outcome.worker, 0), outcome.loads)
             self.result.prior_loads = sum(self._loads.values())
             self.result.workers = len(self._loads)
         if outcome.status != "tiled":

@@ -9,6 +9,7 @@ mistake is reported like the local batch reports it and is never retried; only a
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,11 @@ class PriorSpec:
 class Outcome:
     """How one task ended. status: 'done', 'failed' (message says why) or 'tiled' (the image is
     large enough to be tiled: the driver spreads its tiles instead); a finished image's message is
-    its plan's description (for -v). pid and loads: the worker
-    process and how many priors it has loaded so far (the driver counts loads per cluster)."""
+    its plan's description (for -v). worker ("host:pid") and loads: the worker process and how many
+    priors it has loaded so far (the driver counts loads over the cluster)."""
     status: str
     message: str = ""
-    pid: int = 0
+    worker: str = ""
     loads: int = 0
     seconds: float = 0.0
 
@@ -58,9 +59,9 @@ def cached_prior(spec: PriorSpec) -> tuple:
     return _PRIORS[spec]
 
 
-def prior_loads() -> Tuple[int, int]:
-    """(this process's id, priors it has loaded)."""
-    return os.getpid(), _LOADS["count"]
+def prior_loads() -> Tuple[str, int]:
+    """(this worker process as "host:pid", priors it has loaded)."""
+    return f"{socket.gethostname()}:{os.getpid()}", _LOADS["count"]
 
 
 def prior_multiple(spec: PriorSpec) -> int:
@@ -69,8 +70,8 @@ def prior_multiple(spec: PriorSpec) -> int:
 
 
 def _outcome(status: str, start: float, message: str = "") -> Outcome:
-    pid, loads = prior_loads()
-    return Outcome(status, message, pid, loads, time.perf_counter() - start)
+    worker, loads = prior_loads()
+    return Outcome(status, message, worker, loads, time.perf_counter() - start)
 
 
 def restore_file(spec: PriorSpec, src: str, dst: str, opts, tiling, bit_depth: Optional[int]) -> Outcome:
