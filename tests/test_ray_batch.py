@@ -227,3 +227,27 @@ def test_batch_help_and_a_local_batch_do_not_import_ray(photos, tmp_path, tiny_p
         proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120,
                               env=dict(os.environ, OMP_NUM_THREADS="1"))
         assert proc.stdout.strip().splitlines()[-1] == "NO RAY", proc.stderr
+
+
+def test_progress_bar_counts_images_and_a_tiled_images_tiles(monkeypatch):
+    import io
+    from flowrt.distributed.ray_batch import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = _Progress(3)
+    bar.image_done()
+    bar.tiles(1, 4)
+    bar.image_done()  # another image finishing meanwhile leaves the tiled one's quarter alone
+    assert bar._bar.n == pytest.approx(2.25)
+    bar.tiles(4, 4)
+    bar.image_done(tiled=True)
+    assert bar._bar.n == pytest.approx(3)
+    bar.close()
+    assert "images (ray)" in sys.stderr.getvalue()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    quiet = _Progress(2)
+    quiet.image_done()
+    assert quiet._bar is None
