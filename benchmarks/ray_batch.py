@@ -140,7 +140,7 @@ def markdown(data: dict) -> str:
               "Local cold includes loading the prior and torch's first calls. Ray cold = first batch on a fresh cluster (workers start and import torch: in the wall time only; "
               "each worker's first task also loads the prior: in its task time); warm = the same batch again on the same workers "
               "(prior loads stay at one per worker process). Every Ray output was byte-identical to the local one.",
-              "", f"2 workers against 1 (warm): wall time x{one['wall_s'] / two['wall_s']:.2f} faster; time inside "
+              "", f"2 workers against 1 (warm): speed-up x{one['wall_s'] / two['wall_s']:.2f} in wall time; time inside "
               f"tasks x{two['task_s_sum'] / one['task_s_sum']:.2f} (above 1: the two workers did not each get a whole "
               "core, i.e. the machine's other load, not Ray, set the speed-up). Per-task overhead and prior loads "
               "are the figures that carry over to a real cluster."]
