@@ -14,10 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from flowrt.cli.main import cli
 
@@ -49,6 +47,12 @@ def photos(tmp_path, make_images) -> Path:
 
 @pytest.fixture
 def batch(tiny_prior):
+    """``flowrt batch`` in this process. One torch thread, as each Ray task has (a task asks for one
+    CPU): the comparisons are then independent of how many threads torch would pick here (CI does
+    not set OMP_NUM_THREADS); conftest restores the count after the test."""
+    import torch
+    torch.set_num_threads(1)
+
     def invoke(*args):
         return CliRunner().invoke(cli, ["batch", "--model", str(tiny_prior), *ARGS, *map(str, args)])  # args win
     return invoke

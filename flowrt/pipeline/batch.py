@@ -77,7 +77,7 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     try:
         for src, dst in job.pairs:
             try:
-                with output_folder(dst.parent):
+                with _output_folder(dst.parent):
                     work = prepare_restore(str(src), str(dst), opts, tiling, bit_depth=bit_depth)
                     if verbose:
                         report(f"{src.name}: {work.plan.describe()}")
@@ -103,7 +103,7 @@ def failure_message(src: Path, exc: Exception) -> str:
 
 
 @contextlib.contextmanager
-def output_folder(folder: Path):
+def _output_folder(folder: Path):
     """Create ``folder`` (and missing parents) for one image; remove what was created if it fails."""
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
