@@ -78,8 +78,9 @@ def connect(settings: RaySettings) -> Iterator[object]:
             ray.init(address=settings.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"cannot reach a Ray cluster at {settings.address!r} ({first}); "
-                             "start one with `ray start --head` or use --ray local") from None
+            raise InputError(f"cannot reach a Ray cluster at {settings.address!r} ({first}); start one with "
+                             "`ray start --head`, use --ray local, or, for a cluster with token authentication, "
+                             "set RAY_AUTH_MODE=token here too") from None
     try:
         yield ray
     finally:

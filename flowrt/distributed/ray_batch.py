@@ -138,6 +138,9 @@ class _Driver:
     def _finish(self, ref, src: Path, dst: Path, image) -> None:
         try:
             value = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:  # raised on the worker, outside flowrt's own catch
+            self._failed(src, failure_message(src, exc.cause or exc))
+            return
         except self.ray.exceptions.RayError as exc:
             self._failed(src, _lost(src, exc, self.settings.max_retries))
             return
