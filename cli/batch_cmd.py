@@ -15,11 +15,17 @@ from .restore_options import build_options, build_tiling, restoration_options, t
 @click.option("--skip-existing", is_flag=True, help="Leave images whose output exists already (resume a batch).")
 @click.option("--report", "report_path", metavar="PAGE.html", type=click.Path(dir_okay=False),
               help="Also write one self-contained HTML page: before/after sliders, plans, timings, score maps.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Spread the images (and a large image's tiles) over a Ray cluster: 'auto' (the default: "
+                   "the running cluster), 'local' (start one here), or HOST:PORT / ray://HOST:PORT.")
+@click.option("--ray-output", type=click.Choice(["driver", "worker"]), default=None,
+              help="With --ray, who writes whole images: 'driver' (default; workers need no shared folders) "
+                   "or 'worker' (every node sees IN_DIR and OUT_DIR at the same paths).")
 @restoration_options
 @tiling_options
 @report_errors
-def batch(input_dir, output_dir, recursive, skip_existing, report_path, model_dir, bit_depth, verbose, tile, overlap,
-          resume, **solver_args):
+def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_address, ray_output, model_dir, bit_depth,
+          verbose, tile, overlap, resume, **solver_args):
     """Restore every PNG, JPEG and TIFF in IN_DIR into OUT_DIR.
 
     A file that cannot be read or restored is reported and skipped; the exit code is 1
@@ -37,7 +43,17 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, model_di
     from flowrt.device import resolve_device
     from flowrt.pipeline.run import model_key
 
+    if ray_output and not ray_address:
+        raise click.UsageError("--ray-output goes with --ray")
     job = BatchJob.plan(input_dir, output_dir, recursive=recursive, skip_existing=skip_existing)
+    if ray_address:
+        from .ray_batch_cmd import batch_on_ray
+        summary = batch_on_ray(job, opts, tiling, model_dir, ray_address, ray_output or "driver",
+                               bit_depth=int(bit_depth) if bit_depth else None, verbose=bool(verbose))
+        click.echo(summary.line(), err=True)
+        if report_path:
+            _write_report(report_path, summary, opts, model_dir, input_dir)
+        raise SystemExit(1 if summary.failed else 0)
     device = resolve_device(opts.device)
     prior = load_prior(model_dir, opts.engine, device)
     summary = run_batch(job, opts, prior, device=device, bit_depth=int(bit_depth) if bit_depth else None,

@@ -96,19 +96,23 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                     run_restore(work, prior, opts, device=device, model=model, on_iteration=iterations)
                 summary.done += 1
                 summary.records.append(ImageRecord(src, dst, work.plan.describe(), time.perf_counter() - started))
-            except FlowrtError as exc:
-                message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
-                summary.failed.append((src, message))
-                report(f"failed: {message}")
             except Exception as exc:  # noqa: BLE001 - one image's crash must not lose the rest of a batch
-                log.debug("%s failed", src, exc_info=True)  # the traceback, for -vv
-                message = f"{src}: internal error ({type(exc).__name__}: {exc})"
+                message = failure_message(src, exc)
                 summary.failed.append((src, message))
                 report(f"failed: {message}")
             images(1)
     finally:
         images(None)
     return summary
+
+
+def failure_message(src: Path, exc: Exception) -> str:
+    """One line for an image that failed: a FlowrtError as it reads (with the file named), anything
+    else as an internal error (its traceback logged for -vv)."""
+    if isinstance(exc, FlowrtError):
+        return str(exc) if src.name in str(exc) else f"{src}: {exc}"
+    log.debug("%s failed", src, exc_info=exc)
+    return f"{src}: internal error ({type(exc).__name__}: {exc})"
 
 
 @contextlib.contextmanager

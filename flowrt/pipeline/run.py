@@ -36,7 +36,7 @@ from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
 
 __all__ = ["AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TilingOptions", "TileSettings",
-           "RestoreJob", "prepare_restore", "run_restore", "tile_alignment", "tile_restorer", "model_key"]
+           "RestoreJob", "prepare_restore", "run_restore", "run_tiled", "tile_alignment", "tile_restorer", "model_key"]
 
 log = logging.getLogger("flowrt.pipeline")
 
@@ -198,13 +198,20 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
             return
         restore_tile = tile_restorer(job.plan, prior, opts.solver, greyscale=job.source.greyscale, device=device,
                                      progress=on_iteration, name=job.name)
-        if "-" in (job.source.in_path, job.out_path):
-            _run_in_memory(job, restore_tile, settings, on_tile)
-            return
-        from flowrt.tiling.streamed import restore_into_file
-        restore_into_file(job.source, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
-                          scale=job.plan.scale, align=settings.align, resume=job.tiling.resume, progress=on_tile,
-                          run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
+        run_tiled(job, restore_tile, settings, opts, model=model, on_tile=on_tile)
+
+
+def run_tiled(job: RestoreJob, restore_tile: Callable, settings: TileSettings, opts: RestoreOptions, *,
+              model: str = "", on_tile: Progress = None) -> None:
+    """Blend ``restore_tile``'s tiles (see ``tile_restorer`` for its contract; it may also hand the
+    tiles to other processes) into ``job``'s output and write it; the caller closes the source."""
+    if "-" in (job.source.in_path, job.out_path):
+        _run_in_memory(job, restore_tile, settings, on_tile)
+        return
+    from flowrt.tiling.streamed import restore_into_file
+    restore_into_file(job.source, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
+                      scale=job.plan.scale, align=settings.align, resume=job.tiling.resume, progress=on_tile,
+                      run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
 
 
 def _run_whole(job: RestoreJob, prior, opts: RestoreOptions, device, on_iteration: Progress) -> None:
