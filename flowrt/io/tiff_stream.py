@@ -4,7 +4,10 @@
 BigTIFF, any compression tifffile decodes with imagecodecs: none, LZW, deflate, PackBits, JPEG (YCbCr
 decoded to RGB), zstd...). tifffile's complaints about malformed tags become one flowrt warning.
 Uncompressed contiguous data is read row by row with ``pread``; compressed strips or tiles are decoded
-on demand and kept in a small LRU cache sized to one band of tiles. (A ``memmap`` would be simpler but
+on demand and kept in a small LRU cache sized to one band of tiles. The same pixel limit as every other
+reader applies (``flowrt.io.limits``), and a strip or tile is decoded only if it holds at most
+``MAX_SEGMENT_BYTES``: a single compressed strip of a huge image would otherwise be decoded whole,
+so such a file is refused here (the caller then decodes it whole under the pixel limit, or not at all). (A ``memmap`` would be simpler but
 its resident file pages count toward RSS and grow with the image; ``pread`` keeps RSS flat.)
 
 ``TiffSink`` creates an uncompressed tiled BigTIFF (``OUT.partial``) whose tiles sit at fixed offsets,
@@ -22,9 +25,12 @@ import tifffile
 from flowrt.io.array_stream import pwrite_rows, quantise, to_unit_float
 from flowrt.io.tiff_file import JPEG_COMPRESSIONS, tifffile_messages
 from flowrt.errors import InputError
+from flowrt.io.limits import check_pixels
 from flowrt.tiling.resume import fsync_dir
 
-__all__ = ["TiffSource", "TiffSink", "is_tiff"]
+__all__ = ["TiffSource", "TiffSink", "is_tiff", "MAX_SEGMENT_BYTES"]
+
+MAX_SEGMENT_BYTES = 64 << 20   # one decoded strip or tile; the default region cache holds about one
 
 _PHOTOMETRIC_CHANNELS = {"MINISBLACK": (1, 2), "RGB": (3, 4)}
 
@@ -88,6 +94,7 @@ class TiffSource:
         self._tif, self._page = _open_page(self.path)
         try:
             self.shape = _page_layout(self.path, self._page)
+            check_pixels(self.path, self.shape[1], self.shape[0])
             self.dtype = self._page.dtype
             self._check_extent()
             self._fd = os.open(self.path, os.O_RDONLY)
@@ -96,14 +103,25 @@ class TiffSource:
             raise
         page = self._page
         self._segment_shape = ((page.tilelength, page.tilewidth) if page.is_tiled
-                               else (page.rowsperstrip or self.shape[0], self.shape[1]))
+                               else (min(page.rowsperstrip or self.shape[0], self.shape[0]), self.shape[1]))
         self._across = -(-self.shape[1] // self._segment_shape[1])
         self._contiguous = bool(page.is_contiguous) and page.compression == 1 and not page.is_tiled
         self._raw_dtype = page.dtype.newbyteorder(self._tif.byteorder)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_bytes, self._cached = cache_bytes, 0
         if not self._contiguous:
-            self._segment(0)  # fail now, with one line, if the compression cannot be decoded
+            try:
+                self._check_segment_size()
+                self._segment(0)  # fail now, with one line, if the compression cannot be decoded
+            except BaseException:
+                self.close()
+                raise
+
+    def _check_segment_size(self) -> None:
+        seg_bytes = int(np.prod(self._segment_shape)) * self.shape[2] * self.dtype.itemsize
+        if seg_bytes > MAX_SEGMENT_BYTES:
+            raise InputError(f"{self.path}: one compressed strip or tile holds {seg_bytes >> 20} MiB of "
+                             f"pixels, more than the {MAX_SEGMENT_BYTES >> 20} MiB decoded at once")
 
     def band_cache_bytes(self, tile_rows: int, tile_cols: int) -> int:
         """Cache size that decodes each strip/tile about once when read tile by tile, band by band.

@@ -3,13 +3,14 @@ then run it image by image, reporting failures without stopping."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from flowrt.errors import FlowrtError, InputError
+from flowrt.errors import FlowrtError, InputError, storage_error
 from flowrt.io.formats import IMAGE_SUFFIXES
 
 log = logging.getLogger("flowrt.pipeline.batch")
@@ -18,9 +19,11 @@ log = logging.getLogger("flowrt.pipeline.batch")
 
 @dataclass
 class BatchJob:
-    """pairs: (input, output) paths still to do; skipped: outputs that already existed."""
+    """pairs: (input, output) paths still to do; skipped: outputs that exist and decode in full;
+    unreadable: (path, one-line reason) for image names that are no file (a dangling or looping link)."""
     pairs: List[Tuple[Path, Path]]
     skipped: List[Path] = field(default_factory=list)
+    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
 
     @classmethod
     def plan(cls, input_dir: str, output_dir: str, *, recursive: bool = False,
@@ -31,18 +34,50 @@ class BatchJob:
         if dst.exists() and not dst.is_dir():
             raise InputError(f"{output_dir} exists and is not a folder")
         candidates = src.rglob("*") if recursive else src.iterdir()
-        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and dst not in p.parents)
-        if not files:
-            raise InputError(f"no PNG, JPEG or TIFF images in {input_dir}" + ("" if recursive else " (try --recursive)"))
+        named = sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and dst not in p.parents)
         job = cls([])
-        for path in files:
+        for path in named:
+            reason = _not_a_file(path)
+            if reason is not None:
+                if reason:  # a folder named like an image is passed over; a broken link is reported
+                    job.unreadable.append((path, f"{path}: {reason}"))
+                continue
             out = dst / path.relative_to(src)
-            if skip_existing and out.exists():
+            if skip_existing and out.exists() and _finished(out):
                 job.skipped.append(out)
             else:
                 job.pairs.append((path, out))
+        if not job.pairs and not job.skipped and not job.unreadable:
+            raise InputError(f"no PNG, JPEG or TIFF images in {input_dir}" + ("" if recursive else " (try --recursive)"))
         return job
+
+
+def _not_a_file(path: Path) -> Optional[str]:
+    """None for a readable file; "" for a folder (passed over); else why it cannot be read."""
+    try:
+        if path.is_file():
+            return None
+        if path.is_symlink():
+            path.stat()  # raises for a dangling link or a loop
+            return None if not path.is_dir() else ""
+        return ""
+    except RuntimeError:  # pathlib's "Symlink loop" on older Pythons
+        return "symbolic link loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "dangling symbolic link (its target does not exist)"
+        return f"cannot read ({exc.strerror or exc})"
+
+
+def _finished(out: Path) -> bool:
+    """--skip-existing trusts an output only if it decodes in full; else it is restored again."""
+    from flowrt.io.image_file import is_complete_image
+    if is_complete_image(out):
+        return True
+    log.warning("%s exists but is damaged or incomplete; restoring it again", out)
+    return False
 
 
 @dataclass
@@ -73,6 +108,9 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
 
     tiling = tiling or TilingOptions()
     summary = BatchSummary(skipped=len(job.skipped))
+    for path, message in job.unreadable:
+        summary.failed.append((path, message))
+        report(f"failed: {message}")
     images, iterations = _bars(len(job.pairs))
     try:
         for src, dst in job.pairs:
@@ -83,7 +121,9 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                         report(f"{src.name}: {work.plan.describe()}")
                     run_restore(work, prior, opts, device=device, model=model, on_iteration=iterations)
                 summary.done += 1
-            except FlowrtError as exc:
+            except (FlowrtError, OSError) as exc:
+                if isinstance(exc, OSError):  # an I/O failure the library did not name: still one line
+                    exc = storage_error(exc.filename or dst, exc, "restore into")
                 message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
                 summary.failed.append((src, message))
                 report(f"failed: {message}")
@@ -102,7 +142,10 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
 def _output_folder(folder: Path):
     """Create ``folder`` (and missing parents) for one image; remove what was created if it fails."""
     created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only disk
+        raise storage_error(folder, exc, "create the output folder") from None
     try:
         yield
     except BaseException:

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from flowrt.errors import SolverError
 from flowrt.pipeline.plan import RestorationPlan
 from flowrt.solve.solver import SolverConfig
 
@@ -42,8 +43,11 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     if solver.start_blur is None:
         solver = replace(solver, start_blur=start_blur_for_noise(plan.sigma, jpeg is not None))
     result = map_restore(prior, fm, solver, device=device, progress=progress)
-    if result.fell_back:
-        log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
+    if result.fell_back:  # the output would be the damaged input, barely changed: not a success
+        if not solver.accept_fallback:
+            raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
+                              "--lam or --sigma, or pass --accept-fallback to write its starting estimate")
+        log.warning("%s: the optimiser failed; wrote the starting estimate instead (--accept-fallback)", name)
     out = result.x[0].permute(1, 2, 0).numpy()
     if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
         raise RuntimeError("restoration produced non-finite values")
