@@ -72,9 +72,13 @@ def _not_a_file(path: Path) -> Optional[str]:
 
 
 def _finished(out: Path) -> bool:
-    """--skip-existing trusts an output only if it decodes in full; else it is restored again."""
+    """--skip-existing trusts an output only if it decodes in full; else it is restored again.
+    A finished output's tiled leftovers (a run killed between the final rename and their removal)
+    are deleted: nothing will resume from them."""
     from flowrt.io.image_file import is_complete_image
+    from flowrt.tiling.streamed import partial_paths, remove_leftovers
     if is_complete_image(out):
+        remove_leftovers(*partial_paths(out))
         return True
     log.warning("%s exists but is damaged or incomplete; restoring it again", out)
     return False

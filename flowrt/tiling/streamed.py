@@ -23,7 +23,7 @@ from flowrt.io.image_file import format_for_path
 from flowrt.io.tiff_stream import TiffSink
 from flowrt.tiling.grid import TileGrid, restore_tiled
 
-__all__ = ["restore_into_file", "partial_paths", "as_rgb"]
+__all__ = ["restore_into_file", "partial_paths", "remove_leftovers", "as_rgb"]
 
 log = logging.getLogger(__name__)
 _LUMA = np.array(LUMA_601, np.float32)  # as flowrt.io.image_file writes grey
@@ -69,7 +69,7 @@ def _restore_into_file(source, in_path: Path, out_path: Path, restore_tile: Call
                        bit_depth) -> None:
     partial, state = partial_paths(out_path)
     if not resume:
-        _remove_leftovers(partial, state)
+        remove_leftovers(partial, state)
     pixels, like = source.pixels, source.image
     if like is not None and like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
         raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
@@ -86,7 +86,7 @@ def _restore_into_file(source, in_path: Path, out_path: Path, restore_tile: Call
         _finish(sink, out_path, like, bit_depth)
     finally:
         sink.close()
-    _remove_leftovers(partial, state)
+    remove_leftovers(partial, state)
 
 
 def _check_paths(in_path: Path, out_path: Path) -> None:
@@ -96,7 +96,8 @@ def _check_paths(in_path: Path, out_path: Path) -> None:
     format_for_path(str(out_path))  # an unknown suffix fails now, not after the last tile
 
 
-def _remove_leftovers(partial: Path, state: Path) -> None:
+def remove_leftovers(partial: Path, state: Path) -> None:
+    """Delete a partial output and its resume state (absent ones are fine)."""
     partial.unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)
 
@@ -107,7 +108,7 @@ def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bi
     if resume and not reopen:
         log.info("nothing to resume for %s; starting from the beginning", partial)
     if not reopen:
-        _remove_leftovers(partial, state)
+        remove_leftovers(partial, state)
     if like is None:
         extra = {} if reopen else {"photometric": source.photometric,
                                    "iccprofile": source.iccprofile}
