@@ -60,6 +60,10 @@ def restore_into_file(source, out_path, restore_tile: Callable, *, tile: int = 5
     try:
         _restore_into_file(source, in_path, out_path, restore_tile, tile, overlap, scale, align, resume,
                            progress, run_key, bit_depth)
+    except InputError:  # a damaged input: a resume would meet the same bytes (or refuse a changed file)
+        if not resume:
+            remove_leftovers(*partial_paths(out_path))
+        raise
     except OSError as exc:   # the partial output, its state or the final rename: one line
         raise storage_error(out_path, exc) from None
 
