@@ -279,3 +279,22 @@ def test_a_streamed_restore_refuses_a_hard_link_to_its_input(flowrt, tmp_path):
     for out in ("link.tif", "a.tif"):
         one_line_error(flowrt("restore", src, "-o", tmp_path / out, "--tile", "16"), "refusing to overwrite")
     assert src.read_bytes() == before and os.stat(src).st_nlink == 2
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".tiled.tif"])
+def test_an_output_is_trusted_only_whole(tmp_path, suffix):
+    from flowrt.io.complete import is_complete_image
+    path = tmp_path / f"out{suffix}"
+    if suffix.endswith(".tif"):
+        tile = {"tile": (16, 16)} if "tiled" in suffix else {"rowsperstrip": 8}
+        tifffile.imwrite(path, photo(), photometric="rgb", compression="zlib", **tile)
+    else:
+        Image.fromarray(photo()).save(path)
+    whole = path.read_bytes()
+    assert is_complete_image(path)
+    for cut in (1, 9, len(whole) // 3, len(whole) // 2, len(whole) - 2):
+        path.write_bytes(whole[:cut])
+        assert not is_complete_image(path), cut
+    path.write_bytes(whole[:100] + bytes([whole[100] ^ 1]) + whole[101:])
+    if suffix == ".png":  # a flipped bit breaks a CRC
+        assert not is_complete_image(path)

@@ -18,7 +18,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from flowrt.errors import InputError, StorageError, storage_error
+from flowrt.errors import InputError, storage_error
 from flowrt.io.atomic import atomic_file, check_output_path
 from flowrt.io.colour import LUMA_601
 from flowrt.io.formats import FORMAT_NAMES
@@ -27,8 +27,7 @@ from flowrt.io.limits import bomb_error, check_pixels, max_pixels
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
 log = logging.getLogger("flowrt.io.image_file")
-__all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "check_destination", "format_for_path",
-           "is_complete_image"]
+__all__ = ["LoadedImage", "JpegInfo", "read_image", "write_image", "check_destination", "format_for_path"]
 
 EXIF_PREFIX = b"Exif\x00\x00"
 ORIENTATION_TAG = 274
@@ -335,15 +334,3 @@ def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImag
         with atomic_file(dest) as fh:
             fh.write(payload)
 
-
-def is_complete_image(path: Union[str, os.PathLike]) -> bool:
-    """True if ``path`` decodes in full as a PNG, TIFF or JPEG (all pixels, within the pixel limit).
-
-    What ``--skip-existing`` asks before it trusts an output: flowrt's own writes are atomic, but a
-    file cut short by a copy, another tool or a full disk must be restored again, not kept.
-    """
-    try:
-        read_image(path)
-    except (InputError, StorageError, MemoryError):
-        return False
-    return True

@@ -16,10 +16,9 @@ from flowrt.io.formats import IMAGE_SUFFIXES
 log = logging.getLogger("flowrt.pipeline.batch")
 
 
-
 @dataclass
 class BatchJob:
-    """pairs: (input, output) paths still to do; skipped: outputs that exist and decode in full;
+    """pairs: (input, output) paths still to do; skipped: outputs that exist and are whole;
     unreadable: (path, one-line reason) for image names that are no file (a dangling or looping link)."""
     pairs: List[Tuple[Path, Path]]
     skipped: List[Path] = field(default_factory=list)
@@ -59,7 +58,6 @@ def _not_a_file(path: Path) -> Optional[str]:
             return None
         if path.is_symlink():
             path.stat()  # raises for a dangling link or a loop
-            return None if not path.is_dir() else ""
         return ""
     except RuntimeError:  # pathlib's "Symlink loop" on older Pythons
         return "symbolic link loop"
@@ -72,10 +70,11 @@ def _not_a_file(path: Path) -> Optional[str]:
 
 
 def _finished(out: Path) -> bool:
-    """--skip-existing trusts an output only if it decodes in full; else it is restored again.
+    """--skip-existing trusts an output only if it is whole (``flowrt.io.complete``); else it is
+    restored again.
     A finished output's tiled leftovers (a run killed between the final rename and their removal)
     are deleted: nothing will resume from them."""
-    from flowrt.io.image_file import is_complete_image
+    from flowrt.io.complete import is_complete_image
     from flowrt.tiling.streamed import partial_paths, remove_leftovers
     if is_complete_image(out):
         remove_leftovers(*partial_paths(out))
