@@ -153,8 +153,16 @@ def test_batch_killed_at_every_durable_step_resumes_to_the_same_outputs(batch_in
         again = CliRunner().invoke(cli, [str(a) for a in argv(out)] + ["--skip-existing"])
         assert again.exit_code == 0 and again.exception is None or isinstance(again.exception, SystemExit), again.output
         assert files(out) == expected, f"kill point {k} ({events[k - 1]}): outputs differ"
-    # kill points: one batch covers len(events) of them (8 for these four images)
-    assert len(events) >= 8
+    assert len(events) >= 8  # kill points: every durable step of the batch, 8 for these four images
+    # a rerun over finished outputs killed inside its first write: the old output stays whole, and
+    # the --skip-existing run that then skips everything still removes the dead writer's temp file
+    rewrite = tmp_path / "rewrite"
+    shutil.copytree(tmp_path / "ref", rewrite)
+    assert forked(argv(rewrite), kill_at=1)["killed"]
+    assert any(name.endswith(".tmp") for name in files(rewrite))
+    again = CliRunner().invoke(cli, [str(a) for a in argv(rewrite)] + ["--skip-existing"])
+    assert again.exit_code == 0 and "skipped 4" in again.output, again.output
+    assert files(rewrite) == expected
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"], ids=["tiled-png", "streamed-tiff"])
@@ -168,7 +176,8 @@ def test_tiled_restore_killed_at_many_points_resumes_to_the_same_image(suffix, t
     assert reference["exit"] == 0, reference
     expected = files(tmp_path / "ref")
     events = reference["events"]
-    points = kill_points(events, 10)
+    points = kill_points(events, 10)  # 9 of the ~214 steps: the batch's 8 and these two 9s make 26
+    assert len(points) >= 8
     state_updates = [k for k in points if "progress.npz" in events[k - 1] and ".tmp" in events[k - 1]]
     assert state_updates, "no kill inside a resume-state update"
     for k in points:

@@ -73,11 +73,13 @@ def _finished(out: Path) -> bool:
     """--skip-existing trusts an output only if it is whole (``flowrt.io.complete``); else it is
     restored again.
     A finished output's tiled leftovers (a run killed between the final rename and their removal)
-    are deleted: nothing will resume from them."""
+    and dead writers' temporaries in its folder are deleted: nothing will resume from them."""
+    from flowrt.io.atomic import remove_stale_temporaries
     from flowrt.io.complete import is_complete_image
     from flowrt.tiling.streamed import partial_paths, remove_leftovers
     if is_complete_image(out):
         remove_leftovers(*partial_paths(out))
+        remove_stale_temporaries(out.parent)  # a killed rewrite of this output left its temp here
         return True
     log.warning("%s exists but is damaged or incomplete; restoring it again", out)
     return False
