@@ -80,70 +80,97 @@ def _restore(src: Path, out: Path, model_dir, tile: Optional[int], prior=None) -
         run_restore(job, prior, opts, model=model_key(model_dir) if model_dir else "fuzz")
 
 
-def run_case(case: int, work: Path, seeds: Dict[str, bytes], model_dir: Path, prior,
-             seconds: float = CASE_SECONDS) -> Outcome:
-    """Case number ``case`` (its own seeded rng): mutate, restore, classify. Never raises."""
-    from flowrt.errors import FlowrtError
-    from flowrt.io.image_file import read_image
+@dataclass
+class _Case:
+    seed_file: str
+    mutation: str
+    route: str
+    src: Path
+    out: Path
+    model: Path
+    tile: Optional[int]
+    prior: object
+
+
+def _make_case(case: int, folder: Path, seeds: Dict[str, bytes], model_dir: Path, prior) -> _Case:
+    """Write case ``case``'s mutated input (or model folder) under ``folder``; seeded by ``case``."""
     rng = random.Random(case)
     names = sorted(seeds) + ["model"]
     seed_file = names[case % len(names)]
-    folder = work / f"case{case}"
-    shutil.rmtree(folder, ignore_errors=True)
-    (folder / "out").mkdir(parents=True)
     if seed_file == "model":
         model = folder / "model"
         shutil.copytree(model_dir, model)
-        mutation, route = mutate_model(model, rng), "model"
+        mutation = mutate_model(model, rng)
         src = folder / "in.png"
         src.write_bytes(seeds["rgb8.png"])
-        out, tile, use_prior = folder / "out" / "out.png", None, None
-    else:
-        kind = seed_file.rsplit(".", 1)[1]
-        data, mutation = mutate(seeds[seed_file], kind, rng)
-        src = folder / f"in.{kind}"
-        src.write_bytes(data)
-        streamed = kind == "tif" and rng.random() < 0.5
-        route = "tiff-tiled" if streamed else ("tiled" if rng.random() < 0.2 else "whole")
-        suffix = ".tif" if kind == "tif" else ".png"
-        out, tile, use_prior = folder / "out" / f"out{suffix}", (16 if route != "whole" else 0), prior
-        model = model_dir
-    t0 = time.perf_counter()
+        return _Case(seed_file, mutation, "model", src, folder / "out" / "out.png", model, None, None)
+    kind = seed_file.rsplit(".", 1)[1]
+    data, mutation = mutate(seeds[seed_file], kind, rng)
+    src = folder / f"in.{kind}"
+    src.write_bytes(data)
+    streamed = kind == "tif" and rng.random() < 0.5
+    route = "tiff-tiled" if streamed else ("tiled" if rng.random() < 0.2 else "whole")
+    out = folder / "out" / ("out.tif" if kind == "tif" else "out.png")
+    return _Case(seed_file, mutation, route, src, out, model_dir, 16 if route != "whole" else 0, prior)
+
+
+def _attempt(c: _Case, seconds: float) -> tuple:
+    """(result, detail) of restoring the case under a SIGALRM time limit."""
+    from flowrt.errors import FlowrtError
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        _restore(src, out, model, tile, use_prior)
-        result, detail = "success", ""
+        _restore(c.src, c.out, c.model, c.tile, c.prior)
+        return "success", ""
     except _Timeout:
-        result, detail = "hang", f"over {seconds} s"
+        return "hang", f"over {seconds} s"
     except FlowrtError as exc:
         message = str(exc)
-        result = "user-error" if message and "\n" not in message and len(message) < 600 else "multi-line"
-        detail = message[:300]
+        one_line = message and "\n" not in message and len(message) < 600
+        return ("user-error" if one_line else "multi-line"), message[:300]
     except Exception as exc:  # noqa: BLE001 - exactly what the fuzz looks for
         import traceback
-        result, detail = "traceback", "".join(traceback.format_exception_only(type(exc), exc)).strip()[:300]
-        detail += " | " + traceback.format_exc().splitlines()[-3].strip()[:200]
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:300]
+        return "traceback", detail + " | " + traceback.format_exc().splitlines()[-3].strip()[:200]
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    elapsed = time.perf_counter() - t0
-    left = sorted(p.name for p in (folder / "out").iterdir())
+
+
+def _check_files(folder: Path, out: Path, result: str, detail: str) -> tuple:
+    """Downgrade (result, detail) for what the run left: the output alone and whole on success,
+    nothing after an error, no temporary file anywhere."""
+    from flowrt.errors import FlowrtError
+    from flowrt.io.image_file import read_image
+    left = sorted(p.name for p in out.parent.iterdir())
     if result == "success":
         if left != [out.name]:
-            result, detail = "stray-file", f"left {left}"
-        else:
-            try:
-                read_image(out)
-            except FlowrtError as exc:
-                result, detail = "partial-output", str(exc)[:300]
+            return "stray-file", f"left {left}"
+        try:
+            read_image(out)
+        except FlowrtError as exc:
+            return "partial-output", str(exc)[:300]
     elif result in ("user-error", "multi-line") and left:
-        result, detail = "partial-output", f"left {left} after: {detail}"
+        return "partial-output", f"left {left} after: {detail}"
     strays = [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
     if strays and result in ("success", "user-error"):
-        result, detail = "stray-file", f"left {strays}"
+        return "stray-file", f"left {strays}"
+    return result, detail
+
+
+def run_case(case: int, work: Path, seeds: Dict[str, bytes], model_dir: Path, prior,
+             seconds: float = CASE_SECONDS) -> Outcome:
+    """Case number ``case`` (its own seeded rng): mutate, restore, classify. Never raises."""
+    folder = work / f"case{case}"
     shutil.rmtree(folder, ignore_errors=True)
-    return Outcome(case, seed_file, mutation, route, result, detail, round(elapsed, 3))
+    (folder / "out").mkdir(parents=True)
+    c = _make_case(case, folder, seeds, model_dir, prior)
+    t0 = time.perf_counter()
+    result, detail = _attempt(c, seconds)
+    elapsed = time.perf_counter() - t0
+    result, detail = _check_files(folder, c.out, result, detail)
+    shutil.rmtree(folder, ignore_errors=True)
+    return Outcome(case, c.seed_file, c.mutation, c.route, result, detail, round(elapsed, 3))
 
 
 def setup(work: Path):
