@@ -244,7 +244,6 @@ def test_a_full_disk_fails_in_one_line_and_the_next_run_completes(command, batch
     assert files(out) == files(tmp_path / "ref")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 and not hasattr(os, "setuid"), reason="needs to drop to another user")
 def test_a_read_only_output_fails_in_one_line_and_the_next_run_completes(batch_inputs, tiny_prior, tmp_path):
     """Write permission is taken away from the output folder; as root the child drops to 'nobody'
     (root ignores permissions), so the files it reads are made readable to everyone first."""
