@@ -59,7 +59,10 @@ _OPTIONS = [
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
                  help="What evaluates the prior's gradient: torch autograd, or the exported ONNX Runtime graph."),
-    click.option("--seed", type=int, default=None, help="Random seed."),
+    click.option("--seed", type=int, default=None, help="Random seed (0 to 2^63-1)."),
+    click.option("--accept-fallback", is_flag=True,
+                 help="If the optimiser fails, write its starting estimate (the input, smoothed) and exit 0 "
+                      "instead of failing."),
     click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None, help="Output bits per sample (default: as the input)."),
     click.option("-v", "--verbose", count=True, help="Say what was estimated and done."),
 ]
@@ -72,14 +75,15 @@ def restoration_options(func):
 
 
 def build_options(sigma, jpeg, scale, blur, mask, space, iters, lam, coarse_prior, device, seed, engine="auto",
-                  start="auto"):
+                  start="auto", accept_fallback=False):
     """RestoreOptions from the CLI values (None: keep the library default)."""
     import dataclasses
 
     from flowrt.pipeline.plan import RestoreOptions
     from flowrt.solve.solver import SolverConfig
 
-    given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed, "start": start}
+    given = {"space": space, "iters": iters, "lam": lam, "coarse_prior": coarse_prior, "seed": seed, "start": start,
+             "accept_fallback": accept_fallback or None}
     solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if v is not None})
     return RestoreOptions(sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, solver=solver,
                           device=device, engine=engine).validate()

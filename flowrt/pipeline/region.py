@@ -7,6 +7,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from flowrt.errors import SolverError
 from flowrt.pipeline.plan import RestorationPlan
 from flowrt.solve.solver import SolverConfig
 
@@ -43,8 +44,11 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     if start_plan.kind == "denoise":
         start = denoised_start(fm, denoise_sigma(plan.sigma, jpeg_sigma), greyscale)
     result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
-    if result.fell_back:
-        log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
+    if result.fell_back:  # the output would be the damaged input, barely changed: not a success
+        if not solver.accept_fallback:
+            raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
+                              "--lam or --sigma, or pass --accept-fallback to write its starting estimate")
+        log.warning("%s: the optimiser failed; wrote the starting estimate instead (--accept-fallback)", name)
     out = result.x[0].permute(1, 2, 0).numpy()
     if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
         raise RuntimeError("restoration produced non-finite values")

@@ -95,6 +95,11 @@ def tile_settings(height: int, width: int, plan: RestorationPlan, multiple: int,
     from flowrt.tiling.grid import TileGrid
     align = tile_alignment(multiple, plan)
     side = max(align, tile // align * align)
+    if overlap > side // 2:  # name the tile the user asked for, not only the overlap they may not have set
+        smallest = -(-2 * overlap // align) * align
+        raise InputError(f"--tile {tile} is too small for an overlap of {overlap} px: tiles must be at least "
+                         f"{smallest} px (twice the overlap, a multiple of {align}); use a larger --tile or "
+                         "a smaller --overlap")
     if side != tile:
         log.info("tile side %d rounded to %d (a multiple of %d)", tile, side, align)
     grid = TileGrid.plan(height, width, tile=side, overlap=overlap, scale=plan.scale, align=align)
@@ -148,6 +153,7 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
     Fails (InputError) before any long work for a bad input, output or option. The caller owns the
     job's source: ``run_restore`` closes it.
     """
+    from flowrt.io.atomic import check_output_path
     from flowrt.io.image_file import check_destination
     from flowrt.pipeline.plan import plan_restoration
     opts.validate()
@@ -159,6 +165,7 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
         if source.route is Route.STREAMED:
             if bit_depth not in (None, 8, 16):
                 raise InputError(f"cannot write TIFF with {bit_depth}-bit samples")
+            check_output_path(out_path, source.in_path)
         else:  # a bad OUT fails now, not after the MAP run
             check_destination(out_path, source.image, bit_depth=bit_depth)
         plan = plan_restoration(source, opts)
@@ -179,6 +186,7 @@ def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
     described = {"model": model, "options": dataclasses.asdict(opts), "plan": job.plan.describe(),
                  "bit_depth": job.bit_depth}
     described["options"].pop("device")  # a run may resume on another device
+    described["options"]["solver"].pop("accept_fallback")  # or accept a fallback it did not need
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 

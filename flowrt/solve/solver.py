@@ -33,6 +33,7 @@ STARTS = ("auto", "denoise", "blur")
 ITERS_FROM_OBSERVATION = 150  # iterations from the (lightly blurred) observation
 ITERS_FROM_DENOISED = 20      # iterations from a denoised start (flowrt.solve.start)
 MAX_DATA_WEIGHT = 100.0
+MAX_SEED = 2 ** 63 - 1
 REBALANCE_EVERY = 10  # iterations between discrepancy checks (one extra data-term pass each)
 
 
@@ -56,7 +57,8 @@ class SolverConfig:
     average_tail: float = 0.25  # fraction of final iterates averaged into the answer
     discrepancy: float = 0.8    # data misfit allowed, in multiples of its expected value (0: off)
     max_retries: int = 3        # NaN guard: restarts with half the step before falling back
-    seed: int = 0
+    seed: int = 0               # 0 <= seed <= MAX_SEED (torch's generator takes 64 bits)
+    accept_fallback: bool = False  # pipeline: write the starting estimate when the optimiser fails
 
     def validate(self) -> "SolverConfig":
         if self.space not in SPACES:
@@ -81,6 +83,8 @@ class SolverConfig:
             raise InputError(f"step_scale must be a finite number > 0, got {self.step_scale}")
         if not 0 <= self.average_tail <= 1:
             raise InputError("average_tail must be in [0, 1]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         return self
 
 
