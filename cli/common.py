@@ -12,7 +12,8 @@ import click
 
 
 def report_errors(func):
-    """Run a command body; a FlowrtError (or Ctrl-C) becomes one line on stderr and a non-zero exit."""
+    """Run a command body; a FlowrtError, an OSError (or Ctrl-C) becomes one line on stderr and a
+    non-zero exit."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from flowrt.errors import FlowrtError
@@ -20,6 +21,9 @@ def report_errors(func):
             return func(*args, **kwargs)
         except FlowrtError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # the library wraps its own I/O; this is the last guard for the rest
+            from flowrt.errors import storage_error
+            raise click.ClickException(str(storage_error(exc.filename or "I/O", exc, "continue"))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

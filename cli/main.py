@@ -7,6 +7,7 @@ import click
 from flowrt import __version__
 
 from .batch_cmd import batch
+from .compare_cmd import compare
 from .export_cmd import export
 from .restore_cmd import restore
 from .score_cmd import score
@@ -24,6 +25,7 @@ cli.add_command(batch)
 cli.add_command(train)
 cli.add_command(export)
 cli.add_command(score)
+cli.add_command(compare)
 
 
 if __name__ == "__main__":  # pragma: no cover

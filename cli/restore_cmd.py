@@ -81,7 +81,7 @@ def _run(job, prior, opts, device, model_dir, verbose) -> None:
     from flowrt.pipeline.run import model_key, run_restore
     settings = job.settings(prior.multiple)
     if verbose:
-        click.echo(f"{job.headline()}; {opts.solver.space} space, {opts.solver.iters} iterations on {device}"
+        click.echo(f"{job.headline()}; {opts.solver.space} space, {'auto' if opts.solver.iters is None else opts.solver.iters} iterations on {device}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
         on_tile, (on_iteration, close) = None, iteration_bar(True, opts.solver.iters)

@@ -1,8 +1,11 @@
-"""User-facing errors: anything a user can cause by what they pass in.
+"""User-facing errors: anything a user can cause by what they pass in or where they write.
 
 The CLI turns a ``FlowrtError`` into one line on stderr and a non-zero exit,
 never a traceback. Library code raises the most specific subclass.
 """
+from __future__ import annotations
+
+import os
 
 
 class FlowrtError(Exception):
@@ -15,3 +18,18 @@ class InputError(FlowrtError, ValueError):
 
 class ModelError(FlowrtError, ValueError):
     """A model folder or checkpoint is missing, corrupt, tampered with or of the wrong kind."""
+
+
+class StorageError(FlowrtError):
+    """A file or folder could not be read, created or written: full disk, no permission, read-only
+    file system, a folder where a file belongs, a closed pipe. The one type for every I/O failure."""
+
+
+class SolverError(FlowrtError):
+    """The optimiser failed on an image and the user did not ask to accept its fallback."""
+
+
+def storage_error(path, exc: OSError, doing: str = "write") -> StorageError:
+    """One line for an OSError met while ``doing`` (read, write, create...) ``path``."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)) or type(exc).__name__
+    return StorageError(f"{path}: cannot {doing} ({reason})")

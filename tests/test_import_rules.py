@@ -54,3 +54,13 @@ def test_low_layers_never_call_back_into_the_pipeline(layer):
 def test_import_resolution_sees_relative_imports():
     names = imported_modules(RUNTIME / "operators" / "chain.py")
     assert any(n.startswith("flowrt.operators.") for n in names)
+
+
+def test_ray_is_imported_in_one_place_and_only_above_the_pipeline():
+    """Ray is optional: only ``flowrt.distributed.cluster`` imports it (with the install hint), and
+    nothing below ``flowrt.distributed`` (the pipeline, the low layers) imports that package."""
+    importers = {str(p.relative_to(ROOT)) for p in runtime_files() if any(
+        m == "ray" or m.startswith("ray.") for m in imported_modules(p))}
+    assert importers == {"flowrt/distributed/cluster.py"}
+    below = [p for layer in (*LOW_LAYERS, "pipeline") for p in (RUNTIME / layer).rglob("*.py")]
+    assert not [str(p) for p in below if any(m.startswith("flowrt.distributed") for m in imported_modules(p))]

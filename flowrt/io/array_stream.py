@@ -130,10 +130,12 @@ class NpySink:
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(handle)
             offset = handle.tell()
-        size = os.path.getsize(self.path)
-        if tuple(shape) != self.shape or dtype != self.dtype or fortran or \
-                size != offset + self._row_bytes * self.shape[0]:
+        size, expected = os.path.getsize(self.path), offset + self._row_bytes * self.shape[0]
+        if tuple(shape) != self.shape or dtype != self.dtype or fortran:
             raise ValueError(f"{self.path} holds {dtype}{shape}, not {self.dtype}{self.shape}")
+        if size != expected:
+            raise ValueError(f"{self.path} has {size} bytes, not the {expected} its header promises "
+                             "(truncated or extended)")
         return offset
 
     def write_block(self, y0: int, x0: int, block: np.ndarray) -> None:

@@ -18,12 +18,13 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from flowrt.errors import InputError
-from flowrt.io.atomic import atomic_file
+from flowrt.errors import InputError, storage_error
+from flowrt.io.atomic import atomic_file, check_output_path
 from flowrt.io.colour import LUMA_601
 from flowrt.io.formats import (EIGHT_BIT_FORMATS, FORMAT_CHOICES, FORMAT_NAMES, JPEG_QUALITY,
                                 QUALITY_FORMATS)
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
+from flowrt.io.limits import bomb_error, check_pixels, max_pixels
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
 log = logging.getLogger("flowrt.io.image_file")
@@ -58,17 +59,6 @@ class LoadedImage:
     source: Optional[str] = None
     orientation: int = 1
     name: str = "<image>"
-
-
-def _max_pixels() -> Optional[int]:
-    from PIL import Image
-
-    return Image.MAX_IMAGE_PIXELS
-
-
-def _bomb(name: str, w: int = 0, h: int = 0) -> InputError:
-    size = f"of {w}x{h} pixels " if w and h else ""
-    return InputError(f"{name}: image {size}exceeds the decompression-bomb limit of {_max_pixels()} pixels")
 
 
 def _read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
@@ -137,14 +127,6 @@ def _assemble(samples: np.ndarray, bit_depth: int, grey: bool, has_alpha: bool):
     return rgb, alpha, "L" if grey else "RGB"
 
 
-def _check_size(name: str, w: int, h: int) -> None:
-    if w <= 0 or h <= 0:
-        raise InputError(f"{name}: image has zero size")
-    limit = _max_pixels()
-    if limit is not None and w * h > limit:
-        raise _bomb(name, w, h)
-
-
 def _open_pillow(data: bytes, name: str):
     from PIL import Image
 
@@ -155,10 +137,10 @@ def _open_pillow(data: bytes, name: str):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
-            _check_size(name, *im.size)
+            check_pixels(name, *im.size)
             im.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _bomb(name) from None
+            raise bomb_error(name) from None
         except InputError:
             raise
         except Image.UnidentifiedImageError:  # its message names a BytesIO object, useless to a user
@@ -192,7 +174,7 @@ def _read_with_pillow(data: bytes, name: str, fmt: str) -> dict:
 
 
 def _read_png16(data: bytes, name: str) -> dict:
-    png = decode_png16(data, name, _max_pixels())
+    png = decode_png16(data, name, max_pixels())
     channels = png.pixels.shape[2]
     rgb, alpha, mode = _assemble(png.pixels, 16, channels <= 2, channels in (2, 4))
     return dict(rgb=rgb, alpha=alpha, mode=mode, bit_depth=16, icc_profile=png.icc_profile,
@@ -202,7 +184,7 @@ def _read_png16(data: bytes, name: str) -> dict:
 def _read_tiff(data: bytes, name: str) -> dict:
     from flowrt.io.tiff_file import read_tiff
 
-    return read_tiff(data, name, _check_size)
+    return read_tiff(data, name, check_pixels)
 
 
 def read_image(src: Source) -> LoadedImage:
@@ -309,33 +291,27 @@ def _encode(samples: np.ndarray, like: LoadedImage, fmt: str, quality: Optional[
     return buf.getvalue()
 
 
-def _refuse_input(path: Path, like: LoadedImage) -> None:
-    if like.source is None or not path.exists():
-        return
+def _write_stdout(payload: bytes) -> None:
+    """PNG bytes to stdout; a closed pipe or full device is one StorageError, and stdout is pointed
+    at /dev/null so that Python's own flush at exit has nothing left to fail on."""
     try:
-        same = os.path.samefile(path, like.source)
-    except OSError:
-        same = path.resolve() == Path(like.source)
-    if same:
-        raise InputError(f"{path}: refusing to overwrite the input image")
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"{path}: output folder {folder} does not exist")
-    try:
-        with atomic_file(path) as fh:
-            fh.write(payload)
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
     except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):  # no real file descriptor (a test runner)
+            pass
+        raise storage_error("<stdout>", exc) from None
 
 
 def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,
                       fmt: Optional[str] = None, quality: Optional[int] = None) -> Tuple[str, int]:
     """(format, bit depth) ``write_image`` would use for ``dest``, or the InputError it would raise
     (unknown suffix, impossible depth, alpha into JPEG, a quality for a lossless format, the input
-    itself, a missing folder).
+    itself, a missing or read-only folder, a folder named as the file: ``flowrt.io.atomic.check_output_path``).
 
     Callers run it before any long computation, so a bad OUT fails in a second, not after the work.
     """
@@ -348,10 +324,7 @@ def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_dept
     if quality is not None and (fmt not in QUALITY_FORMATS or not 1 <= quality <= 100):
         raise InputError(f"--quality (1-100) is for JPEG and WebP output; got {quality} for {fmt}")
     if str(dest) != "-":
-        path = Path(dest)
-        _refuse_input(path, like)
-        if not path.parent.is_dir():
-            raise InputError(f"{path}: output folder {path.parent} does not exist")
+        check_output_path(dest, like.source)
     return fmt, depth
 
 
@@ -363,7 +336,8 @@ def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImag
     alpha channel is re-attached (resized if H, W changed); ICC profile, EXIF and orientation are
     kept (BMP holds neither). The format comes from fmt or the suffix; '-' writes PNG (or fmt) bytes
     to stdout. quality: JPEG/WebP 1-100 (default: JPEG 95 with 4:4:4 chroma, WebP lossless). The
-    write is atomic and refuses to replace the input file (InputError).
+    write is atomic and refuses to replace the input file (InputError); a file system that refuses the
+    bytes (full, read-only, closed pipe) raises StorageError.
     """
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
@@ -373,7 +347,8 @@ def write_image(dest: Union[str, os.PathLike], rgb: np.ndarray, like: LoadedImag
     fmt, depth = check_destination(dest, like, bit_depth, fmt, quality)
     payload = _encode(_samples(rgb, like, depth), like, fmt, quality)
     if str(dest) == "-":
-        sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()
+        _write_stdout(payload)
     else:
-        _atomic_write(Path(dest), payload)
+        with atomic_file(dest) as fh:
+            fh.write(payload)
+

@@ -62,6 +62,23 @@ def tifffile_messages(name: str, seen: Optional[Set[str]] = None) -> Iterator[No
             log.warning("%s: TIFF metadata ignored (%s%s)", name, fresh[0], more)
 
 
+# What tifffile raises when a damaged tag holds the wrong type or count (a tuple where a number
+# belongs, too few offsets): reading such a page is a user's damaged file, not a flowrt bug.
+METADATA_ERRORS = (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError, ZeroDivisionError)
+
+
+@contextmanager
+def damaged_tags(name: str) -> Iterator[None]:
+    """Within the block, METADATA_ERRORS become one InputError line naming the file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except METADATA_ERRORS as exc:
+        line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{name}: unreadable TIFF (damaged tags: {line})") from None
+
+
 def _samples_last(page, name: str) -> np.ndarray:
     """The page's pixels as (H, W, S)."""
     axes = page.axes
@@ -137,7 +154,7 @@ def read_tiff(data: bytes, name: str, check_size: Callable[[str, int, int], None
             tif = tifffile.TiffFile(io.BytesIO(data))
         except Exception as exc:
             raise InputError(f"{name}: unreadable TIFF ({_first_line(exc)})") from None
-        with tif:
+        with tif, damaged_tags(name):
             return _read_first_page(tif, name, check_size)
 
 

@@ -4,7 +4,10 @@
 BigTIFF, any compression tifffile decodes with imagecodecs: none, LZW, deflate, PackBits, JPEG (YCbCr
 decoded to RGB), zstd...). tifffile's complaints about malformed tags become one flowrt warning.
 Uncompressed contiguous data is read row by row with ``pread``; compressed strips or tiles are decoded
-on demand and kept in a small LRU cache sized to one band of tiles. (A ``memmap`` would be simpler but
+on demand and kept in a small LRU cache sized to one band of tiles. The same pixel limit as every other
+reader applies (``flowrt.io.limits``), and a strip or tile is decoded only if it holds at most
+``MAX_SEGMENT_BYTES``: a single compressed strip of a huge image would otherwise be decoded whole,
+so such a file is refused here (the caller then decodes it whole under the pixel limit, or not at all). (A ``memmap`` would be simpler but
 its resident file pages count toward RSS and grow with the image; ``pread`` keeps RSS flat.)
 
 ``TiffSink`` creates an uncompressed tiled BigTIFF (``OUT.partial``) whose tiles sit at fixed offsets,
@@ -20,11 +23,14 @@ import numpy as np
 import tifffile
 
 from flowrt.io.array_stream import pwrite_rows, quantise, to_unit_float
-from flowrt.io.tiff_file import JPEG_COMPRESSIONS, tifffile_messages
+from flowrt.io.tiff_file import JPEG_COMPRESSIONS, damaged_tags, tifffile_messages
 from flowrt.errors import InputError
+from flowrt.io.limits import check_pixels
 from flowrt.tiling.resume import fsync_dir
 
-__all__ = ["TiffSource", "TiffSink", "is_tiff"]
+__all__ = ["TiffSource", "TiffSink", "is_tiff", "MAX_SEGMENT_BYTES"]
+
+MAX_SEGMENT_BYTES = 64 << 20   # one decoded strip or tile; the default region cache holds about one
 
 _PHOTOMETRIC_CHANNELS = {"MINISBLACK": (1, 2), "RGB": (3, 4)}
 
@@ -74,7 +80,7 @@ def _page_layout(path, page) -> tuple[int, int, int]:
         raise InputError(f"{path}: volumetric or planar TIFF is not supported; save it interleaved")
     if page.imagelength <= 0 or page.imagewidth <= 0:
         raise InputError(f"{path}: image has zero size")
-    return page.imagelength, page.imagewidth, channels
+    return int(page.imagelength), int(page.imagewidth), int(channels)
 
 
 class TiffSource:
@@ -86,24 +92,44 @@ class TiffSource:
         self.path = os.fspath(path)
         self._reported: set = set()  # tifffile messages already logged: one warning each, not per tile
         self._tif, self._page = _open_page(self.path)
-        try:
-            self.shape = _page_layout(self.path, self._page)
-            self.dtype = self._page.dtype
-            self._check_extent()
-            self._fd = os.open(self.path, os.O_RDONLY)
-        except BaseException:
-            self._tif.close()
-            raise
-        page = self._page
-        self._segment_shape = ((page.tilelength, page.tilewidth) if page.is_tiled
-                               else (page.rowsperstrip or self.shape[0], self.shape[1]))
-        self._across = -(-self.shape[1] // self._segment_shape[1])
-        self._contiguous = bool(page.is_contiguous) and page.compression == 1 and not page.is_tiled
-        self._raw_dtype = page.dtype.newbyteorder(self._tif.byteorder)
+        self._fd = -1
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_bytes, self._cached = cache_bytes, 0
-        if not self._contiguous:
-            self._segment(0)  # fail now, with one line, if the compression cannot be decoded
+        try:
+            with damaged_tags(self.path):
+                self._read_layout()
+            if not self._contiguous:
+                self._check_segment_size()
+                self._segment(0)  # fail now, with one line, if the compression cannot be decoded
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_layout(self) -> None:
+        """Shape, type and strip/tile geometry from the page's tags, each checked."""
+        page = self._page
+        self.shape = _page_layout(self.path, page)
+        check_pixels(self.path, self.shape[1], self.shape[0])
+        self.dtype = page.dtype
+        self._check_extent()
+        self._segment_shape = ((int(page.tilelength), int(page.tilewidth)) if page.is_tiled
+                               else (min(int(page.rowsperstrip or self.shape[0]), self.shape[0]), self.shape[1]))
+        if min(self._segment_shape) <= 0:
+            raise InputError(f"{self.path}: unreadable TIFF (strips or tiles of size {self._segment_shape})")
+        self._across = -(-self.shape[1] // self._segment_shape[1])
+        segments = self._across * -(-self.shape[0] // self._segment_shape[0])
+        self._contiguous = bool(page.is_contiguous) and page.compression == 1 and not page.is_tiled
+        if not self._contiguous and min(len(page.dataoffsets), len(page.databytecounts)) < segments:
+            raise InputError(f"{self.path}: unreadable TIFF ({len(page.dataoffsets)} strip or tile offsets "
+                             f"for {segments} strips or tiles)")
+        self._raw_dtype = page.dtype.newbyteorder(self._tif.byteorder)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def _check_segment_size(self) -> None:
+        seg_bytes = int(np.prod(self._segment_shape)) * self.shape[2] * self.dtype.itemsize
+        if seg_bytes > MAX_SEGMENT_BYTES:
+            raise InputError(f"{self.path}: one compressed strip or tile holds {seg_bytes >> 20} MiB of "
+                             f"pixels, more than the {MAX_SEGMENT_BYTES >> 20} MiB decoded at once")
 
     def band_cache_bytes(self, tile_rows: int, tile_cols: int) -> int:
         """Cache size that decodes each strip/tile about once when read tile by tile, band by band.
@@ -126,8 +152,11 @@ class TiffSource:
 
     def _check_extent(self) -> None:
         size = os.path.getsize(self.path)
-        ends = np.asarray(self._page.dataoffsets, np.int64) + np.asarray(
-            self._page.databytecounts, np.int64)
+        try:  # a damaged tag can hold text or a wrong count where offsets belong
+            ends = np.asarray(self._page.dataoffsets, np.int64) + np.asarray(
+                self._page.databytecounts, np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InputError(f"{self.path}: unreadable TIFF (strip or tile offsets: {_short(exc)})") from None
         if ends.size == 0 or ends.max() > size:
             raise InputError(f"{self.path} is truncated: image data runs to byte "
                              f"{int(ends.max(initial=0))} but the file has {size}")
@@ -239,7 +268,7 @@ class TiffSink:
         """Byte offset of every TIFF tile, after checking the file is the layout we write."""
         _, width, channels = self.shape
         tif, page = _open_page(self.path)
-        with tif:
+        with tif, damaged_tags(self.path):
             layout_ok = (page.is_tiled and page.compression == 1 and page.tilelength == self.tile
                          and page.tilewidth == self.tile and page.dtype == self.dtype
                          and (page.imagelength, page.imagewidth, page.samplesperpixel) == self.shape

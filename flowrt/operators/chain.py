@@ -6,7 +6,7 @@ quantisation, a scale, a blur kernel, a mask) into a ``ForwardModel`` whose ``nl
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -70,12 +70,15 @@ class ForwardModel(TensorHolder):
                 return stage.apply(x)
         return None
 
-    def initial_estimate(self) -> Tensor:
+    def initial_estimate(self, denoise: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
         """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
 
         For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
+        denoise: applied to the hole-filled y on the observation's own grid, where its noise is white.
         """
         y = fill_holes(self.observed, self.observed_mask)
+        if denoise is not None:
+            y = denoise(y)
         if self.scale > 1:
             y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
         return y.clamp(0, 1)

@@ -3,13 +3,14 @@ then run it image by image, reporting failures without stopping."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Protocol, Tuple
 
-from flowrt.errors import FlowrtError, InputError
+from flowrt.errors import FlowrtError, InputError, storage_error
 from flowrt.io.formats import IMAGE_SUFFIXES
 from flowrt.pipeline.output import OutputOptions, batch_output_name
 
@@ -38,10 +39,12 @@ class _Silent:
 
 @dataclass
 class BatchJob:
-    """pairs: (input, output) paths still to do; skipped: outputs that already existed;
+    """pairs: (input, output) paths still to do; skipped: outputs that exist and are whole;
+    unreadable: (path, one-line reason) for image names that are no file (a dangling or looping link);
     lossless: how many lossy inputs (JPEG, WebP) are written as PNG because no --format was given."""
     pairs: List[Tuple[Path, Path]]
     skipped: List[Path] = field(default_factory=list)
+    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
     lossless: int = 0
 
     @classmethod
@@ -53,20 +56,26 @@ class BatchJob:
         if dst.exists() and not dst.is_dir():
             raise InputError(f"{output_dir} exists and is not a folder")
         candidates = src.rglob("*") if recursive else src.iterdir()
-        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and dst not in p.parents)
-        if not files:
-            raise InputError(f"no PNG, JPEG, TIFF, WebP or BMP images in {input_dir}"
-                             + ("" if recursive else " (try --recursive)"))
+        named = sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and dst not in p.parents)
         job = cls([])
+        files = []
+        for path in named:
+            reason = _not_a_file(path)
+            if reason is None:
+                files.append(path)
+            elif reason:  # a folder named like an image is passed over; a broken link is reported
+                job.unreadable.append((path, f"{path}: {reason}"))
         for path, name in _output_names([p.relative_to(src) for p in files], output):
             out = dst / name
             job.lossless += int(output.format is None and out.suffix != path.suffix)
             path = src / path
-            if skip_existing and out.exists():
+            if skip_existing and out.exists() and _finished(out):
                 job.skipped.append(out)
             else:
                 job.pairs.append((path, out))
+        if not job.pairs and not job.skipped and not job.unreadable:
+            raise InputError(f"no PNG, JPEG, TIFF, WebP or BMP images in {input_dir}"
+                             + ("" if recursive else " (try --recursive)"))
         return job
 
 
@@ -80,6 +89,49 @@ def _output_names(relatives: List[Path], output: OutputOptions) -> List[Tuple[Pa
     return [(r, r.with_name(r.name + n.suffix) if n != r and claimed[n] > 1 else n) for r, n in zip(relatives, names)]
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    """One restored image: input and output paths, the plan in words, wall time in seconds (open to write)."""
+    source: Path
+    output: Path
+    plan: str
+    seconds: float
+
+
+def _not_a_file(path: Path) -> Optional[str]:
+    """None for a readable file; "" for a folder (passed over); else why it cannot be read."""
+    try:
+        if path.is_file():
+            return None
+        if path.is_symlink():
+            path.stat()  # raises for a dangling link or a loop
+        return ""
+    except RuntimeError:  # pathlib's "Symlink loop" on older Pythons
+        return "symbolic link loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "dangling symbolic link (its target does not exist)"
+        return f"cannot read ({exc.strerror or exc})"
+
+
+def _finished(out: Path) -> bool:
+    """--skip-existing trusts an output only if it is whole (``flowrt.io.complete``); else it is
+    restored again.
+    A finished output's tiled leftovers (a run killed between the final rename and their removal)
+    and dead writers' temporaries in its folder are deleted: nothing will resume from them."""
+    from flowrt.io.atomic import remove_stale_temporaries
+    from flowrt.io.complete import is_complete_image
+    from flowrt.tiling.streamed import partial_paths, remove_leftovers
+    if is_complete_image(out):
+        remove_leftovers(*partial_paths(out))
+        remove_stale_temporaries(out.parent)  # a killed rewrite of this output left its temp here
+        return True
+    log.warning("%s exists but is damaged or incomplete; restoring it again", out)
+    return False
+
+
 @dataclass
 class BatchSummary:
     done: int = 0
@@ -87,6 +139,7 @@ class BatchSummary:
     skipped: int = 0
     unchanged: int = 0     # of done: nothing to restore, written as they were
     lossless: int = 0      # lossy inputs written as PNG (no --format)
+    records: List[ImageRecord] = field(default_factory=list)   # one per restored image, in order
 
     def line(self) -> str:
         text = f"restored {self.done} image(s)"
@@ -119,6 +172,9 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     tiling = tiling or TilingOptions()
     summary = BatchSummary(skipped=len(job.skipped), lossless=job.lossless)
     progress = progress or _Silent()
+    for path, message in job.unreadable:
+        summary.failed.append((path, message))
+        report(f"failed: {message}")
     try:
         for index, (src, dst) in enumerate(job.pairs, 1):
             start, note = time.monotonic(), ""
@@ -132,14 +188,10 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                 if work.unchanged:
                     summary.unchanged += 1
                     note = "clean, written unchanged"
-            except FlowrtError as exc:
-                message = str(exc) if src.name in str(exc) else f"{src}: {exc}"
-                summary.failed.append((src, message))
-                report(f"failed: {message}")
-                note = "failed"
+                summary.records.append(ImageRecord(src, dst, work.plan.nothing_to_do or work.plan.describe(),
+                                                   time.monotonic() - start))
             except Exception as exc:  # noqa: BLE001 - one image's crash must not lose the rest of a batch
-                log.debug("%s failed", src, exc_info=True)  # the traceback, for -vv
-                message = f"{src}: internal error ({type(exc).__name__}: {exc})"
+                message = failure_message(src, exc, dst)
                 summary.failed.append((src, message))
                 report(f"failed: {message}")
                 note = "failed"
@@ -149,11 +201,26 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     return summary
 
 
+def failure_message(src: Path, exc: Exception, dst: Optional[Path] = None) -> str:
+    """One line for an image that failed: a FlowrtError as it reads (with the file named), an I/O
+    failure the library did not name as a storage error, anything else as an internal error (its
+    traceback logged for -vv)."""
+    if isinstance(exc, OSError):
+        exc = storage_error(exc.filename or dst or src, exc, "restore into")
+    if isinstance(exc, FlowrtError):
+        return str(exc) if src.name in str(exc) else f"{src}: {exc}"
+    log.debug("%s failed", src, exc_info=exc)
+    return f"{src}: internal error ({type(exc).__name__}: {exc})"
+
+
 @contextlib.contextmanager
 def _output_folder(folder: Path):
     """Create ``folder`` (and missing parents) for one image; remove what was created if it fails."""
     created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only disk
+        raise storage_error(folder, exc, "create the output folder") from None
     try:
         yield
     except BaseException:

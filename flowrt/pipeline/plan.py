@@ -7,6 +7,7 @@ exactly what will be done; ``flowrt.pipeline.region`` then runs it on the whole 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Tuple
@@ -36,6 +37,8 @@ class JpegTerm(Protocol):
 
     def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]): ...
 
+    def cut(self, box: Tuple[int, int, int, int]) -> "JpegTerm": ...
+
 
 @dataclass(frozen=True)
 class FileJpeg:
@@ -51,6 +54,10 @@ class FileJpeg:
         y0, y1, x0, x1 = box
         whole = (y0, x0, y1, x1) == (0, 0, self.info.height, self.info.width)
         return self.info if whole else self.info.crop(y0, y1, x0, x1)
+
+    def cut(self, box: Tuple[int, int, int, int]) -> "FileJpeg":
+        """The term of the region at box (MCU-aligned) of the input, as if that region were the image."""
+        return FileJpeg(self.for_region(None, box))
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class JpegQuality:
         from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
         return jpeg_info_for_quality(rgb, self.quality, greyscale=self.greyscale)
 
+    def cut(self, box: Tuple[int, int, int, int]) -> "JpegQuality":
+        return self  # re-encoded per region anyway: nothing depends on where the region lies
+
 
 @dataclass
 class RestorationPlan:
@@ -83,6 +93,15 @@ class RestorationPlan:
     mask: Optional[np.ndarray]
     sigma_estimate: Optional[float] = None   # --sigma auto's reading (0-255), whether used or not
     nothing_to_do: Optional[str] = None      # why the input is returned unchanged; None: restore it
+
+    def cut(self, box: Tuple[int, int, int, int]) -> "RestorationPlan":
+        """The plan for the region at box (y0, y1, x0, x1) of the input, as if that region were the
+        whole image: ``restore_region(rgb, (0, h, 0, w), plan.cut(box))`` does what
+        ``restore_region(rgb, box, plan)`` does, and ships only the region's JPEG blocks and mask
+        (a tile restored in another process). The box must be aligned as ``tile_alignment`` says."""
+        y0, y1, x0, x1 = box
+        return dataclasses.replace(self, jpeg=None if self.jpeg is None else self.jpeg.cut(box),
+                                   mask=None if self.mask is None else self.mask[y0:y1, x0:x1].copy())
 
     def describe(self) -> str:
         parts = [f"noise sigma {self.sigma:.1f} ({self.sigma_source})" if self.sigma is not None

@@ -3,11 +3,11 @@ forward models (``flowrt.operators``) and the estimator (``flowrt.solve``)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from flowrt.errors import SolverError
 from flowrt.pipeline.plan import RestorationPlan
 from flowrt.solve.config import SolverConfig
 
@@ -31,19 +31,24 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     input, with the plan's forward model cut to that box (its JPEG blocks, its mask); float32
     (h*scale, w*scale, 3) in [0, 1]. The box must be aligned as ``tile_alignment`` says."""
     from flowrt.operators import build_forward_model
-    from flowrt.solve.solver import map_restore, start_blur_for_noise, step_for_noise
+    from flowrt.solve.solver import map_restore
+    from flowrt.solve.start import choose_start, denoise_sigma, denoised_start, jpeg_equivalent_sigma
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
     mask = None if plan.mask is None else plan.mask[y0:y1, x0:x1]
     fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=mask, greyscale=greyscale)
-    if solver.lr is None:
-        solver = replace(solver, lr=step_for_noise(plan.sigma))
-    if solver.start_blur is None:
-        solver = replace(solver, start_blur=start_blur_for_noise(plan.sigma, jpeg is not None))
-    result = map_restore(prior, fm, solver, device=device, progress=progress)
-    if result.fell_back:
-        log.warning("%s: the optimiser failed; wrote the starting estimate instead", name)
+    jpeg_sigma = None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y)
+    start_plan = choose_start(solver, plan.sigma, jpeg_sigma)
+    start = None
+    if start_plan.kind == "denoise":
+        start = denoised_start(fm, denoise_sigma(plan.sigma, jpeg_sigma), greyscale)
+    result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
+    if result.fell_back:  # the output would be the damaged input, barely changed: not a success
+        if not solver.accept_fallback:
+            raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
+                              "--lam or --sigma, or pass --accept-fallback to write its starting estimate")
+        log.warning("%s: the optimiser failed; wrote the starting estimate instead (--accept-fallback)", name)
     out = result.x[0].permute(1, 2, 0).numpy()
     if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
         raise RuntimeError("restoration produced non-finite values")

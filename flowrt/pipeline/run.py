@@ -39,8 +39,8 @@ from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
 
 __all__ = ["AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TilingOptions", "TileSettings",
-           "RestoreJob", "prepare_restore", "run_restore", "restore_in_memory", "tile_alignment", "tile_restorer",
-           "model_key"]
+           "RestoreJob", "prepare_restore", "run_restore", "run_tiled", "restore_in_memory", "tile_alignment",
+           "tile_restorer", "model_key"]
 
 log = logging.getLogger("flowrt.pipeline")
 
@@ -99,6 +99,11 @@ def tile_settings(height: int, width: int, plan: RestorationPlan, multiple: int,
     from flowrt.tiling.grid import TileGrid
     align = tile_alignment(multiple, plan)
     side = max(align, tile // align * align)
+    if overlap > side // 2:  # name the tile the user asked for, not only the overlap they may not have set
+        smallest = -(-2 * overlap // align) * align
+        raise InputError(f"--tile {tile} is too small for an overlap of {overlap} px: tiles must be at least "
+                         f"{smallest} px (twice the overlap, a multiple of {align}); use a larger --tile or "
+                         "a smaller --overlap")
     if side != tile:
         log.info("tile side %d rounded to %d (a multiple of %d)", tile, side, align)
     grid = TileGrid.plan(height, width, tile=side, overlap=overlap, scale=plan.scale, align=align)
@@ -162,7 +167,8 @@ class RestoreJob:
         estimate = "" if self.plan.sigma_estimate is None or self.plan.sigma_source == "estimated" \
             else f"; estimated noise {self.plan.sigma_estimate:.1f}"
         where = f" on {device}" if device is not None else ""
-        return (f"{self.name} -> {target}: {self.plan.describe()}{estimate}; {iters} iterations{where}; "
+        return (f"{self.name} -> {target}: {self.plan.describe()}{estimate}; "
+                f"{'default' if iters is None else iters} MAP iterations{where}; "
                 f"{seconds:.1f} s")
 
 
@@ -175,6 +181,7 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
     long work for a bad input, output or option. The caller owns the job's source: ``run_restore``
     closes it.
     """
+    from flowrt.io.atomic import check_output_path
     from flowrt.io.image_file import check_destination
     from flowrt.pipeline.output import output_path
     from flowrt.pipeline.plan import plan_restoration
@@ -192,6 +199,9 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
             format_for_path(out_path, output.format)
             if output.quality is not None:
                 raise InputError("--quality is for JPEG and WebP output, not TIFF")
+            if output.bit_depth not in (None, 8, 16):
+                raise InputError(f"cannot write TIFF with {output.bit_depth}-bit samples")
+            check_output_path(out_path, source.in_path)
         else:  # a bad OUT fails now, not after the MAP run
             check_destination(out_path, source.image, bit_depth=output.bit_depth, fmt=output.format,
                               quality=output.quality)
@@ -216,6 +226,7 @@ def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
                  "bit_depth": job.bit_depth}
     described["options"].pop("device")  # a run may resume on another device
     described["options"].pop("force")   # a tiled run is a restore, forced or not
+    described["options"]["solver"].pop("accept_fallback")  # or accept a fallback it did not need
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -239,14 +250,20 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
             return
         restore_tile = tile_restorer(job.plan, prior, opts.solver, greyscale=job.source.greyscale, device=device,
                                      progress=on_iteration, name=job.name)
-        if "-" in (job.source.in_path, job.out_path):
-            _write(job, restore_in_memory(job.source, job.plan, prior, opts, settings, device=device,
-                                          on_iteration=on_iteration, on_tile=on_tile))
-            return
-        from flowrt.tiling.streamed import restore_into_file
-        restore_into_file(job.source, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
-                          scale=job.plan.scale, align=settings.align, resume=job.tiling.resume, progress=on_tile,
-                          run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
+        run_tiled(job, restore_tile, settings, opts, model=model, on_tile=on_tile)
+
+
+def run_tiled(job: RestoreJob, restore_tile: Callable, settings: TileSettings, opts: RestoreOptions, *,
+              model: str = "", on_tile: Progress = None) -> None:
+    """Blend ``restore_tile``'s tiles (see ``tile_restorer`` for its contract; it may also hand the
+    tiles to other processes) into ``job``'s output and write it; the caller closes the source."""
+    if "-" in (job.source.in_path, job.out_path):
+        _write(job, _tiles_in_memory(job.source, job.plan, restore_tile, settings, on_tile))
+        return
+    from flowrt.tiling.streamed import restore_into_file
+    restore_into_file(job.source, job.out_path, restore_tile, tile=settings.tile, overlap=settings.overlap,
+                      scale=job.plan.scale, align=settings.align, resume=job.tiling.resume, progress=on_tile,
+                      run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
 
 
 def restore_in_memory(source: Source, plan: RestorationPlan, prior, opts: RestoreOptions,
@@ -257,10 +274,15 @@ def restore_in_memory(source: Source, plan: RestorationPlan, prior, opts: Restor
     from flowrt.pipeline.region import restore_loaded
     if settings is None:
         return restore_loaded(source.image, plan, prior, opts.solver, device=device, progress=on_iteration)
-    from flowrt.io.array_stream import ArraySink
-    from flowrt.tiling.grid import restore_tiled
     restore_tile = tile_restorer(plan, prior, opts.solver, greyscale=source.greyscale, device=device,
                                  progress=on_iteration, name=source.name)
+    return _tiles_in_memory(source, plan, restore_tile, settings, on_tile)
+
+
+def _tiles_in_memory(source: Source, plan: RestorationPlan, restore_tile: Callable, settings: TileSettings,
+                     on_tile: Progress) -> np.ndarray:
+    from flowrt.io.array_stream import ArraySink
+    from flowrt.tiling.grid import restore_tiled
     w, h = source.size
     sink = ArraySink((h * plan.scale, w * plan.scale, 3))
     restore_tiled(source.pixels, sink, restore_tile, tile=settings.tile, overlap=settings.overlap,

@@ -40,6 +40,7 @@ PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
 
 _REQUIRED_KEYS = ("format", "architecture", "size_rule", "files", "precision", "verification")
+MAX_LEVELS = 16             # 2^16-pixel multiples: far beyond any image a prior is trained on
 
 
 def resolve_model_dir(name_or_path: Optional[Union[str, Path]] = None) -> Path:
@@ -95,7 +96,10 @@ def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
         if not isinstance(manifest[key], dict):
             raise ModelError(f"{path}: {key!r} must be a mapping")
     levels, multiple = manifest["architecture"].get("levels"), manifest["size_rule"].get("multiple")
-    if not isinstance(levels, int) or multiple != 2 ** levels:
+    # levels is checked for range before 2 ** levels: a tampered 99999999999 would compute for hours
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+        raise ModelError(f"{path}: architecture.levels must be a whole number from 1 to {MAX_LEVELS}, got {levels!r}")
+    if multiple != 2 ** levels:
         raise ModelError(f"{path}: size_rule.multiple ({multiple}) is not 2^architecture.levels")
     if manifest["verification"].get("passed") is not True:
         raise ModelError(f"{path} records no passed verification; re-export the model")

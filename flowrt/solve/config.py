@@ -9,6 +9,10 @@ from typing import Optional
 from flowrt.errors import InputError
 
 SPACES = ("image", "latent")
+STARTS = ("auto", "denoise", "blur")
+ITERS_FROM_OBSERVATION = 150  # iterations from the (lightly blurred) observation
+ITERS_FROM_DENOISED = 20      # iterations from a denoised start (flowrt.solve.start)
+MAX_SEED = 2 ** 63 - 1
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,8 @@ class SolverConfig:
     """MAP settings; defaults chosen on ../shared/data/val (benchmarks/results/map_settings.md);
     iteration count and schedule re-measured in benchmarks/results/map_iterations/."""
     space: str = "image"
-    iters: int = 150
+    iters: Optional[int] = None  # None: ITERS_FROM_DENOISED from a denoised start, else ITERS_FROM_OBSERVATION
+    start: str = "auto"          # auto | denoise | blur: where the MAP starts (flowrt.solve.start)
     lam: float = 0.5            # weight of the prior per observed pixel (see _Objective)
     coarse_prior: float = 0.6   # upscaling only: weight of -log p(D x) relative to lam (see _Objective)
     lr: Optional[float] = None  # image space: Adam step in [0,1] units; None: step_for_noise(sigma)
@@ -30,13 +35,16 @@ class SolverConfig:
     average_tail: float = 0.25  # fraction of final iterates averaged into the answer
     discrepancy: float = 0.8    # data misfit allowed, in multiples of its expected value (0: off)
     max_retries: int = 3        # NaN guard: restarts with half the step before falling back
-    seed: int = 0
+    seed: int = 0               # 0 <= seed <= MAX_SEED (torch's generator takes 64 bits)
+    accept_fallback: bool = False  # pipeline: write the starting estimate when the optimiser fails
 
     def validate(self) -> "SolverConfig":
         if self.space not in SPACES:
             raise InputError(f"--space must be one of {', '.join(SPACES)}, not {self.space!r}")
-        if self.iters < 0:
-            raise InputError("--iters must be >= 0")
+        if self.iters is not None and (int(self.iters) != self.iters or self.iters < 0):
+            raise InputError(f"--iters must be a whole number >= 0, got {self.iters}")
+        if self.start not in STARTS:
+            raise InputError(f"--start must be one of {', '.join(STARTS)}, not {self.start!r}")
         if not math.isfinite(self.lam) or self.lam < 0:  # nan passes a plain `< 0` test
             raise InputError(f"--lam must be a finite number >= 0, got {self.lam}")
         if not math.isfinite(self.discrepancy) or self.discrepancy < 0:
@@ -53,4 +61,6 @@ class SolverConfig:
             raise InputError(f"step_scale must be a finite number > 0, got {self.step_scale}")
         if not 0 <= self.average_tail <= 1:
             raise InputError("average_tail must be in [0, 1]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         return self

@@ -24,7 +24,8 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
-from flowrt.solve.config import SPACES, SolverConfig  # noqa: F401 - re-exported: callers import it from here
+from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
+                                 STARTS, SolverConfig)  # re-exported: callers import them from here
 
 log = logging.getLogger("flowrt.solve.solver")
 
@@ -210,9 +211,16 @@ def _schedule(it: int, cfg: SolverConfig) -> float:
 
 def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
                 device: Optional[torch.device] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
-    """Restore one image by MAP. ``prior``: a frozen FlowModel; returns x (1,3,H,W) in [0,1] on the CPU."""
+                progress: Optional[Callable[[int, int], None]] = None,
+                start: Optional[torch.Tensor] = None) -> MapResult:
+    """Restore one image by MAP. ``prior``: a frozen FlowModel; returns x (1,3,H,W) in [0,1] on the CPU.
+
+    start: (1, 3, H, W) in [0, 1], where the iterations begin (None: the forward model's initial
+    estimate, smoothed by ``cfg.start_blur``). ``cfg.iters`` None means ITERS_FROM_OBSERVATION.
+    """
     cfg.validate()
+    if cfg.iters is None:
+        cfg = replace(cfg, iters=ITERS_FROM_OBSERVATION)
     t0 = time.perf_counter()
     device = device or torch.device("cpu")
     torch.manual_seed(cfg.seed)
@@ -220,9 +228,12 @@ def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
     for p in prior.parameters():
         p.requires_grad_(False)
     fm = forward_model.to(device)
-    x_start = fm.initial_estimate().to(device).clamp(0, 1)
-    if cfg.start_blur:
-        x_start = gaussian_blur(x_start, cfg.start_blur)
+    if start is not None:
+        x_start = start.to(device).clamp(0, 1)
+    else:
+        x_start = fm.initial_estimate().to(device).clamp(0, 1)
+        if cfg.start_blur:
+            x_start = gaussian_blur(x_start, cfg.start_blur)
     history: List[float] = []
     if cfg.iters and cfg.space == "latent" and cfg.latent_warm_start > 0:
         # T^-1 of a damaged image is far out of distribution (FINDINGS: |u| ~ 150), so the

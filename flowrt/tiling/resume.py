@@ -5,7 +5,8 @@ partial output, plus the accumulators that spill from the last finished band int
 ``tile-I-J.npy`` (restored tiles of the band in progress, so an interruption loses at most one tile).
 Order on disk: the partial output is fsync'ed before ``progress.npz`` is atomically replaced, so the
 state never claims more than the output holds. A state written by a different run (image size,
-tiling options or the caller's ``run_key``, e.g. model and restoration settings) is refused.
+tiling options or the caller's ``run_key``, e.g. model and restoration settings) is refused; a damaged
+one (torn, truncated, edited) costs only the work it recorded: the run starts over, with a warning.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,33 +56,42 @@ class ResumeStore:
         """Return (first unfinished band, (carry_acc, carry_wsum) or None); start fresh if empty.
 
         carry_shape: (max rows, output width, C) of the carry; stored carries must fit it.
-        Raises InputError if the folder holds another run's state or a damaged one.
+        Raises InputError if the folder holds another run's state; a damaged state is dropped
+        (logged) and the run starts at band 0.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / _PROGRESS
-        if not path.exists():  # fresh: record whose state this is before any tile is cached
+        saved = self._read(path, carry_shape) if path.exists() else None
+        if saved is None:  # fresh: record whose state this is before any tile is cached
             self._drop_tiles_before(None)
             empty = np.zeros((0,) + tuple(carry_shape[1:]), np.float32)
             self.save_band(0, empty, empty[:, :, 0])
             return 0, None
+        self.band, acc, wsum = saved
+        self._drop_tiles_before(self.band)
+        log.info("resuming at tile row %d", self.band)
+        return self.band, ((acc, wsum) if self.band > 0 else None)
+
+    def _read(self, path: Path, carry_shape: tuple[int, int, int]):
+        """(next band, carry_acc, carry_wsum) from ``path``; None if it is damaged (logged)."""
         try:
             with np.load(path, allow_pickle=False) as saved:
                 meta = json.loads(str(saved["meta"]))
                 acc, wsum = saved["carry_acc"], saved["carry_wsum"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"resume state {path} is unreadable ({exc}); delete "
-                             f"{self.folder} and its .partial output to start over") from None
-        if meta.get("fingerprint") != self.fingerprint:
+            fingerprint, band = meta.get("fingerprint"), int(meta["next_band"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
+                zipfile.BadZipFile) as exc:
+            log.warning("resume state %s is damaged (%s); starting from the beginning", path,
+                        (str(exc).splitlines() or [type(exc).__name__])[0][:120])
+            return None
+        if fingerprint != self.fingerprint:
             raise InputError(f"{self.folder} belongs to a run with other options or another "
                              "input; rerun without --resume to start over")
-        rows = acc.shape[0]
-        if acc.shape[1:] != carry_shape[1:] or rows > carry_shape[0] or wsum.shape != acc.shape[:2]:
-            raise InputError(f"resume state {path} is damaged (carry {acc.shape}); "
-                             "rerun without --resume")
-        self.band = int(meta["next_band"])
-        self._drop_tiles_before(self.band)
-        log.info("resuming at tile row %d", self.band)
-        return self.band, ((acc, wsum) if self.band > 0 else None)
+        if acc.shape[1:] != tuple(carry_shape[1:]) or acc.shape[0] > carry_shape[0] or \
+                wsum.shape != acc.shape[:2] or band < 0:
+            log.warning("resume state %s is damaged (carry %s); starting from the beginning", path, acc.shape)
+            return None
+        return band, acc, wsum
 
     def cached_tile(self, i: int, j: int, shape: tuple[int, ...]) -> np.ndarray | None:
         """The restored tile (i, j) saved by an earlier run, or None if absent or unusable."""

@@ -17,12 +17,13 @@ import numpy as np
 
 from flowrt.io.array_stream import NpySink, to_unit_float
 from flowrt.io.colour import LUMA_601
-from flowrt.errors import InputError
+from flowrt.errors import InputError, storage_error
+from flowrt.io.atomic import check_output_path, remove_stale_temporaries
 from flowrt.io.image_file import format_for_path
 from flowrt.io.tiff_stream import TiffSink
 from flowrt.tiling.grid import TileGrid, restore_tiled
 
-__all__ = ["restore_into_file", "partial_paths", "as_rgb"]
+__all__ = ["restore_into_file", "partial_paths", "remove_leftovers", "as_rgb"]
 
 log = logging.getLogger(__name__)
 _LUMA = np.array(LUMA_601, np.float32)  # as flowrt.io.image_file writes grey
@@ -50,13 +51,29 @@ def restore_into_file(source, out_path, restore_tile: Callable, *, tile: int = 5
     resume: continue an interrupted run of the same input, options and ``run_key`` (the caller's
     description of model and restoration settings); without it, leftovers are deleted first.
     bit_depth: 8 or 16 bits per output sample (default: as the input).
-    Raises InputError for user mistakes; leaves no file at ``out_path`` unless it succeeded.
+    Raises InputError for user mistakes and StorageError for a file system that refuses a write
+    (full, read-only); leaves no file at ``out_path`` unless it succeeded.
     """
     in_path, out_path = Path(source.in_path), Path(out_path)
     _check_paths(in_path, out_path)
+    remove_stale_temporaries(out_path.parent)
+    try:
+        _restore_into_file(source, in_path, out_path, restore_tile, tile, overlap, scale, align, resume,
+                           progress, run_key, bit_depth)
+    except InputError:  # a damaged input: a resume would meet the same bytes (or refuse a changed file)
+        if not resume:
+            remove_leftovers(*partial_paths(out_path))
+        raise
+    except OSError as exc:   # the partial output, its state or the final rename: one line
+        raise storage_error(out_path, exc) from None
+
+
+def _restore_into_file(source, in_path: Path, out_path: Path, restore_tile: Callable, tile: int,
+                       overlap: int, scale: int, align: int, resume: bool, progress, run_key: str,
+                       bit_depth) -> None:
     partial, state = partial_paths(out_path)
     if not resume:
-        _remove_leftovers(partial, state)
+        remove_leftovers(partial, state)
     pixels, like = source.pixels, source.image
     if like is not None and like.alpha is not None and format_for_path(str(out_path)) == "JPEG":
         raise InputError(f"{out_path}: JPEG cannot hold the alpha channel; write .png or .tif")
@@ -73,20 +90,18 @@ def restore_into_file(source, out_path, restore_tile: Callable, *, tile: int = 5
         _finish(sink, out_path, like, bit_depth)
     finally:
         sink.close()
-    _remove_leftovers(partial, state)
+    remove_leftovers(partial, state)
 
 
 def _check_paths(in_path: Path, out_path: Path) -> None:
     if not in_path.is_file():
         raise InputError(f"{in_path}: no such file")
-    if not out_path.parent.is_dir():
-        raise InputError(f"{out_path.parent}: output folder does not exist")
-    if out_path.exists() and out_path.resolve() == in_path.resolve():
-        raise InputError(f"{out_path}: refusing to overwrite the input")
+    check_output_path(out_path, str(in_path))  # the same checks as a whole-image write
     format_for_path(str(out_path))  # an unknown suffix fails now, not after the last tile
 
 
-def _remove_leftovers(partial: Path, state: Path) -> None:
+def remove_leftovers(partial: Path, state: Path) -> None:
+    """Delete a partial output and its resume state (absent ones are fine)."""
     partial.unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)
 
@@ -97,7 +112,7 @@ def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bi
     if resume and not reopen:
         log.info("nothing to resume for %s; starting from the beginning", partial)
     if not reopen:
-        _remove_leftovers(partial, state)
+        remove_leftovers(partial, state)
     if like is None:
         extra = {} if reopen else {"photometric": source.photometric,
                                    "iccprofile": source.iccprofile}
@@ -107,7 +122,8 @@ def _open_sink(partial: Path, state: Path, shape, source, like, resume: bool, bi
     try:
         return NpySink(partial, shape, dtype, reopen=reopen)
     except ValueError as exc:
-        raise InputError(f"{partial} is not a partial output of this run ({exc})") from None
+        raise InputError(f"{partial} cannot be resumed from: {exc}; rerun without --resume "
+                         "to start over") from None
 
 
 def as_rgb(restore_tile: Callable, channels: int, scale: int) -> Callable:

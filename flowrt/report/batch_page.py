@@ -1,0 +1,52 @@
+"""The page ``flowrt batch --report`` writes: every restored image of a batch, from the batch's summary.
+
+Data flows one way: ``flowrt.pipeline.batch.run_batch`` returns a ``BatchSummary`` whose records say
+what was restored, how and in how long; this module reads those files back and lays them out.
+"""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+from flowrt.errors import FlowrtError
+from flowrt.report.items import load_item
+from flowrt.report.page import render_page, write_page
+from flowrt.report.preview import PREVIEW_SIDE
+
+
+def settings_rows(opts, model_dir: Optional[str]) -> Tuple[Tuple[str, str], ...]:
+    """(label, text) rows for what every image of the batch shares: the options asked for and the prior."""
+    solver = opts.solver
+    return (("asked", f"sigma {opts.sigma}, jpeg {opts.jpeg}, scale x{opts.scale}"
+                      + (f", blur {opts.blur}" if opts.blur else "") + (f", mask {opts.mask}" if opts.mask else "")),
+            ("solver", f"MAP in {solver.space} space, {solver.iters} iterations, lam {solver.lam}, seed {solver.seed}"),
+            ("prior", str(model_dir) if model_dir else "the packaged default prior"))
+
+
+def write_batch_report(path: Union[str, Path], summary, *, settings: Sequence[Tuple[str, str]] = (),
+                       flow=None, input_dir: str = "") -> None:
+    """Write the page for ``summary`` (a ``BatchSummary``) atomically. settings: rows shown for every
+    image (``settings_rows``); flow: a torch FlowModel for the score maps, or None for none."""
+    items, failures = [], [message for _, message in summary.failed]
+    for record in summary.records:
+        details = (("plan", record.plan), ("time", f"{record.seconds:.1f} s"), *settings,
+                   ("output", str(record.output)))
+        try:
+            items.append(load_item(record.source.name, str(record.source), str(record.output), flow=flow,
+                                   details=details))
+        except FlowrtError as exc:   # e.g. an output the report cannot decode: listed, the page still made
+            failures.append(f"{record.source.name}: restored, but not shown ({exc})")
+    write_page(path, render_page(items, title=f"flowrt batch: {input_dir or 'report'}",
+                                 notes=_notes(summary, flow is not None), failures=failures))
+
+
+def _notes(summary, with_maps: bool) -> List[str]:
+    total = sum(r.seconds for r in summary.records)
+    made = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    notes = [f"{summary.line()}; {total:.1f} s restoring; page made {made}",
+             f"Drag a slider: left of it the input, right of it the result. Previews larger than "
+             f"{PREVIEW_SIDE} px are downscaled; the pages embed every picture and fetch nothing."]
+    if with_maps:
+        notes.append("Score maps are computed at full resolution (centre crop to the prior's size rule).")
+    return notes
