@@ -174,7 +174,7 @@ def test_summary_line_after_a_restore_and_quiet(run, photo, tmp_path):
     assert result.exit_code == 0, result.output
     line, = result.stderr.splitlines()
     assert line.startswith(f"{photo} -> {tmp_path / 'out.png'}: noise sigma ") and "(estimated)" in line
-    assert "2 iterations on cpu" in line and line.endswith(" s")
+    assert "2 MAP iterations on cpu" in line and line.endswith(" s")
     quiet = run(photo, "-o", tmp_path / "out2.png", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
@@ -196,8 +196,8 @@ def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path):
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_help_shows_defaults(command):
     text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
-    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 150;", "[default: 0.5;", "[default: 0.6;",
-                  "Random seed. [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
+    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 20 from a denoised start, 150 otherwise]", "[default: 0.5;", "[default: 0.6;",
+                  "Random seed (0 to 2^63-1). [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
                   "--space [image|latent]", "--format [png|tif|jpg|webp|bmp]", "--quality"):
         assert shown in text, shown
 

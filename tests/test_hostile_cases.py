@@ -171,10 +171,12 @@ def test_stdout_on_a_full_device_is_one_line(tiny_prior, tmp_path):
 
 
 def test_an_existing_folder_as_output_fails_before_the_restore(flowrt, tmp_path, map_runs):
+    """-o naming an existing folder writes IN's name inside it (issue 13); when that name is itself a
+    folder, the run fails in one line before any MAP run (it used to crash after the restore)."""
     src = tmp_path / "a.png"
     Image.fromarray(photo()).save(src)
-    (tmp_path / "folder.png").mkdir()
-    (tmp_path / "folder.tif").mkdir()
+    (tmp_path / "folder.png" / "a.png").mkdir(parents=True)
+    (tmp_path / "folder.tif" / "a.tif").mkdir(parents=True)
     tifffile.imwrite(tmp_path / "a.tif", photo(), photometric="rgb")
     one_line_error(flowrt("restore", src, "-o", tmp_path / "folder.png"), "is a folder")
     one_line_error(flowrt("restore", tmp_path / "a.tif", "-o", tmp_path / "folder.tif", "--tile", "16"),

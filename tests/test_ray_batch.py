@@ -74,9 +74,10 @@ def test_ray_batch_is_byte_identical_to_the_local_batch(cluster, photos, batch, 
     assert local.exit_code == on_ray.exit_code == 1, on_ray.output
     assert "Traceback" not in on_ray.output
     assert failures(on_ray) == failures(local) and "bad.png" in failures(on_ray)[0]
-    assert on_ray.stderr.splitlines()[-1] == local.stderr.splitlines()[-1] == "restored 5 image(s), 1 failed"
+    assert on_ray.stderr.splitlines()[-1] == local.stderr.splitlines()[-1]
+    assert on_ray.stderr.splitlines()[-1].startswith("restored 5 image(s), 1 failed")
     expected = tree(tmp_path / "local")
-    assert set(expected) == {"img00.png", "img01.jpg", "img02.tif", "img03.png", "sub/img00.png"}
+    assert set(expected) == {"img00.png", "img01.png", "img02.tif", "img03.png", "sub/img00.png"}   # JPEG -> PNG
     assert tree(tmp_path / "ray") == expected
 
 
@@ -107,7 +108,7 @@ def test_skip_existing_resumes_a_ray_batch(cluster, photos, batch, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     result = batch(photos, "-o", out, "--recursive", "--skip-existing", "--ray")
     assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines()[-1] == "restored 1 image(s), skipped 4 already done"
+    assert result.stderr.splitlines()[-1].startswith("restored 1 image(s), skipped 4 already done")
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (out / "sub" / "img00.png").is_file()
 
@@ -188,7 +189,7 @@ def test_a_task_whose_worker_keeps_dying_fails_its_image_and_skip_existing_redoe
     from flowrt.pipeline.run import TilingOptions, model_key
 
     (photos / "bad.png").unlink()
-    opts = build_options(5.0, "auto", 1, None, None, None, 30, None, None, "auto", None)
+    opts = build_options(sigma=5.0, iters=30)
     spec = PriorSpec(str(tiny_prior), "auto", "auto", model_key(tiny_prior))
     lines = []
     with killing_one_worker("restore_pixels") as killed:
@@ -200,7 +201,8 @@ def test_a_task_whose_worker_keeps_dying_fails_its_image_and_skip_existing_redoe
     assert "lost on the cluster after 0 retries" in lines[0] and "\n" not in lines[0]
     assert len(list((tmp_path / "ray").iterdir())) == 3   # nothing half-written for the lost one
     again = batch(photos, "-o", tmp_path / "ray", "--skip-existing", "--ray", *SLOW)
-    assert again.exit_code == 0 and again.stderr.splitlines()[-1] == "restored 1 image(s), skipped 3 already done"
+    assert again.exit_code == 0
+    assert again.stderr.splitlines()[-1].startswith("restored 1 image(s), skipped 3 already done")
     batch(photos, "-o", tmp_path / "local", *SLOW)
     assert tree(tmp_path / "ray") == tree(tmp_path / "local")
 

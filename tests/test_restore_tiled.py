@@ -77,8 +77,10 @@ def test_tiled_restore_is_close_to_the_whole_image_restore(restore, tmp_path, su
     assert a.shape == b.shape == (H * scale, W * scale, 3)
     # MAP with a learned prior is not pixel-local: tiles see less context near their borders.
     # Measured mean |tiled - whole| 0.007-0.08 levels (0-255), max 3, with this prior and with a
-    # 30-step default-architecture one, while the restore itself moves pixels 0.6-1.8 levels.
-    assert np.abs(a - b).mean() < 0.25
+    # 30-step default-architecture one, while the restore itself moves pixels 0.6-1.8 levels. Since
+    # the MAP starts from a denoised observation, each tile's start is denoised and (x2) upsampled
+    # within the tile, and two iterations keep that border difference: 0.43 levels at x2.
+    assert np.abs(a - b).mean() < (0.5 if scale > 1 else 0.25)
     if scale == 1:
         assert np.abs(a - load(src)).mean() > 3 * np.abs(a - b).mean()
 
