@@ -3,7 +3,7 @@
 Whole-image MAP keeps the flow's autograd activations for every pixel: peak RSS measured 0.46, 0.85
 and 1.9 GB for 256^2, 512^2 and 1024^2 with the default prior architecture (3 levels x 4 steps,
 width 64; ``--iters 2``, CPU), about 1.35 GB per output megapixel. So an output larger than
-``AUTO_TILE_PIXELS`` (1024 x 1024) is restored in ``DEFAULT_TILE`` tiles unless ``--tile 0`` says
+``AUTO_TILE_PIXELS`` (640 x 640) is restored in tiles of at most ``DEFAULT_TILE`` unless ``--tile 0`` says
 otherwise; smaller images go exactly the way they always did.
 
 A tile's forward model is the plan's, cut to the tile: the observed pixels, the mask and, for a
@@ -44,8 +44,11 @@ __all__ = ["AUTO_TILE_PIXELS", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TilingOptions
 
 log = logging.getLogger("flowrt.pipeline")
 
-AUTO_TILE_PIXELS = 1024 * 1024   # output pixels above which --tile auto tiles (~1.9 GB whole, measured)
-DEFAULT_TILE = 512               # output pixels; ~0.85 GB peak per tile with the default prior
+# Output pixels above which --tile auto tiles: whole restores cost more per pixel as they grow
+# (benchmarks/results/restore_scaling.md), so only images up to about 640 x 640 stay whole.
+AUTO_TILE_PIXELS = 640 * 640
+DEFAULT_TILE = 512               # output pixels, the largest automatic tile; ~0.85 GB peak per tile
+TILE_ROUNDING = 64               # automatic tiles are multiples of this (every tile alignment divides it)
 DEFAULT_OVERLAP = 32
 Progress = Optional[Callable[[int, int], None]]
 
@@ -69,8 +72,21 @@ class TilingOptions:
     def tile_side(self, out_height: int, out_width: int) -> int:
         """The requested tile side for an output of this size; 0 = restore it whole."""
         if self.tile is None:
-            return DEFAULT_TILE if out_height * out_width > AUTO_TILE_PIXELS else 0
+            if out_height * out_width <= AUTO_TILE_PIXELS:
+                return 0
+            return fitted_tile(out_height, out_width, DEFAULT_TILE, self.overlap)
         return self.tile
+
+
+def fitted_tile(out_height: int, out_width: int, largest: int, overlap: int) -> int:
+    """The smallest tile side (a multiple of TILE_ROUNDING, at most ``largest``) that covers each side
+    with as few tiles as ``largest`` would: a 2048-pixel side needs five 512-pixel tiles with a
+    32-pixel overlap, which 448-pixel tiles also cover, restoring 25% fewer pixels."""
+    side = TILE_ROUNDING
+    for length in (out_height, out_width):
+        count = max(1, math.ceil((length - overlap) / (largest - overlap)))
+        side = max(side, math.ceil((math.ceil((length - overlap) / count) + overlap) / TILE_ROUNDING) * TILE_ROUNDING)
+    return min(side, largest)
 
 
 @dataclass(frozen=True)
