@@ -9,6 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+# One OpenMP thread for the suite and every process it starts, set before anything imports torch:
+# tests/test_fault_injection.py forks restores, and libgomp's thread pool, once started with more
+# than one thread in the parent, deadlocks a forked child (seen as a hang in CI, where
+# OMP_NUM_THREADS is unset); on a 2-core CI machine the tests' subprocesses would also oversubscribe.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 from typing import Iterable, Tuple
 
 import numpy as np
