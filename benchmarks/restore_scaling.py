@@ -23,7 +23,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metrics import psnr  # noqa: E402
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 from restore_speed import psnr_of_file, time_flowrt  # noqa: E402
 

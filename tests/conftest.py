@@ -212,3 +212,33 @@ def tiny_grad_prior(tmp_path_factory) -> Path:
     folder, report = export_checkpoint(checkpoint, root / "prior", gradients=True)
     assert report.passed
     return Path(folder)
+
+
+@pytest.fixture
+def map_runs(monkeypatch) -> list:
+    """One entry per MAP run (flowrt.solve.solver.map_restore call) during the test."""
+    import flowrt.solve.solver
+    calls, real = [], flowrt.solve.solver.map_restore
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
+    return calls
+
+
+def expect_one_line_error(result, fragment: str) -> str:
+    """The single 'Error:' line of a failed CliRunner run (no traceback), checked to contain ``fragment``."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert fragment.lower() in errors[0].lower(), errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def one_line_error():
+    """The ``expect_one_line_error`` helper, as a fixture."""
+    return expect_one_line_error

@@ -47,43 +47,25 @@ def photo(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def map_runs(monkeypatch) -> list:
-    import flowrt.solve.solver
-    calls, real = [], flowrt.solve.solver.map_restore
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
-    return calls
-
-
-def one_error(result, fragment: str) -> None:
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and fragment.lower() in errors[0].lower(), result.stderr
-
-
 # ---------------------------------------------------------------- output control
 
 
-def test_output_folder_keeps_the_input_name(run, photo, tmp_path):
+def test_output_folder_keeps_the_input_name(run, photo, tmp_path, one_line_error):
     out = tmp_path / "out"
     out.mkdir()
     assert run(photo, "-o", out, "--sigma", "10").exit_code == 0
     assert read_image(out / "photo.png").size == (35, 27)
     assert run(photo, "-o", f"{out}/", "--sigma", "10", "--format", "webp").exit_code == 0
     assert read_image(out / "photo.webp").format == "WEBP"
-    one_error(run(photo, "-o", f"{tmp_path / 'missing'}/", "--sigma", "10"), "does not exist")
-    one_error(run(photo, "-o", photo.parent, "--sigma", "10"), "refusing to overwrite")
+    one_line_error(run(photo, "-o", f"{tmp_path / 'missing'}/", "--sigma", "10"), "does not exist")
+    one_line_error(run(photo, "-o", photo.parent, "--sigma", "10"), "refusing to overwrite")
 
 
-def test_format_must_agree_with_a_file_suffix(run, photo, tmp_path):
-    one_error(run(photo, "-o", tmp_path / "x.png", "--format", "jpg", "--sigma", "5"), "--format says JPEG")
+def test_format_must_agree_with_a_file_suffix(run, photo, tmp_path, one_line_error):
+    one_line_error(run(photo, "-o", tmp_path / "x.png", "--format", "jpg", "--sigma", "5"), "--format says JPEG")
 
 
-def test_quality_sets_jpeg_and_webp_compression(run, photo, tmp_path):
+def test_quality_sets_jpeg_and_webp_compression(run, photo, tmp_path, one_line_error):
     sizes = {}
     for suffix, quality in ((".jpg", 20), (".jpg", 95), (".webp", 20), (".webp", None)):
         out = tmp_path / f"q{quality}{suffix}"
@@ -93,7 +75,7 @@ def test_quality_sets_jpeg_and_webp_compression(run, photo, tmp_path):
         sizes[(suffix, quality)] = out.stat().st_size
     assert sizes[(".jpg", 20)] < sizes[(".jpg", 95)]
     assert sizes[(".webp", 20)] < sizes[(".webp", None)]  # no --quality: lossless WebP
-    one_error(run(photo, "-o", tmp_path / "x.png", "--quality", "50", "--sigma", "5"), "--quality")
+    one_line_error(run(photo, "-o", tmp_path / "x.png", "--quality", "50", "--sigma", "5"), "--quality")
 
 
 @pytest.mark.parametrize("suffix", [".webp", ".bmp"])
@@ -182,21 +164,22 @@ def test_summary_line_after_a_restore_and_quiet(run, photo, tmp_path):
 # ---------------------------------------------------------------- device and help
 
 
-def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path):
+def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path, one_line_error):
     import torch
     bad = run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "gpu")
     assert bad.exit_code == 2 and "cuda:N" in bad.stderr and "Traceback" not in bad.output
     if torch.cuda.is_available():
-        one_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:99"), "no such GPU")
+        one_line_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:99"), "no such GPU")
     else:
-        one_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:1"), "not available")
+        one_line_error(run(photo, "-o", tmp_path / "o.png", "--sigma", "5", "--device", "cuda:1"), "not available")
     assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_help_shows_defaults(command):
     text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
-    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 20 from a denoised start, 150 otherwise]", "[default: 0.5;", "[default: 0.6;",
+    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 20 from a denoised start, 150 otherwise]",
+                  "[default: 0.5;", "[default: 0.6;",
                   "Random seed (0 to 2^63-1). [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
                   "--space [image|latent]", "--format [png|tif|jpg|webp|bmp]", "--quality"):
         assert shown in text, shown

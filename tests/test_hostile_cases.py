@@ -38,37 +38,14 @@ def flowrt(tiny_prior):
     return invoke
 
 
-def one_line_error(result, fragment: str) -> str:
-    """The single 'Error:' line of a failed run (no traceback), checked to contain ``fragment``."""
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    assert fragment.lower() in errors[0].lower(), errors[0]
-    return errors[0]
-
-
 def names(folder: Path) -> list:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-@pytest.fixture
-def map_runs(monkeypatch) -> list:
-    import flowrt.solve.solver
-    calls, real = [], flowrt.solve.solver.map_restore
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
-    return calls
 
 
 # ---------------------------------------------------------------- 1. the pixel limit on every path
 
 
-def test_streamed_tiff_to_tiff_obeys_the_decompression_bomb_limit(flowrt, tmp_path, monkeypatch):
+def test_streamed_tiff_to_tiff_obeys_the_decompression_bomb_limit(flowrt, tmp_path, monkeypatch, one_line_error):
     src = tmp_path / "bomb.tif"
     tifffile.imwrite(src, photo(), photometric="rgb", compression="zlib", rowsperstrip=8)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)
@@ -142,7 +119,7 @@ def test_skip_existing_restores_a_truncated_output_again(flowrt, tmp_path, map_r
 
 
 @pytest.mark.parametrize("route", ["whole", "tiled", "streamed"])
-def test_a_full_disk_is_one_line(flowrt, tmp_path, monkeypatch, route):
+def test_a_full_disk_is_one_line(flowrt, tmp_path, monkeypatch, route, one_line_error):
     """ENOSPC from the final write (whole) or from the partial output (tiled .npy, streamed TIFF)."""
     suffix = ".tif" if route == "streamed" else ".png"
     src = tmp_path / f"a{suffix}"
@@ -170,7 +147,7 @@ def test_stdout_on_a_full_device_is_one_line(tiny_prior, tmp_path):
     assert lines == ["Error: <stdout>: cannot write (No space left on device)"], done.stderr
 
 
-def test_an_existing_folder_as_output_fails_before_the_restore(flowrt, tmp_path, map_runs):
+def test_an_existing_folder_as_output_fails_before_the_restore(flowrt, tmp_path, map_runs, one_line_error):
     """-o naming an existing folder writes IN's name inside it (issue 13); when that name is itself a
     folder, the run fails in one line before any MAP run (it used to crash after the restore)."""
     src = tmp_path / "a.png"
@@ -184,7 +161,7 @@ def test_an_existing_folder_as_output_fails_before_the_restore(flowrt, tmp_path,
     assert map_runs == []
 
 
-def test_a_seed_out_of_range_is_one_line(flowrt, tmp_path):
+def test_a_seed_out_of_range_is_one_line(flowrt, tmp_path, one_line_error):
     src = tmp_path / "a.png"
     Image.fromarray(photo()).save(src)
     one_line_error(flowrt("restore", src, "-o", tmp_path / "b.png", "--seed", "99999999999999999999"), "--seed")
@@ -220,7 +197,7 @@ def test_a_truncated_resume_state_starts_over_and_ends_equal(flowrt, tmp_path, m
 # ---------------------------------------------------------------- 5. the smaller ones
 
 
-def test_a_tiny_tile_names_the_tile_not_only_the_default_overlap(flowrt, tmp_path):
+def test_a_tiny_tile_names_the_tile_not_only_the_default_overlap(flowrt, tmp_path, one_line_error):
     src = tmp_path / "a.png"
     Image.fromarray(photo()).save(src)
     line = one_line_error(flowrt("restore", src, "-o", tmp_path / "b.png", "--tile", "3"), "--tile 3")
@@ -263,7 +240,7 @@ def test_broken_links_in_a_batch_are_reported(flowrt, tmp_path):
     assert names(tmp_path / "out") == ["good.png"]
 
 
-def test_a_failed_optimiser_fails_unless_the_fallback_is_accepted(flowrt, tmp_path):
+def test_a_failed_optimiser_fails_unless_the_fallback_is_accepted(flowrt, tmp_path, one_line_error):
     src = tmp_path / "a.png"
     Image.fromarray(photo()).save(src)
     one_line_error(flowrt("restore", src, "-o", tmp_path / "b.png", "--lam", "1e38"), "--accept-fallback")
@@ -273,7 +250,7 @@ def test_a_failed_optimiser_fails_unless_the_fallback_is_accepted(flowrt, tmp_pa
     assert (tmp_path / "b.png").exists()
 
 
-def test_a_streamed_restore_refuses_a_hard_link_to_its_input(flowrt, tmp_path):
+def test_a_streamed_restore_refuses_a_hard_link_to_its_input(flowrt, tmp_path, one_line_error):
     src = tmp_path / "a.tif"
     tifffile.imwrite(src, photo(), photometric="rgb")
     os.link(src, tmp_path / "link.tif")

@@ -32,7 +32,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     (h*scale, w*scale, 3) in [0, 1]. The box must be aligned as ``tile_alignment`` says."""
     from flowrt.operators import build_forward_model
     from flowrt.solve.solver import map_restore
-    from flowrt.solve.start import choose_start, denoise_sigma, denoised_start, jpeg_equivalent_sigma
+    from flowrt.solve.start import choose_start, denoised_start, jpeg_equivalent_sigma
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
     mask = None if plan.mask is None else plan.mask[y0:y1, x0:x1]
@@ -40,9 +40,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
                              mask=mask, greyscale=greyscale)
     jpeg_sigma = None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y)
     start_plan = choose_start(solver, plan.sigma, jpeg_sigma)
-    start = None
-    if start_plan.kind == "denoise":
-        start = denoised_start(fm, denoise_sigma(plan.sigma, jpeg_sigma), greyscale)
+    start = denoised_start(fm, start_plan.denoise_sigma_255, greyscale) if start_plan.kind == "denoise" else None
     result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
     if result.fell_back:  # the output would be the damaged input, barely changed: not a success
         if not solver.accept_fallback:

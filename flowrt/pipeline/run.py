@@ -81,7 +81,7 @@ class TilingOptions:
 def fitted_tile(out_height: int, out_width: int, largest: int, overlap: int) -> int:
     """The smallest tile side (a multiple of TILE_ROUNDING, at most ``largest``) that covers each side
     with as few tiles as ``largest`` would: a 2048-pixel side needs five 512-pixel tiles with a
-    32-pixel overlap, which 448-pixel tiles also cover, restoring 25% fewer pixels."""
+    32-pixel overlap, which 448-pixel tiles also cover, restoring 23% fewer pixels."""
     side = TILE_ROUNDING
     for length in (out_height, out_width):
         count = max(1, math.ceil((length - overlap) / (largest - overlap)))

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from flowrt.solve.dct_denoise import dct_denoise
-from flowrt.solve.solver import ITERS_FROM_DENOISED, SolverConfig, start_blur_for_noise, step_for_noise
+from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
+from flowrt.solve.solver import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
 
@@ -48,10 +49,12 @@ def jpeg_equivalent_sigma(luma_quant: Optional[np.ndarray]) -> float:
 
 @dataclass(frozen=True)
 class StartPlan:
-    """The start chosen for one region: ``kind`` 'denoise' or 'blur', and the solver settings
-    with every start-dependent field resolved (lr, start_blur, iters, step_scale)."""
+    """The start chosen for one region: ``kind`` 'denoise' or 'blur', the solver settings with
+    every start-dependent field resolved (lr, start_blur, iters, step_scale), and the denoiser's
+    noise std ``denoise_sigma_255`` (0-255 scale; used when kind is 'denoise')."""
     kind: str
     solver: SolverConfig
+    denoise_sigma_255: float = 0.0
 
 
 def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -> StartPlan:
@@ -74,7 +77,7 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
     else:
         blur = solver.start_blur if solver.start_blur is not None else start_blur_for_noise(sigma_255, jpeg)
         resolved = replace(solver, lr=lr, start_blur=blur)
-    return StartPlan(kind, resolved)
+    return StartPlan(kind, resolved, strength)
 
 
 def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -> float:
