@@ -2,8 +2,8 @@
 
 Two starts:
 
-* ``denoise``: the observation, hole-filled, denoised on its own grid by the transform-domain
-  denoiser (``flowrt.solve.dct_denoise``), then brought to the restored size. The denoiser is told
+* ``denoise``: the observation, hole-filled, denoised on its own grid by the grouped transform-domain
+  denoiser (``flowrt.denoise``), then brought to the restored size. The denoiser is told
   the Gaussian noise level and, for a JPEG, the quantisation error's equivalent std
   (``jpeg_equivalent_sigma``); their root sum of squares sets its strength. From there the MAP
   only refines: ITERS_FROM_DENOISED iterations with a fraction of the usual step, which on val
@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from flowrt.solve.dct_denoise import dct_denoise
+from flowrt.denoise import denoise_rgb
 from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
 from flowrt.solve.solver import start_blur_for_noise, step_for_noise
 
@@ -89,4 +89,9 @@ def denoised_start(forward_model, sigma_255: float, greyscale: bool) -> torch.Te
     """(1, 3, H, W) in [0, 1]: the forward model's initial estimate computed from its observation
     denoised at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``)."""
     sigma = float(sigma_255) / 255.0
-    return forward_model.initial_estimate(denoise=lambda y: dct_denoise(y, sigma, greyscale=greyscale))
+
+    def denoise(y: torch.Tensor) -> torch.Tensor:   # (1, 3, h, w) -> the same, via numpy (H, W, 3)
+        out = denoise_rgb(y[0].permute(1, 2, 0).cpu().numpy(), sigma, greyscale=greyscale)
+        return torch.from_numpy(out).permute(2, 0, 1)[None].to(device=y.device, dtype=y.dtype)
+
+    return forward_model.initial_estimate(denoise=denoise)
