@@ -13,16 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrt.errors import InputError
 from flowrt.io.jpeg_coefficients import JpegInfo
+from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
 from .blur import Blur
 from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
-from .mask import Mask, check_mask, fill_holes
-from .noise import GaussianLikelihood, effective_sigma_255
-
-MAX_SCALE = 16
+from .mask import Mask, fill_holes
+from .noise import GaussianLikelihood
 
 
 class ForwardModel(TensorHolder):
@@ -84,21 +82,6 @@ class ForwardModel(TensorHolder):
         return y.clamp(0, 1)
 
 
-def _observed_tensor(y: np.ndarray) -> Tensor:
-    y = np.asarray(y, np.float32)
-    if y.ndim != 3 or y.shape[2] != 3 or y.shape[0] == 0 or y.shape[1] == 0:
-        raise InputError(f"the observed image must be (H, W, 3), got {y.shape}")
-    if not np.isfinite(y).all():
-        raise InputError("the observed image holds NaN or infinite values")
-    return torch.from_numpy(np.ascontiguousarray(np.clip(y, 0, 1))).permute(2, 0, 1)[None]
-
-
-def _check_scale(scale) -> int:
-    if int(scale) != scale or not 1 <= int(scale) <= MAX_SCALE:
-        raise InputError(f"scale must be a whole number from 1 to {MAX_SCALE}, got {scale}")
-    return int(scale)
-
-
 def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
                         scale: int = 1, blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
                         greyscale: bool = False) -> ForwardModel:
@@ -111,25 +94,18 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     size. mask: bool (h, w) at the observed size, True = observed. greyscale: y is one grey
     channel (compared with x's luma). InputError for anything inconsistent.
     """
-    observed = _observed_tensor(y)
-    h, w = observed.shape[-2:]
-    scale = _check_scale(scale)
-    sigma_255 = effective_sigma_255(sigma)
-    keep = np.ones((h, w), bool) if mask is None else check_mask(mask, (h, w))
-    restored = (h * scale, w * scale)
+    spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, greyscale=greyscale)
     stages: List[Degradation] = []
     if blur is not None:
         stages.append(Blur(blur))
-    if scale > 1:
-        stages.append(BicubicDownsample(restored, scale))
+    if spec.scale > 1:
+        stages.append(BicubicDownsample(spec.restored, spec.scale))
     if mask is not None:
-        stages.append(Mask(keep))
+        stages.append(Mask(spec.keep))
     if jpeg is not None:
-        if (jpeg.height, jpeg.width) != (h, w):
-            raise InputError(f"the JPEG is {jpeg.width}x{jpeg.height} but the observed image is {w}x{h}")
-        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, None if mask is None else keep)
+        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
     else:
-        likelihood = GaussianLikelihood(y, sigma_255, None if mask is None else keep, greyscale,
-                                        noise_given=bool(sigma))
-    observed_mask = torch.from_numpy(keep.astype(np.float32))[None, None]
-    return ForwardModel(stages, likelihood, observed, observed_mask, restored, scale)
+        likelihood = GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale, noise_given=spec.noise_given)
+    observed = torch.from_numpy(spec.observed).permute(2, 0, 1)[None]
+    observed_mask = torch.from_numpy(spec.keep.astype(np.float32))[None, None]
+    return ForwardModel(stages, likelihood, observed, observed_mask, spec.restored, spec.scale)
