@@ -12,20 +12,19 @@ Two starts:
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
-``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere.
+``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere. Nothing here imports torch:
+the torch engine's denoiser is imported by ``denoised_start`` when it runs.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
-import torch
 
-from flowrt.solve.dct_denoise import dct_denoise
 from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
-from flowrt.solve.solver import start_blur_for_noise, step_for_noise
+from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
 
@@ -85,8 +84,16 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
     return float(np.hypot(sigma_255 or 0.0, jpeg_sigma_255 or 0.0))
 
 
-def denoised_start(forward_model, sigma_255: float, greyscale: bool) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]: the forward model's initial estimate computed from its observation
-    denoised at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``)."""
+def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Optional[Callable] = None):
+    """The forward model's initial estimate computed from its observation denoised at noise std
+    ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``), in the forward model's own form:
+    (1, 3, H, W) in [0, 1], a tensor for ``flowrt.operators``, an array for ``flowrt.numeric``.
+
+    denoiser(y, sigma, *, greyscale) takes what ``initial_estimate`` hands its ``denoise`` (sigma
+    in [0, 1] units); None: the torch chain's ``dct_denoise``, imported only then, so choosing a
+    start (and this module) needs no torch.
+    """
+    if denoiser is None:
+        from flowrt.solve.dct_denoise import dct_denoise as denoiser
     sigma = float(sigma_255) / 255.0
-    return forward_model.initial_estimate(denoise=lambda y: dct_denoise(y, sigma, greyscale=greyscale))
+    return forward_model.initial_estimate(denoise=lambda y: denoiser(y, sigma, greyscale=greyscale))
