@@ -90,8 +90,9 @@ def log_interval_prob_and_grad(center, half_width, mean, std) -> Tuple[np.ndarra
     d = log_a - log_b
     clamped = np.minimum(d, -tiny)
     value = log_b + log1mexp(clamped)
-    # d log1mexp(d) / dd = -1 / expm1(-d); zero where the clamp holds d
-    slope = np.where(d < -tiny, -1.0 / np.expm1(-clamped), 0.0)
+    # d log1mexp(d) / dd = -1 / expm1(-d); zero where a clamp holds d (at -sqrt(tiny), and below -80
+    # where log1mexp's far branch is clamped: the slope there is under e^-80)
+    slope = np.where((d < -tiny) & (d >= -80.0), -1.0 / np.expm1(-np.maximum(clamped, -80.0)), 0.0)
     d_dt = grad_b + slope * (grad_a - grad_b)
     return value, d_dt * np.sign(offset) / std
 
