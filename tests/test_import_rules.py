@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "flowrt"
 FORBIDDEN_FOR_RUNTIME = ("flowrt.train", "flowrt.export", "flowrt.cli")
-LOW_LAYERS = ("io", "operators", "prior", "solve", "tiling")
+LOW_LAYERS = ("io", "operators", "prior", "solve", "denoise", "tiling")
 
 
 def imported_modules(path: Path) -> set:
@@ -64,3 +64,10 @@ def test_ray_is_imported_in_one_place_and_only_above_the_pipeline():
     assert importers == {"flowrt/distributed/cluster.py"}
     below = [p for layer in (*LOW_LAYERS, "pipeline") for p in (RUNTIME / layer).rglob("*.py")]
     assert not [str(p) for p in below if any(m.startswith("flowrt.distributed") for m in imported_modules(p))]
+
+
+def test_the_denoiser_is_torch_free():
+    """The start denoiser serves the torch-free ONNX Runtime engine too."""
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "torch")
+                 for p in (RUNTIME / "denoise").rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}

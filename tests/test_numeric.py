@@ -272,7 +272,7 @@ def test_initial_estimate_matches_torch_with_holes_scale_and_a_denoiser():
     assert start.shape == (1, 3, 27, 33) and start.dtype == np.float32
     assert_close(start, theirs.initial_estimate().numpy(), 1e-6)
     halve = lambda rgb: rgb * 0.5  # noqa: E731 - a stand-in denoiser, (h, w, 3) -> (h, w, 3)
-    expected = theirs.initial_estimate(denoise=lambda t: t * 0.5).numpy()
+    expected = theirs.initial_estimate(denoise=halve).numpy()
     assert_close(ours.initial_estimate(denoise=halve), expected, 1e-6)
 
 

@@ -2,8 +2,8 @@
 
 Two starts:
 
-* ``denoise``: the observation, hole-filled, denoised on its own grid by the transform-domain
-  denoiser (``flowrt.solve.dct_denoise``), then brought to the restored size. The denoiser is told
+* ``denoise``: the observation, hole-filled, denoised on its own grid by the grouped transform-domain
+  denoiser (``flowrt.denoise``), then brought to the restored size. The denoiser is told
   the Gaussian noise level and, for a JPEG, the quantisation error's equivalent std
   (``jpeg_equivalent_sigma``); their root sum of squares sets its strength. From there the MAP
   only refines: ITERS_FROM_DENOISED iterations with a fraction of the usual step, which on val
@@ -12,17 +12,18 @@ Two starts:
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
-``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere. Nothing here imports torch:
-the torch engine's denoiser is imported by ``denoised_start`` when it runs.
+``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere. Nothing here imports torch,
+so both engines start the same way.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
+from flowrt.denoise import denoise_rgb
 from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
 from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
@@ -84,16 +85,10 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
     return float(np.hypot(sigma_255 or 0.0, jpeg_sigma_255 or 0.0))
 
 
-def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Optional[Callable] = None):
-    """The forward model's initial estimate computed from its observation denoised at noise std
-    ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``), in the forward model's own form:
-    (1, 3, H, W) in [0, 1], a tensor for ``flowrt.operators``, an array for ``flowrt.numeric``.
-
-    denoiser(y, sigma, *, greyscale) takes what ``initial_estimate`` hands its ``denoise`` (sigma
-    in [0, 1] units); None: the torch chain's ``dct_denoise``, imported only then, so choosing a
-    start (and this module) needs no torch.
-    """
-    if denoiser is None:
-        from flowrt.solve.dct_denoise import dct_denoise as denoiser
+def denoised_start(forward_model, sigma_255: float, greyscale: bool):
+    """The forward model's initial estimate computed from its observation denoised by ``denoise_rgb``
+    at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``): (1, 3, H, W) in [0, 1],
+    a tensor for a ``flowrt.operators`` chain, a float32 array for a ``flowrt.numeric`` one (both
+    hand their ``denoise`` the observation as a numpy (h, w, 3) array)."""
     sigma = float(sigma_255) / 255.0
-    return forward_model.initial_estimate(denoise=lambda y: denoiser(y, sigma, greyscale=greyscale))
+    return forward_model.initial_estimate(denoise=lambda rgb: denoise_rgb(rgb, sigma, greyscale=greyscale))

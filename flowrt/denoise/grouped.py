@@ -1,0 +1,144 @@
+"""A grouped transform-domain Gaussian denoiser: the MAP's starting point for noisy observations.
+
+After Dabov et al., "Image denoising by sparse 3-D transform-domain collaborative filtering"
+(IEEE TIP 2007), in its colour form: the image goes to an orthonormal opponent colour space
+(white noise of std sigma per RGB channel stays white with the same std per channel), and two
+passes run over every reference patch on a grid (every ``REF_STEP`` pixels):
+
+1. **hard thresholding**: the patches most similar to the reference (on the luma-like channel,
+   within ``SEARCH_RADIUS``) are stacked into a group; the group's 3-D transform (2-D DCT of
+   each patch, Haar across the group) is hard-thresholded at ``HARD_THRESHOLD * sigma``; every
+   patch of the group is put back, weighted by 1 / (coefficients kept);
+2. **Wiener filtering**: groups are matched again on the first estimate, where noise no longer
+   hides similarity, and the noisy groups are shrunk by p^2 / (p^2 + sigma^2), p the first
+   estimate's 3-D coefficient.
+
+Matching is shared by the three colour channels. Grouping is what the earlier sliding-DCT start
+lacked: similar patches from elsewhere in the image average the noise down where one patch's
+transform cannot. Memory: a few (H, W, 64) float32 coefficient arrays per channel, so large
+images are processed in bands of rows (``BAND_PIXELS``) with a margin wide enough for matching.
+torch-free: numpy and the numba kernels of ``flowrt.denoise.kernels``.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import numpy as np
+
+from flowrt.denoise import kernels as K
+
+HARD_THRESHOLD = 2.7      # in multiples of sigma (Dabov et al.'s lambda_3D)
+SEARCH_RADIUS = 19        # candidate patches lie within this many pixels of the reference
+REF_STEP = 3              # reference patches every this many pixels (the last row/column always)
+GROUP_HARD = 16           # most patches per group, first pass
+GROUP_WIENER = 32         # most patches per group, second pass
+# Matching thresholds, mean squared difference per pixel on the 0-255 scale. The first pass
+# compares noisy patches, whose distance carries 2 sigma^2 of noise on top of the signal's.
+MATCH_HARD_SIGNAL_255 = 3000.0
+MATCH_WIENER_255 = 800.0
+CHUNK_GROUPS = 4096       # groups filtered per parallel call (bounds the group buffer)
+BAND_PIXELS = 1 << 19     # larger images are denoised in bands of rows of about this many pixels
+MARGIN = SEARCH_RADIUS + 2 * K.PATCH   # rows of context on each side of a band
+
+# Orthonormal opponent colour transform (rows: luma-like mean, red-blue, green-magenta).
+OPPONENT = np.array([
+    [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+    [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2)],
+    [1 / math.sqrt(6), -2 / math.sqrt(6), 1 / math.sqrt(6)],
+], np.float32)
+
+
+def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False) -> np.ndarray:
+    """Denoise ``rgb`` float (H, W, 3) in [0, 1], corrupted by white Gaussian noise of std ``sigma``
+    ([0, 1] units, > 0) per channel; returns float32 (H, W, 3) clipped to [0, 1].
+
+    greyscale: the three channels hold one grey image (one noise draw shared by all three),
+    denoised once as a single channel.
+    """
+    rgb = np.asarray(rgb, np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"expected (H, W, 3), got {rgb.shape}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+    if greyscale:
+        planes = [rgb.mean(axis=2)]
+    else:
+        opp = np.einsum("ij,hwj->ihw", OPPONENT, rgb)
+        planes = [np.ascontiguousarray(p) for p in opp]
+    done = _denoise_planes(planes, float(sigma))
+    if greyscale:
+        out = np.repeat(done[0][..., None], 3, axis=2)
+    else:
+        out = np.einsum("ji,jhw->hwi", OPPONENT, np.stack(done))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _denoise_planes(planes: List[np.ndarray], sigma: float) -> List[np.ndarray]:
+    """Denoise channels (H, W) sharing one noise std; channel 0 guides the matching. Bands of
+    rows bound the memory; each band sees MARGIN rows of context on both sides."""
+    h, w = planes[0].shape
+    band = max(64, BAND_PIXELS // max(w, 1))
+    if h <= band + 2 * MARGIN:
+        return _denoise_padded(planes, sigma)
+    out = [np.empty_like(p) for p in planes]
+    for r0 in range(0, h, band):
+        r1 = min(h, r0 + band)
+        a, b = max(0, r0 - MARGIN), min(h, r1 + MARGIN)
+        part = _denoise_padded([p[a:b] for p in planes], sigma)
+        for o, q in zip(out, part):
+            o[r0:r1] = q[r0 - a:r1 - a]
+    return out
+
+
+def _denoise_padded(planes: List[np.ndarray], sigma: float) -> List[np.ndarray]:
+    """Reflect-pad planes smaller than two patches (matching needs room), denoise, crop back."""
+    h, w = planes[0].shape
+    ph, pw = max(0, 2 * K.PATCH - h), max(0, 2 * K.PATCH - w)
+    if ph or pw:
+        mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
+        padded = [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in planes]
+        return [p[:h, :w] for p in _two_passes(padded, sigma)]
+    return _two_passes(planes, sigma)
+
+
+def _two_passes(planes: List[np.ndarray], sigma: float) -> List[np.ndarray]:
+    d = K.dct_matrix()
+    planes = [np.ascontiguousarray(p, np.float32) for p in planes]
+    coefs = [K.patch_dct(p, d) for p in planes]
+    refs = _reference_grid(*planes[0].shape)
+    s255 = sigma * 255.0
+    tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
+    groups = K.match_blocks(planes[0], *refs, SEARCH_RADIUS, GROUP_HARD, tau_hard)
+    pilot = [_filter(c, None, groups, sigma, d) for c in coefs]
+    pilot_coefs = [K.patch_dct(p, d) for p in pilot]
+    groups = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
+    return [_filter(c, pc, groups, sigma, d) for c, pc in zip(coefs, pilot_coefs)]
+
+
+def _reference_grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference positions every REF_STEP pixels, the last row and column always included."""
+    def axis(n: int) -> np.ndarray:
+        last = n - K.PATCH
+        steps = list(range(0, last + 1, REF_STEP))
+        if steps[-1] != last:
+            steps.append(last)
+        return np.asarray(steps, np.int32)
+    ys, xs = np.meshgrid(axis(h), axis(w), indexing="ij")
+    return ys.ravel().copy(), xs.ravel().copy()
+
+
+def _filter(coef: np.ndarray, pilot, groups, sigma: float, d: np.ndarray) -> np.ndarray:
+    """One pass over one channel: filter every group, aggregate, synthesise (H, W)."""
+    ys, xs, counts = groups
+    num = np.zeros_like(coef)
+    den = np.zeros(coef.shape[:2], np.float32)
+    wiener = pilot is not None
+    pilot = coef if pilot is None else pilot
+    for r0 in range(0, len(counts), CHUNK_GROUPS):
+        r1 = min(len(counts), r0 + CHUNK_GROUPS)
+        filtered, weights = K.filter_groups(coef, pilot, ys, xs, counts, r0, r1, np.float32(sigma),
+                                            np.float32(HARD_THRESHOLD), wiener)
+        K.scatter_groups(filtered, weights, ys, xs, counts, r0, num, den)
+    image, weight = K.synthesize(num, den, d)
+    return image / np.maximum(weight, 1e-12)

@@ -1,0 +1,145 @@
+"""The grouped transform-domain denoiser (flowrt.denoise): kernels against references, and behaviour."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from flowrt.denoise import denoise_rgb
+from flowrt.denoise import grouped as G
+from flowrt.denoise import kernels as K
+
+
+def _scene(h=48, w=56, seed=0) -> np.ndarray:
+    """(h, w, 3) in [0.1, 0.9]: gradients, a disc, an edge and a repeated stripe pattern."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    disc = ((yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.08).astype(np.float32)
+    stripes = 0.15 * (np.sin(xx * 40) > 0)
+    base = np.stack([0.3 + 0.4 * xx, 0.2 + 0.5 * yy * disc + stripes, 0.6 - 0.3 * (xx > 0.7)], axis=2)
+    return np.clip(base + 0.02 * rng.random((h, w, 3)), 0.1, 0.9).astype(np.float32)
+
+
+def _psnr(a, b) -> float:
+    return 10 * math.log10(1.0 / float(np.mean((np.asarray(a, np.float64) - b) ** 2)))
+
+
+def test_dct_matrix_is_orthonormal():
+    d = K.dct_matrix().astype(np.float64)
+    np.testing.assert_allclose(d @ d.T, np.eye(8), atol=1e-6)
+
+
+def test_patch_dct_matches_a_brute_force_dct():
+    rng = np.random.default_rng(1)
+    plane = rng.random((13, 17), dtype=np.float32)
+    d = K.dct_matrix()
+    coef = K.patch_dct(plane, d)
+    assert coef.shape == (6, 10, 64)
+    for y, x in [(0, 0), (5, 9), (2, 7)]:
+        expected = (d.astype(np.float64) @ plane[y:y + 8, x:x + 8] @ d.T.astype(np.float64)).ravel()
+        np.testing.assert_allclose(coef[y, x], expected, atol=1e-5)
+
+
+def test_synthesis_is_the_adjoint_of_the_patch_dct():
+    rng = np.random.default_rng(2)
+    plane = rng.standard_normal((13, 17)).astype(np.float32)
+    num = rng.standard_normal((6, 10, 64)).astype(np.float32)
+    den = rng.random((6, 10)).astype(np.float32)
+    d = K.dct_matrix()
+    image, weight = K.synthesize(num, den, d)
+    lhs = float(np.sum(K.patch_dct(plane, d).astype(np.float64) * num))
+    assert lhs == pytest.approx(float(np.sum(plane.astype(np.float64) * image)), rel=1e-4)
+    # the weights overlap-add over each patch's 8x8 pixels
+    expected = np.zeros((13, 17))
+    for y in range(6):
+        for x in range(10):
+            expected[y:y + 8, x:x + 8] += den[y, x]
+    np.testing.assert_allclose(weight, expected, rtol=1e-5)
+
+
+def test_synthesis_inverts_the_patch_dct_with_unit_weights():
+    rng = np.random.default_rng(3)
+    plane = rng.random((20, 11), dtype=np.float32)
+    d = K.dct_matrix()
+    image, weight = K.synthesize(K.patch_dct(plane, d), np.ones((13, 4), np.float32), d)
+    np.testing.assert_allclose(image / weight, plane, atol=1e-5)
+
+
+def test_block_matching_matches_brute_force():
+    rng = np.random.default_rng(4)
+    guide = rng.random((24, 21), dtype=np.float32)
+    ref_y, ref_x = np.array([0, 9, 16], np.int32), np.array([0, 5, 13], np.int32)
+    radius, cap, tau = 5, 8, 0.2
+    ys, xs, counts = K.match_blocks(guide, ref_y, ref_x, radius, cap, tau)
+    for r, (ry, rx) in enumerate(zip(ref_y, ref_x)):
+        cands = []
+        for cy in range(max(0, ry - radius), min(16, ry + radius) + 1):
+            for cx in range(max(0, rx - radius), min(13, rx + radius) + 1):
+                if (cy, cx) != (ry, rx):
+                    dist = float(np.mean((guide[ry:ry + 8, rx:rx + 8] - guide[cy:cy + 8, cx:cx + 8]) ** 2))
+                    if dist <= tau:
+                        cands.append((dist, cy, cx))
+        cands.sort()
+        n = 1 + min(len(cands), cap - 1)
+        k = 1 << (n.bit_length() - 1)
+        assert counts[r] == k
+        assert (ys[r, 0], xs[r, 0]) == (ry, rx)   # the reference leads its group
+        got = [(int(y), int(x)) for y, x in zip(ys[r, 1:k], xs[r, 1:k])]
+        assert got == [(y, x) for _, y, x in cands[:k - 1]]
+
+
+def test_a_group_of_identical_patches_keeps_its_signal():
+    """Stacking the same patch k times and filtering with a tiny sigma returns that patch."""
+    rng = np.random.default_rng(5)
+    coef = rng.standard_normal((4, 4, 64)).astype(np.float32)
+    coef[:] = coef[0, 0]
+    ys = np.zeros((1, 4), np.int32)
+    xs = np.array([[0, 1, 2, 3]], np.int32)
+    for wiener in (False, True):
+        out, weight = K.filter_groups(coef, coef, ys, xs, np.array([4], np.int32), 0, 1,
+                                      np.float32(1e-4), np.float32(2.7), wiener)
+        np.testing.assert_allclose(out[0], np.repeat(coef[0, :1], 4, axis=0), rtol=1e-4, atol=1e-4)
+        assert weight[0] > 0
+
+
+def test_denoiser_removes_most_of_the_noise():
+    clean = _scene()
+    noisy = clean + 25 / 255 * np.random.default_rng(6).standard_normal(clean.shape).astype(np.float32)
+    out = denoise_rgb(noisy, 25 / 255)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert _psnr(out, clean) > _psnr(np.clip(noisy, 0, 1), clean) + 8
+
+
+def test_denoiser_barely_touches_a_clean_image_at_a_tiny_sigma():
+    clean = _scene()
+    assert _psnr(denoise_rgb(clean, 1e-4), clean) > 60
+
+
+def test_bands_agree_with_the_whole_image(monkeypatch):
+    clean = _scene(120, 40, seed=7)
+    noisy = clean + 0.08 * np.random.default_rng(8).standard_normal(clean.shape).astype(np.float32)
+    whole = denoise_rgb(noisy, 0.08)
+    monkeypatch.setattr(G, "BAND_PIXELS", 64 * 40)   # bands of 64 rows, each with its margin
+    banded = denoise_rgb(noisy, 0.08)
+    assert abs(_psnr(banded, clean) - _psnr(whole, clean)) < 0.3
+    assert float(np.abs(banded - whole).mean()) < 0.01
+
+
+def test_greyscale_stays_grey_and_tiny_images_work():
+    grey = _scene()[..., :1]
+    noisy = np.repeat(grey + 0.1 * np.random.default_rng(9).standard_normal(grey.shape).astype(np.float32), 3, 2)
+    out = denoise_rgb(noisy, 0.1, greyscale=True)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    for shape in [(5, 3, 3), (1, 1, 3), (1, 40, 3), (9, 8, 3)]:
+        tiny = np.random.default_rng(10).random(shape, dtype=np.float32)
+        out = denoise_rgb(tiny, 0.1)
+        assert out.shape == shape and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("bad", [dict(y=np.zeros((8, 8)), sigma=0.1), dict(y=np.zeros((8, 8, 3)), sigma=0.0),
+                                 dict(y=np.zeros((0, 8, 3)), sigma=0.1), dict(y=np.zeros((8, 8, 3)), sigma=math.nan)])
+def test_denoiser_refuses_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        denoise_rgb(bad["y"], bad["sigma"])
