@@ -69,11 +69,10 @@ def _say(line: str, quiet: bool) -> None:
 
 
 def _load(model_dir, opts):
-    """(torch device, prior): the device checked against this machine, then the prior loaded."""
-    from flowrt.device import resolve_device
-    from flowrt.prior.engines import load_prior
-    device = resolve_device(opts.device)
-    return device, load_prior(model_dir, opts.engine, device)
+    """(device, prior) of the engine the options ask for (``flowrt.prior.engines.open_engine``): the
+    device checked against this machine, then the prior loaded; --engine ort imports no torch."""
+    from flowrt.prior.engines import open_engine
+    return open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
 
 
 def _run(job, prior, opts, device, model_dir, verbose) -> None:
