@@ -78,9 +78,12 @@ def _load(model_dir, opts):
 def _run(job, prior, opts, device, model_dir, verbose) -> None:
     """run_restore with a progress bar of MAP iterations (whole) or tiles (tiled)."""
     from flowrt.pipeline.run import model_key, run_restore
+    from flowrt.prior.engines import runs_without_torch
     settings = job.settings(prior.multiple)
     if verbose:
-        click.echo(f"{job.headline()}; {opts.solver.space} space, {'auto' if opts.solver.iters is None else opts.solver.iters} iterations on {device}"
+        iters = "auto" if opts.solver.iters is None else opts.solver.iters
+        engine = "ort (numpy loop)" if runs_without_torch(prior) else "torch"
+        click.echo(f"{job.headline()}; {opts.solver.space} space, {iters} iterations on {device}, engine {engine}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
         on_tile, (on_iteration, close) = None, iteration_bar(True, opts.solver.iters)

@@ -8,7 +8,13 @@
                forward models (``flowrt.numeric``): image space; ORT's CPU provider, or its CUDA one
                for the prior alone (the forward models stay in numpy on the CPU). Nothing on this path
                imports torch.
-  * ``auto``   torch. (Measured: benchmarks/results/restore_speed.md.)
+  * ``auto``   ort on the CPU in image space when the model folder has ``prior_grad.onnx`` (the
+               packaged prior does); torch otherwise (latent space, CUDA, a folder without the
+               gradient graph). Measured (benchmarks/results/restore_speed.md, 512x512 noise 25 at the
+               defaults, both cores): on this project's shared 2-core machine at load ~5, ort 24.5 s
+               against torch 80.3 s (ort / torch 0.305), ort's rounds steady, torch's 58-103 s (its
+               OpenMP threads contend with other work); on a quiet machine, before the numpy loop,
+               ort took 1.13x torch's time. CUDA was not measured, so it stays torch.
 
 ``open_engine`` resolves the engine and the device together: the torch engine gets a torch.device
 (``flowrt.device.resolve_device``), the ort engine the device its ORT session really uses ('cpu' or
@@ -24,10 +30,29 @@ ENGINES = ("auto", "torch", "ort")
 ModelDir = Optional[Union[str, Path]]
 
 
-def choose_engine(engine: str, device_name: str = "auto", space: str = "image") -> str:
-    """The engine ``engine`` stands for ('auto' resolved) for a restore on ``device_name`` (auto, cpu,
-    cuda, cuda:N) in ``space``."""
-    return "torch" if engine == "auto" else engine
+def choose_engine(engine: str, device_name: str = "auto", space: str = "image", model_dir: ModelDir = None) -> str:
+    """The engine ``engine`` stands for ('auto' resolved, see the module docstring) for a restore on
+    ``device_name`` (auto, cpu, cuda, cuda:N) in ``space`` with the prior in ``model_dir``. For
+    ``--device auto`` torch is imported to ask for CUDA only where a GPU driver is loaded."""
+    if engine != "auto":
+        return engine
+    if space != "image" or device_name.startswith("cuda") or not has_gradient_graph(model_dir):
+        return "torch"
+    from flowrt.device import gpu_driver_loaded, resolve_device
+    if device_name == "cpu" or not gpu_driver_loaded():
+        return "ort"
+    return "ort" if resolve_device(device_name).type == "cpu" else "torch"
+
+
+def has_gradient_graph(model_dir: ModelDir) -> bool:
+    """Whether the model folder's manifest lists prior_grad.onnx (False for a folder that cannot be
+    read: the torch loader then reports what is wrong with it)."""
+    from flowrt.errors import ModelError
+    from flowrt.prior.folders import PRIOR_GRAD_ONNX, read_manifest, resolve_model_dir
+    try:
+        return PRIOR_GRAD_ONNX in read_manifest(resolve_model_dir(model_dir))["files"]
+    except ModelError:
+        return False
 
 
 def ort_device_kind(device_name: str) -> str:
@@ -44,7 +69,7 @@ def open_engine(model_dir: ModelDir, engine: str = "auto", device_name: str = "a
     InputError for a device this machine lacks, ModelError for a missing or tampered folder."""
     from flowrt.device import check_device_name
     check_device_name(device_name)
-    if choose_engine(engine, device_name, space) == "ort":
+    if choose_engine(engine, device_name, space, model_dir) == "ort":
         from flowrt.prior.ort_gradient import OrtPriorGradient
         prior = OrtPriorGradient(model_dir, device=ort_device_kind(device_name))
         return prior.device, prior
