@@ -29,7 +29,7 @@ from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
 
-DENOISED_STEP_SCALE = 0.25   # the step after a denoised start, relative to step_for_noise(sigma)
+DENOISED_STEP_SCALE = 0.125  # the step after a denoised start, relative to step_for_noise(sigma)
 JPEG_DENOISED_STEP_SCALE = 0.5   # the same with a JPEG data term (its step is already 4x smaller)
 MIN_DENOISE_SIGMA = 1.0      # below this noise std (0-255) denoising the start is not worth its time
 # The denoiser's std for a JPEG, per unit of the luma table's RMS quantisation error q/sqrt(12):
