@@ -1,6 +1,9 @@
 """Seconds for one 512x512 noise-25 restore, side by side in one invocation: flowrt's old path (torch,
-150 Adam iterations from the blurred observation), flowrt's current defaults (a DCT-denoised start and
-20 iterations), the same on ONNX Runtime, and BM3D (the ``bm3d`` package, sigma 25).
+150 Adam iterations from the blurred observation), flowrt's current defaults (a denoised start and
+20 iterations) on each engine, ``--engine torch`` (torch autograd, the torch loop) and ``--engine ort``
+(ONNX Runtime's prior gradient under the numpy loop, no torch imported), and BM3D (the ``bm3d``
+package, sigma 25). The engines are named explicitly, whatever ``--engine auto`` picks; the report
+gives their ratio, ort seconds / torch seconds (below 1: ort is faster).
 
     python benchmarks/restore_speed.py --data ../shared/data/val --photo plasma_Kite.png
 
@@ -30,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr  # noqa: E402
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
-from flowrt.solve.solver import ITERS_FROM_DENOISED  # noqa: E402
+from flowrt.solve.config import ITERS_FROM_DENOISED  # noqa: E402
 
 OLD_PATH = ["--engine", "torch", "--iters", "150", "--start", "blur"]   # flowrt 0.1.0's defaults (150 Adam steps)
 
@@ -71,6 +74,23 @@ def psnr_of_file(clean: np.ndarray, path: Path) -> float:
     return psnr(clean, np.asarray(Image.open(path).convert("RGB")))
 
 
+def write_report(args, report: dict, load_before: list) -> None:
+    """results/restore_speed.{json,md} from the report ``main`` measured."""
+    rows, ort_over_torch = report["rows"], report["ort_over_torch"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "restore_speed.json").write_text(json.dumps(report, indent=2))
+    table = "".join(f"| {r['method']} | {r['median_s']} | {r['speedup_vs_old']}x | {r['psnr_db']} |\n" for r in rows)
+    (args.out / "restore_speed.md").write_text(
+        "# One 512x512 noise-25 restore, side by side (this CPU)\n\n"
+        f"512x512 centre crop of `{args.photo}` with N(0, 25^2) noise; each run a fresh process (start-up, "
+        f"model load, I/O included); OMP_NUM_THREADS {report['threads']}; median of {args.repeats} round(s), "
+        f"the methods taking turns; load average before {load_before}, at the end {report['load_average']}.\n\n"
+        "| method | wall (s) | speed-up vs old path | PSNR (dB) |\n| --- | --- | --- | --- |\n" + table
+        + f"\nAt the defaults, --engine ort / --engine torch = {ort_over_torch} (wall-clock ratio of the medians).\n"
+        + "\nCommand: `python benchmarks/restore_speed.py" + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
+        + (f" --threads {args.threads}" if args.threads else "") + "`\n")
+
+
 def main(argv: list | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/val"))
@@ -82,9 +102,11 @@ def main(argv: list | None = None) -> int:
     task = TASKS["noise"]
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
-    runs = {"flowrt old path (torch, 150 Adam)": [], f"flowrt defaults (denoised start, {ITERS_FROM_DENOISED} iterations)": [],
-            "flowrt --engine ort": [], "BM3D (sigma 25)": []}
+    defaults = f"flowrt defaults (denoised start, {ITERS_FROM_DENOISED} iterations)"
+    runs = {"flowrt old path (torch, 150 Adam)": [], f"{defaults}, --engine torch": [],
+            f"{defaults}, --engine ort": [], "BM3D (sigma 25)": []}
     quality = {}
+    load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "n512.png"
         src.write_bytes(encoded)
@@ -94,7 +116,7 @@ def main(argv: list | None = None) -> int:
                 if name.startswith("BM3D"):
                     seconds.append(time_bm3d(src, out, args.threads))
                 else:
-                    extra = OLD_PATH if "old" in name else ["--engine", "ort"] if "ort" in name else []
+                    extra = OLD_PATH if "old" in name else ["--engine", name.rsplit(" ", 1)[1]]
                     seconds.append(time_flowrt(src, out, extra, args.threads))
                 quality[name] = round(psnr_of_file(clean, out), 2)
     rows = [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
@@ -102,18 +124,11 @@ def main(argv: list | None = None) -> int:
     base = rows[0]["median_s"]
     for row in rows:
         row["speedup_vs_old"] = round(base / row["median_s"], 2)
+    ort_over_torch = round(rows[2]["median_s"] / rows[1]["median_s"], 3)
     report = {"photo": args.photo, "size": [512, 512], "threads": args.threads or f"unset ({os.cpu_count()} cores)",
-              "rows": rows, "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "restore_speed.json").write_text(json.dumps(report, indent=2))
-    table = "".join(f"| {r['method']} | {r['median_s']} | {r['speedup_vs_old']}x | {r['psnr_db']} |\n" for r in rows)
-    (args.out / "restore_speed.md").write_text(
-        "# One 512x512 noise-25 restore, side by side (this CPU)\n\n"
-        f"512x512 centre crop of `{args.photo}` with N(0, 25^2) noise; each run a fresh process (start-up, "
-        f"model load, I/O included); OMP_NUM_THREADS {report['threads']}; median of {args.repeats} round(s), "
-        f"the methods taking turns; load average at the end {report['load_average']}.\n\n"
-        "| method | wall (s) | speed-up vs old path | PSNR (dB) |\n| --- | --- | --- | --- |\n" + table
-        + "\nCommand: `python benchmarks/restore_speed.py`\n")
+              "rows": rows, "ort_over_torch": ort_over_torch, "load_average_before": load_before,
+              "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
+    write_report(args, report, load_before)
     print(json.dumps(report))
     return 0
 

@@ -42,10 +42,9 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
     opts = build_options(**fields)
     output = build_output(fmt, quality, bit_depth)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.device import resolve_device
     from flowrt.pipeline.batch import BatchJob, run_batch
     from flowrt.pipeline.run import model_key
-    from flowrt.prior.engines import load_prior
+    from flowrt.prior.engines import open_engine
 
     if ray_output and not ray_address:
         raise click.UsageError("--ray-output goes with --ray")
@@ -60,8 +59,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
         if report_path:
             _write_report(report_path, summary, opts, model_dir, input_dir)
         raise SystemExit(1 if summary.failed else 0)
-    device = resolve_device(opts.device)
-    prior = load_prior(model_dir, opts.engine, device)
+    device, prior = open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
     summary = run_batch(job, opts, prior, device=device, output=output,
                         report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
                         model=model_key(model_dir), progress=batch_progress(len(job.pairs), opts.solver.iters, quiet))

@@ -69,19 +69,21 @@ def _say(line: str, quiet: bool) -> None:
 
 
 def _load(model_dir, opts):
-    """(torch device, prior): the device checked against this machine, then the prior loaded."""
-    from flowrt.device import resolve_device
-    from flowrt.prior.engines import load_prior
-    device = resolve_device(opts.device)
-    return device, load_prior(model_dir, opts.engine, device)
+    """(device, prior) of the engine the options ask for (``flowrt.prior.engines.open_engine``): the
+    device checked against this machine, then the prior loaded; --engine ort imports no torch."""
+    from flowrt.prior.engines import open_engine
+    return open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
 
 
 def _run(job, prior, opts, device, model_dir, verbose) -> None:
     """run_restore with a progress bar of MAP iterations (whole) or tiles (tiled)."""
     from flowrt.pipeline.run import model_key, run_restore
+    from flowrt.prior.engines import runs_without_torch
     settings = job.settings(prior.multiple)
     if verbose:
-        click.echo(f"{job.headline()}; {opts.solver.space} space, {'auto' if opts.solver.iters is None else opts.solver.iters} iterations on {device}"
+        iters = "auto" if opts.solver.iters is None else opts.solver.iters
+        engine = "ort (numpy loop)" if runs_without_torch(prior) else "torch"
+        click.echo(f"{job.headline()}; {opts.solver.space} space, {iters} iterations on {device}, engine {engine}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
         on_tile, (on_iteration, close) = None, iteration_bar(True, opts.solver.iters)

@@ -83,7 +83,9 @@ _OPTIONS = [
     click.option("--device", type=DeviceParam(), default="auto", show_default=True, metavar=DEVICE_CHOICES,
                  help="Where the MAP runs: auto (CUDA when there is one), cpu, cuda, or cuda:N (GPU N)."),
     click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
-                 help="What evaluates the prior's gradient: torch autograd, or the exported ONNX Runtime graph."),
+                 help="What runs the MAP: ort (the exported ONNX Runtime gradient, numpy loop, no torch), "
+                      "torch (autograd; latent space, CUDA), or auto (ort on the CPU when the model has its "
+                      "gradient graph, else torch)."),
     click.option("--seed", type=int, default=_SOLVER.seed, show_default=True, help="Random seed (0 to 2^63-1)."),
     click.option("--accept-fallback", is_flag=True,
                  help="If the optimiser fails, write its starting estimate (the input, smoothed) and exit 0 "

@@ -107,9 +107,7 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
         if plan.nothing_to_do is not None:
             rgb = loaded.rgb
         else:
-            from flowrt.device import resolve_device
-            device = resolve_device(opts.device)
-            prior = prior if prior is not None else load_prior(model, engine=opts.engine, device=opts.device)
+            device, prior = _engine(model, prior, opts)
             settings = _settings(source, plan, prior, tiling)
             rgb = restore_in_memory(source, plan, prior, opts, settings, device=device, on_iteration=progress)
     return Restored(like_array(rgb, loaded, dtype, squeeze), plan, opts, time.monotonic() - start)
@@ -123,17 +121,32 @@ def _settings(source, plan: RestorationPlan, prior, tiling: TilingOptions):
     return tile_settings(h, w, plan, prior.multiple, source.tile, tiling.overlap)
 
 
+def _engine(model, prior, opts: RestoreOptions):
+    """(device, prior): ``prior`` if given (its engine decides the loop; a torch prior runs on the
+    options' device), else the options' engine loaded (``flowrt.prior.engines.open_engine``)."""
+    from flowrt.prior.engines import open_engine, runs_without_torch
+    if prior is None:
+        return open_engine(model, opts.engine, opts.device, opts.solver.space)
+    if runs_without_torch(prior):
+        if opts.solver.space != "image":
+            raise InputError("this prior runs on ONNX Runtime (engine 'ort'), which optimises over the image; "
+                             "the latent space needs a torch prior")
+        return prior.device, prior
+    from flowrt.device import resolve_device
+    return resolve_device(opts.device), prior
+
+
 def load_prior(name_or_dir: Optional[Union[str, Path]] = None, *, engine: str = "auto", device: str = "auto"):
     """The prior a restore runs with, loaded once to reuse: ``restore(img, prior=p)``.
 
     name_or_dir: an exported prior's folder or a packaged model's name (default: the packaged
     prior). engine: 'auto' or 'torch' (autograd through the flow) or 'ort' (its exported ONNX
-    gradient). device: auto, cpu, cuda or cuda:N. ModelError for a missing or tampered folder.
+    gradient, run by the numpy MAP loop without torch). device: auto, cpu, cuda or cuda:N.
+    ModelError for a missing or tampered folder.
     """
-    from flowrt.device import resolve_device
-    from flowrt.prior.engines import load_prior as load
+    from flowrt.prior.engines import open_engine
     RestoreOptions(engine=engine, device=device).validate()
-    return load(name_or_dir, engine, resolve_device(device))
+    return open_engine(name_or_dir, engine, device)[1]
 
 
 def estimate_noise(image: ImageLike) -> float:

@@ -5,7 +5,9 @@ before torch loads); ``resolve_device`` then checks it against the machine.
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 from .errors import InputError
 
@@ -18,6 +20,15 @@ def check_device_name(name: str) -> str:
     if not isinstance(name, str) or not _DEVICE.fullmatch(name):
         raise InputError(f"--device must be {DEVICE_CHOICES.replace('|', ', ')} (e.g. cuda:1), not {name!r}")
     return name
+
+
+def gpu_driver_loaded() -> bool:
+    """False only where torch could not see a GPU anyway: on Linux without NVIDIA's driver
+    (/proc/driver/nvidia) or ROCm's (/dev/kfd). Lets ``--device auto`` settle on the CPU without
+    importing torch (about 2 s); elsewhere True, and torch is asked."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/kfd")
 
 
 def resolve_device(name: str):

@@ -216,14 +216,21 @@ def tiny_grad_prior(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def map_runs(monkeypatch) -> list:
-    """One entry per MAP run (flowrt.solve.solver.map_restore call) during the test."""
+    """One entry per MAP run during the test: flowrt.solve.solver.map_restore (the torch engine) or
+    flowrt.solve.numpy_solver.map_restore_numpy (the ort engine)."""
+    import flowrt.solve.numpy_solver
     import flowrt.solve.solver
-    calls, real = [], flowrt.solve.solver.map_restore
+    calls = []
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(flowrt.solve.solver, "map_restore", counting)
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def counting(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, counting)
+    counted(flowrt.solve.solver, "map_restore")
+    counted(flowrt.solve.numpy_solver, "map_restore_numpy")
     return calls
 
 

@@ -14,7 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "flowrt"
 FORBIDDEN_FOR_RUNTIME = ("flowrt.train", "flowrt.export", "flowrt.cli")
-LOW_LAYERS = ("io", "operators", "prior", "solve", "denoise", "tiling")
+LOW_LAYERS = ("io", "operators", "numeric", "prior", "solve", "denoise", "tiling")
+# The ort engine's path: none of these imports torch or the torch engine's modules, even lazily
+# (tests/test_torch_free.py runs the whole path with torch blocked)
+TORCH_FREE = ("numeric", "denoise", "solve/config.py", "solve/schedule.py", "solve/start.py", "solve/numpy_solver.py",
+              "prior/ort_gradient.py", "prior/onnx_backend.py", "prior/folders.py")
 
 
 def imported_modules(path: Path) -> set:
@@ -66,8 +70,13 @@ def test_ray_is_imported_in_one_place_and_only_above_the_pipeline():
     assert not [str(p) for p in below if any(m.startswith("flowrt.distributed") for m in imported_modules(p))]
 
 
-def test_the_denoiser_is_torch_free():
-    """The start denoiser serves the torch-free ONNX Runtime engine too."""
-    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "torch")
-                 for p in (RUNTIME / "denoise").rglob("*.py")}
+@pytest.mark.parametrize("part", TORCH_FREE)
+def test_the_ort_engines_path_is_torch_free(part):
+    """The numpy forward models and loop, the denoiser and the ORT prior name no torch module and none
+    of the torch engine's (ort_gradient's OrtTorchPrior adapter imports ort_torch when called)."""
+    paths = [RUNTIME / part] if part.endswith(".py") else sorted((RUNTIME / part).rglob("*.py"))
+    torch_side = ("flowrt.operators", "flowrt.solve.solver", "flowrt.device")
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "torch"
+                                                  or m.startswith(torch_side))
+                 for p in paths}
     assert not {k: v for k, v in offenders.items() if v}

@@ -170,7 +170,7 @@ def test_discrepancy_keeps_the_misfit_near_what_the_noise_explains(prior):
 
 
 def test_schedule_warms_up_then_decays_to_final_lr():
-    from flowrt.solve.solver import _schedule
+    from flowrt.solve.schedule import lr_schedule as _schedule
     cfg = SolverConfig(iters=20, warmup=4, final_lr=0.3)
     assert _schedule(0, cfg) == pytest.approx(0.25)
     assert _schedule(4, cfg) == pytest.approx(1.0)

@@ -49,12 +49,12 @@ class Outcome:
 
 
 def cached_prior(spec: PriorSpec) -> tuple:
-    """(prior, torch device) for ``spec``, loaded on this process's first call and kept."""
+    """(prior, device) for ``spec`` (``flowrt.prior.engines.open_engine``), loaded on this process's
+    first call and kept."""
     if spec not in _PRIORS:
-        from flowrt.device import resolve_device
-        from flowrt.prior.engines import load_prior
-        device = resolve_device(spec.device)
-        _PRIORS[spec] = (load_prior(spec.model_dir, spec.engine, device), device)
+        from flowrt.prior.engines import open_engine
+        device, prior = open_engine(spec.model_dir, spec.engine, spec.device)
+        _PRIORS[spec] = (prior, device)
         _LOADS["count"] += 1
     return _PRIORS[spec]
 

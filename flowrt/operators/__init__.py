@@ -1,15 +1,19 @@
 """Degradations as differentiable torch forward models, each with its observation likelihood.
 
 Chain order: blur -> downsample -> mask -> noise -> JPEG. Tensors are NCHW float in [0, 1];
-sigma is on the 0-255 scale at the API and in [0, 1] units inside.
+sigma is on the 0-255 scale at the API and in [0, 1] units inside. What does not need torch (kernels,
+masks, Pillow's weights, the JPEG layout, the noise floor) lives in ``flowrt.numeric``, with the same
+forward models in numpy; ``parse_blur``, ``read_mask`` and ``NOISE_FLOOR_255`` are re-exported here.
 """
+from flowrt.numeric.kernels import gaussian_kernel, parse_blur
+from flowrt.numeric.observation import NOISE_FLOOR_255, read_mask
 from .base import Degradation, Likelihood
-from .blur import Blur, gaussian_kernel, parse_blur
+from .blur import Blur
 from .chain import ForwardModel, build_forward_model
 from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
-from .mask import Mask, fill_holes, read_mask
-from .noise import NOISE_FLOOR_255, GaussianLikelihood
+from .mask import Mask, fill_holes
+from .noise import GaussianLikelihood
 
 __all__ = [
     "BicubicDownsample", "Blur", "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",

@@ -13,16 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrt.errors import InputError
 from flowrt.io.jpeg_coefficients import JpegInfo
+from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
 from .blur import Blur
 from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
-from .mask import Mask, check_mask, fill_holes
-from .noise import GaussianLikelihood, effective_sigma_255
-
-MAX_SCALE = 16
+from .mask import Mask, fill_holes
+from .noise import GaussianLikelihood
 
 
 class ForwardModel(TensorHolder):
@@ -70,33 +68,21 @@ class ForwardModel(TensorHolder):
                 return stage.apply(x)
         return None
 
-    def initial_estimate(self, denoise: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    def initial_estimate(self, denoise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Tensor:
         """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
 
         For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
-        denoise: applied to the hole-filled y on the observation's own grid, where its noise is white.
+        denoise: applied to the hole-filled y on the observation's own grid, where its noise is white,
+        as a numpy (h, w, 3) float32 array in [0, 1] -> the same (the numpy chain's convention too,
+        so one denoiser, ``flowrt.denoise.denoise_rgb``, serves both engines).
         """
         y = fill_holes(self.observed, self.observed_mask)
         if denoise is not None:
-            y = denoise(y)
+            rgb = np.asarray(denoise(np.ascontiguousarray(y[0].permute(1, 2, 0).cpu().numpy())), np.float32)
+            y = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device=y.device, dtype=y.dtype)
         if self.scale > 1:
             y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
         return y.clamp(0, 1)
-
-
-def _observed_tensor(y: np.ndarray) -> Tensor:
-    y = np.asarray(y, np.float32)
-    if y.ndim != 3 or y.shape[2] != 3 or y.shape[0] == 0 or y.shape[1] == 0:
-        raise InputError(f"the observed image must be (H, W, 3), got {y.shape}")
-    if not np.isfinite(y).all():
-        raise InputError("the observed image holds NaN or infinite values")
-    return torch.from_numpy(np.ascontiguousarray(np.clip(y, 0, 1))).permute(2, 0, 1)[None]
-
-
-def _check_scale(scale) -> int:
-    if int(scale) != scale or not 1 <= int(scale) <= MAX_SCALE:
-        raise InputError(f"scale must be a whole number from 1 to {MAX_SCALE}, got {scale}")
-    return int(scale)
 
 
 def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
@@ -111,25 +97,18 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     size. mask: bool (h, w) at the observed size, True = observed. greyscale: y is one grey
     channel (compared with x's luma). InputError for anything inconsistent.
     """
-    observed = _observed_tensor(y)
-    h, w = observed.shape[-2:]
-    scale = _check_scale(scale)
-    sigma_255 = effective_sigma_255(sigma)
-    keep = np.ones((h, w), bool) if mask is None else check_mask(mask, (h, w))
-    restored = (h * scale, w * scale)
+    spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, greyscale=greyscale)
     stages: List[Degradation] = []
     if blur is not None:
         stages.append(Blur(blur))
-    if scale > 1:
-        stages.append(BicubicDownsample(restored, scale))
+    if spec.scale > 1:
+        stages.append(BicubicDownsample(spec.restored, spec.scale))
     if mask is not None:
-        stages.append(Mask(keep))
+        stages.append(Mask(spec.keep))
     if jpeg is not None:
-        if (jpeg.height, jpeg.width) != (h, w):
-            raise InputError(f"the JPEG is {jpeg.width}x{jpeg.height} but the observed image is {w}x{h}")
-        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, None if mask is None else keep)
+        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
     else:
-        likelihood = GaussianLikelihood(y, sigma_255, None if mask is None else keep, greyscale,
-                                        noise_given=bool(sigma))
-    observed_mask = torch.from_numpy(keep.astype(np.float32))[None, None]
-    return ForwardModel(stages, likelihood, observed, observed_mask, restored, scale)
+        likelihood = GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale, noise_given=spec.noise_given)
+    observed = torch.from_numpy(spec.observed).permute(2, 0, 1)[None]
+    observed_mask = torch.from_numpy(spec.keep.astype(np.float32))[None, None]
+    return ForwardModel(stages, likelihood, observed, observed_mask, spec.restored, spec.scale)

@@ -10,39 +10,22 @@ plus the Gaussian noise n (std s) added before compression, lay in [q (k - 1/2),
 
 computed stably (and fast: no subnormals, no masking) in log space. s per component is the std the pixel noise sigma takes in that
 coefficient domain, floored at NOISE_FLOOR_255 (rounding to 8 bits and integer DCT error).
+The layout (footprints, tables, stds, observed blocks) is ``flowrt.numeric.jpeg_layout``'s, shared
+with the numpy engine; the constants of the log-CDF are ``flowrt.numeric.normal``'s.
 """
 from __future__ import annotations
 
-import math
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrt.errors import InputError
 from flowrt.io.jpeg_coefficients import JpegInfo
+from flowrt.numeric.jpeg_layout import LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, dct_matrix, standard_normal_draws
+from flowrt.numeric.normal import ASYMPTOTIC_BELOW, HALF_LOG_2PI, LN2, SQRT_HALF
 from .base import Likelihood
-from .noise import NOISE_FLOOR_255
-
-# JFIF full-range RGB -> YCbCr rows (offsets of 128 on chroma cancel the -128 level shift)
-YCBCR = np.array([[0.299, 0.587, 0.114],
-                  [-0.168736, -0.331264, 0.5],
-                  [0.5, -0.418688, -0.081312]], np.float64)
-LUMA_LEVEL_SHIFT = 128.0
-LN2 = math.log(2.0)
-SQRT_HALF = math.sqrt(0.5)
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-ASYMPTOTIC_BELOW = -8.0
-
-
-def dct_matrix() -> np.ndarray:
-    """Orthonormal 8-point DCT-II: coefficients = D @ block @ D.T (JPEG's FDCT)."""
-    n = np.arange(8)
-    d = np.cos((2 * n[None, :] + 1) * n[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    d[0] /= np.sqrt(2)
-    return d
 
 
 def log_ndtr(x: Tensor) -> Tensor:
@@ -83,12 +66,6 @@ def log_interval_prob(center: Tensor, half_width: Tensor, mean: Tensor, std) -> 
     return log_b + log1mexp((log_a - log_b).clamp(max=-tiny))
 
 
-def _noise_gain(component: int, pooled: int, components: int) -> float:
-    """Std of one coefficient per unit of i.i.d. RGB pixel noise (orthonormal DCT keeps it)."""
-    row = YCBCR[component] if components == 3 else YCBCR[0]
-    return float(np.linalg.norm(row)) / math.sqrt(pooled)
-
-
 class JpegLikelihood(Likelihood):
     """nll(z) for z (B, 3, H, W) in [0, 1] against a JPEG file's coefficients, (B,) nats.
 
@@ -98,51 +75,24 @@ class JpegLikelihood(Likelihood):
 
     def __init__(self, info: JpegInfo, sigma_255: Optional[float] = None,
                  observed: Optional[np.ndarray] = None):
-        self.hw = (info.height, info.width)
-        self.hmax = max(h for h, _ in info.sampling)
-        self.vmax = max(v for _, v in info.sampling)
-        self.pool: List[Tuple[int, int]] = []
-        for h, v in info.sampling:
-            if self.hmax % h or self.vmax % v:
-                raise InputError(f"unsupported JPEG chroma sampling {info.sampling}; use --jpeg off")
-            self.pool.append((self.vmax // v, self.hmax // h))
-        self.components = len(info.sampling)
-        if self.components not in (1, 3):
-            raise InputError(f"a JPEG with {self.components} components is not YCbCr; use --jpeg off")
-        coefs = info.coefficients()
-        self.k = [torch.from_numpy(c.astype(np.float32)) for c in coefs]
-        self.q = [torch.from_numpy(q.astype(np.float32)) for q in info.quant]
-        sigma = 0.0 if sigma_255 is None else float(sigma_255)
-        self.noise_given = sigma > 0
-        self.std = [math.hypot(sigma * _noise_gain(c, ph * pw, self.components), NOISE_FLOOR_255)
-                    for c, (ph, pw) in enumerate(self.pool)]
+        layout = JpegLayout(info, sigma_255, observed)
+        self.layout = layout
+        self.hw, self.pool, self.components = layout.hw, layout.pool, layout.components
+        self.k = [torch.from_numpy(k) for k in layout.k]
+        self.q = [torch.from_numpy(q) for q in layout.q]
+        self.noise_given, self.std = layout.noise_given, layout.std
         self.ycc = torch.from_numpy(YCBCR.astype(np.float32))
         self.dct = torch.from_numpy(dct_matrix().astype(np.float32))
-        self.valid = [torch.from_numpy(v) for v in self._valid_blocks(observed)]
-
-    def _padded_size(self) -> Tuple[int, int]:
-        mh, mw = 8 * self.vmax, 8 * self.hmax
-        return -(-self.hw[0] // mh) * mh, -(-self.hw[1] // mw) * mw
+        self.valid = [torch.from_numpy(v) for v in layout.valid]
 
     def _planes(self, image: Tensor, c: int) -> Tensor:
         """(B, 1, H, W) plane -> edge-padded to whole MCUs, pooled, cropped to the coded blocks."""
-        ph, pw = self._padded_size()
+        ph, pw = self.layout.padded_size()
         plane = F.pad(image, (0, pw - self.hw[1], 0, ph - self.hw[0]), mode="replicate")
         if self.pool[c] != (1, 1):
             plane = F.avg_pool2d(plane, self.pool[c])
-        by, bx = self.k[c].shape[:2]
-        return plane[:, 0, :8 * by, :8 * bx]
-
-    def _valid_blocks(self, observed: Optional[np.ndarray]) -> List[np.ndarray]:
-        out = []
-        for c, k in enumerate(self.k):
-            if observed is None:
-                out.append(np.ones(k.shape[:2], np.float32))
-                continue
-            m = torch.from_numpy(np.asarray(observed, np.float32))[None, None]
-            pooled = -F.max_pool2d(-self._planes(m, c)[:, None], 8)  # min over each block
-            out.append(pooled[0, 0].numpy().astype(np.float32))
-        return out
+        rows, cols = self.layout.coded_size(c)
+        return plane[:, 0, :rows, :cols]
 
     def coefficients(self, z: Tensor) -> List[Tensor]:
         """Unquantised DCT coefficients of z per component, (B, by, bx, 8, 8), 0-255 scale."""
@@ -174,15 +124,14 @@ class JpegLikelihood(Likelihood):
 
     def expected_nll(self, z: Tensor, draws: int = 2) -> Optional[Tensor]:
         """Monte Carlo over the model's own story: coefficients of z plus Gaussian noise of each
-        component's std, quantised by the file's tables, scored as nll does (fixed seed)."""
+        component's std, quantised by the file's tables, scored as nll does (the fixed draws of
+        ``standard_normal_draws``, the numpy engine's too)."""
         if not self.noise_given:
             return None
-        generator = torch.Generator(device=z.device).manual_seed(0)
         coefs = self.coefficients(z)
         total = z.new_zeros(z.shape[0])
-        for _ in range(draws):
-            ks = [torch.round((coef + self.std[c] * torch.randn(coef.shape, generator=generator, device=z.device,
-                                                                  dtype=z.dtype)) / self.q[c].to(z.dtype))
-                  for c, coef in enumerate(coefs)]
+        for noise in standard_normal_draws([tuple(coef.shape) for coef in coefs], draws):
+            ks = [torch.round((coef + self.std[c] * torch.from_numpy(n).to(device=z.device, dtype=z.dtype))
+                              / self.q[c].to(z.dtype)) for c, (coef, n) in enumerate(zip(coefs, noise))]
             total = total + self._interval_nll(coefs, ks)
         return total / draws

@@ -1,42 +1,18 @@
 """Inpainting: a mask of observed pixels, given at the observed (degraded) resolution.
 
 In arrays, True = pixel observed. In a mask *file* white marks the holes to fill (the usual
-convention of inpainting tools): a pixel whose grey value is >= 0.5 is missing. Unobserved pixels
-are zeroed by the stage and left out of the data term, so only the prior decides them.
+convention of inpainting tools): a pixel whose grey value is >= 0.5 is missing (reading and checking
+masks: ``flowrt.numeric.observation``). Unobserved pixels are zeroed by the stage and left out of the
+data term, so only the prior decides them.
 """
 from __future__ import annotations
-
-from typing import Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowrt.errors import InputError
 from .base import Degradation
-
-
-def read_mask(path: str, hw: Tuple[int, int]) -> np.ndarray:
-    """Read a mask image (white = missing) -> bool (H, W), True = observed; InputError on a size mismatch."""
-    from flowrt.io.image_file import read_image
-
-    image = read_image(path)
-    if (image.rgb.shape[0], image.rgb.shape[1]) != tuple(hw):
-        raise InputError(f"{path}: the mask is {image.size[0]}x{image.size[1]} but the image is {hw[1]}x{hw[0]}")
-    grey = image.rgb.mean(axis=2)
-    return grey < 0.5
-
-
-def check_mask(mask: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
-    """Validate a bool mask (H, W) against the observed size; InputError if it is wrong or hides everything."""
-    m = np.asarray(mask)
-    if m.ndim != 2 or m.shape != tuple(hw):
-        raise InputError(f"the mask is {m.shape[::-1] if m.ndim == 2 else m.shape} but the image is {hw[1]}x{hw[0]}")
-    m = m.astype(bool)
-    if not m.any():
-        raise InputError("the mask hides every pixel: nothing is observed")
-    return m
 
 
 class Mask(Degradation):

@@ -1,33 +1,21 @@
 """Gaussian noise: the observation y = z + n, n ~ N(0, sigma^2) per pixel and channel.
 
 sigma is given on the 0-255 scale by users and kept in [0, 1] units here. A floor of
-NOISE_FLOOR_255 (added in quadrature) stands for 8-bit rounding and model mismatch, so a
-noiseless chain (sigma None) still has a finite, well-scaled data term.
+NOISE_FLOOR_255 (added in quadrature; ``flowrt.numeric.observation``) stands for 8-bit rounding
+and model mismatch, so a noiseless chain (sigma None) still has a finite, well-scaled data term.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from flowrt.errors import InputError
 from flowrt.io.colour import LUMA_601
 from .base import Likelihood
 
-NOISE_FLOOR_255 = 1.0  # std on 0-255: 8-bit rounding (0.29) plus operator mismatch
 LUMA = LUMA_601
-
-
-def effective_sigma_255(sigma: Optional[float]) -> float:
-    """sqrt(sigma^2 + floor^2) on the 0-255 scale; InputError for negative or non-finite sigma."""
-    if sigma is None:
-        return NOISE_FLOOR_255
-    if not math.isfinite(sigma) or sigma < 0:
-        raise InputError(f"sigma must be a finite number >= 0 (0-255 scale), got {sigma}")
-    return math.hypot(float(sigma), NOISE_FLOOR_255)
 
 
 class GaussianLikelihood(Likelihood):

@@ -29,7 +29,9 @@ class RestoreOptions:
     mask: None or the path of a mask image at the input's size, white = missing.
     solver: the MAP settings (iterations, prior weight, space, seed, ...).
     device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-    engine: what evaluates the prior's gradient: 'auto', 'torch' or 'ort'.
+    engine: what runs the MAP: 'ort' (ONNX Runtime's prior gradient, the numpy loop, no torch),
+        'torch' (autograd) or 'auto' (``flowrt.prior.engines.choose_engine``: ort on the CPU in image
+        space when the model has its gradient graph, else torch).
     force: restore even when the plan finds nothing to restore (a clean, non-JPEG input with
         no degradation given); otherwise such an input is returned unchanged.
     """

@@ -174,8 +174,9 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sigma, sigma_source, estimate = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
     blur = mask = None
-    if opts.blur or opts.mask:  # flowrt.operators imports torch: only when there is a blur or mask to read
-        from flowrt.operators import parse_blur, read_mask
+    if opts.blur or opts.mask:
+        from flowrt.numeric.kernels import parse_blur
+        from flowrt.numeric.observation import read_mask
         blur = parse_blur(opts.blur) if opts.blur else None
         mask = read_mask(opts.mask, (h, w)) if opts.mask else None
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,

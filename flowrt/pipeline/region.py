@@ -1,5 +1,7 @@
 """Restore one region (a whole image or one tile) as a plan says: the pipeline's bridge to the
-forward models (``flowrt.operators``) and the estimator (``flowrt.solve``)."""
+forward models and the estimator. The prior decides the engine: an ``OrtPriorGradient`` (``--engine
+ort``) runs the numpy forward models (``flowrt.numeric``) and MAP loop (``flowrt.solve.numpy_solver``)
+and imports no torch; anything else is a torch prior for ``flowrt.operators`` and ``flowrt.solve.solver``."""
 from __future__ import annotations
 
 import logging
@@ -30,24 +32,43 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     """MAP-restore observed pixels ``rgb`` float32 (h, w, 3) in [0, 1], which lie at ``box`` of the
     input, with the plan's forward model cut to that box (its JPEG blocks, its mask); float32
     (h*scale, w*scale, 3) in [0, 1]. The box must be aligned as ``tile_alignment`` says."""
-    from flowrt.operators import build_forward_model
-    from flowrt.solve.solver import map_restore
-    from flowrt.solve.start import choose_start, denoised_start, jpeg_equivalent_sigma
+    from flowrt.prior.engines import runs_without_torch
+    from flowrt.solve.start import choose_start, jpeg_equivalent_sigma
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
-    mask = None if plan.mask is None else plan.mask[y0:y1, x0:x1]
-    fm = build_forward_model(rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
-                             mask=mask, greyscale=greyscale)
-    jpeg_sigma = None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y)
-    start_plan = choose_start(solver, plan.sigma, jpeg_sigma)
-    start = denoised_start(fm, start_plan.denoise_sigma_255, greyscale) if start_plan.kind == "denoise" else None
-    result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
-    if result.fell_back:  # the output would be the damaged input, barely changed: not a success
+    chain = dict(sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
+                 mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
+    start_plan = choose_start(solver, plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y))
+    run = _numpy_map if runs_without_torch(prior) else _torch_map
+    out, fell_back = run(rgb, chain, prior, start_plan, device, progress)
+    if fell_back:  # the output would be the damaged input, barely changed: not a success
         if not solver.accept_fallback:
             raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
                               "--lam or --sigma, or pass --accept-fallback to write its starting estimate")
         log.warning("%s: the optimiser failed; wrote the starting estimate instead (--accept-fallback)", name)
-    out = result.x[0].permute(1, 2, 0).numpy()
     if not np.isfinite(out).all():  # never write garbage: the solver's guard should make this unreachable
         raise RuntimeError("restoration produced non-finite values")
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _torch_map(rgb: np.ndarray, chain: dict, prior, start_plan, device, progress) -> Tuple[np.ndarray, bool]:
+    """The torch engine: (restored (H, W, 3) float32, fell back)."""
+    from flowrt.operators import build_forward_model
+    from flowrt.solve.solver import map_restore
+    from flowrt.solve.start import denoised_start
+    fm = build_forward_model(rgb, **chain)
+    start = denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]) if start_plan.kind == "denoise" else None
+    result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
+    return result.x[0].permute(1, 2, 0).numpy(), result.fell_back
+
+
+def _numpy_map(rgb: np.ndarray, chain: dict, prior, start_plan, device, progress) -> Tuple[np.ndarray, bool]:
+    """The ort engine, torch-free: (restored (H, W, 3) float32, fell back). ``device`` is where the
+    prior's ORT session runs; the forward models run in numpy on the CPU whatever it is."""
+    from flowrt.numeric.chain import build_forward_model
+    from flowrt.solve.numpy_solver import map_restore_numpy
+    from flowrt.solve.start import denoised_start
+    fm = build_forward_model(rgb, **chain)
+    start = denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]) if start_plan.kind == "denoise" else None
+    result = map_restore_numpy(prior, fm, start_plan.solver, progress=progress, start=start)
+    return result.x[0].transpose(1, 2, 0), result.fell_back

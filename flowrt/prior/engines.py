@@ -1,25 +1,92 @@
-"""Which implementation evaluates the prior for the MAP: torch autograd or ONNX Runtime.
+"""Which implementation evaluates the prior for the MAP, and which loop runs it: torch or ONNX Runtime.
 
-Both give the solver the same object (an ``nn.Module`` with ``log_prob`` and ``multiple``):
-  * ``torch``  the packaged FlowModel (``model.pt``), autograd through it; image or latent space.
-  * ``ort``    the exported, verified ``prior_grad.onnx`` (d(-log p)/dx in one ORT pass); image space.
-  * ``auto``   torch: on this project's 2-core CPU the two measured equal on one thread
-               (benchmarks/results/grad_speed.md), and torch is what runs on CUDA and in latent space.
+  * ``torch``  the packaged FlowModel (``model.pt``) under the torch MAP loop (``flowrt.solve.solver``)
+               and forward models (``flowrt.operators``): autograd through the flow; image or latent
+               space; CPU or CUDA.
+  * ``ort``    the exported, verified ``prior_grad.onnx`` (-log p(x) and d/dx in one ORT pass) as a bare
+               ``OrtPriorGradient`` under the numpy MAP loop (``flowrt.solve.numpy_solver``) and numpy
+               forward models (``flowrt.numeric``): image space; ORT's CPU provider, or its CUDA one
+               for the prior alone (the forward models stay in numpy on the CPU). Nothing on this path
+               imports torch.
+  * ``auto``   ort on the CPU in image space when the model folder has ``prior_grad.onnx`` (the
+               packaged prior does); torch otherwise (latent space, CUDA, a folder without the
+               gradient graph). Measured (benchmarks/results/restore_speed.md, 512x512 noise 25 at the
+               defaults, both cores): on this project's shared 2-core machine at load ~5, ort 24.5 s
+               against torch 80.3 s (ort / torch 0.305), ort's rounds steady, torch's 58-103 s (its
+               OpenMP threads contend with other work); on a quiet machine, before the numpy loop,
+               ort took 1.13x torch's time. CUDA was not measured, so it stays torch.
+
+``open_engine`` resolves the engine and the device together: the torch engine gets a torch.device
+(``flowrt.device.resolve_device``), the ort engine the device its ORT session really uses ('cpu' or
+'cuda'), found without torch.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 ENGINES = ("auto", "torch", "ort")
 
+ModelDir = Optional[Union[str, Path]]
 
-def load_prior(model_dir: Optional[Union[str, Path]], engine: str = "auto", device=None):
-    """The prior for ``engine`` from an exported folder (None: the packaged default)."""
-    if engine == "ort":
+
+def choose_engine(engine: str, device_name: str = "auto", space: str = "image", model_dir: ModelDir = None) -> str:
+    """The engine ``engine`` stands for ('auto' resolved, see the module docstring) for a restore on
+    ``device_name`` (auto, cpu, cuda, cuda:N) in ``space`` with the prior in ``model_dir``. For
+    ``--device auto`` torch is imported to ask for CUDA only where a GPU driver is loaded."""
+    if engine != "auto":
+        return engine
+    if space != "image" or device_name.startswith("cuda") or not has_gradient_graph(model_dir):
+        return "torch"
+    from flowrt.device import gpu_driver_loaded, resolve_device
+    if device_name == "cpu" or not gpu_driver_loaded():
+        return "ort"
+    return "ort" if resolve_device(device_name).type == "cpu" else "torch"
+
+
+def has_gradient_graph(model_dir: ModelDir) -> bool:
+    """Whether the model folder's manifest lists prior_grad.onnx (False for a folder that cannot be
+    read: the torch loader then reports what is wrong with it)."""
+    from flowrt.errors import ModelError
+    from flowrt.prior.folders import PRIOR_GRAD_ONNX, read_manifest, resolve_model_dir
+    try:
+        return PRIOR_GRAD_ONNX in read_manifest(resolve_model_dir(model_dir))["files"]
+    except ModelError:
+        return False
+
+
+def ort_device_kind(device_name: str) -> str:
+    """OrtPriorGradient's device for a --device name: 'auto' (CUDA where its provider loads), 'cpu'
+    or 'cuda' (ORT's first GPU: ``cuda:N`` is not passed on)."""
+    return "cuda" if device_name.startswith("cuda") else device_name
+
+
+def open_engine(model_dir: ModelDir, engine: str = "auto", device_name: str = "auto",
+                space: str = "image") -> Tuple[Any, Any]:
+    """(device, prior) for a restore: the engine chosen (``choose_engine``), the device checked against
+    this machine, the prior loaded from an exported folder (None: the packaged default). ort:
+    (the ORT session's 'cpu' or 'cuda', an OrtPriorGradient); torch: (torch.device, FlowModel).
+    InputError for a device this machine lacks, ModelError for a missing or tampered folder."""
+    from flowrt.device import check_device_name
+    check_device_name(device_name)
+    if choose_engine(engine, device_name, space, model_dir) == "ort":
         from flowrt.prior.ort_gradient import OrtPriorGradient
-        from flowrt.prior.ort_torch import OrtTorchPrior
-        kind = "cuda" if device is not None and getattr(device, "type", str(device)) == "cuda" else "cpu"
-        return OrtTorchPrior(OrtPriorGradient(model_dir, device=kind))
+        prior = OrtPriorGradient(model_dir, device=ort_device_kind(device_name))
+        return prior.device, prior
+    from flowrt.device import resolve_device
     from flowrt.prior.folders import load_torch_prior
-    return load_torch_prior(model_dir)
+    device = resolve_device(device_name)
+    return device, load_torch_prior(model_dir)
+
+
+def load_prior(model_dir: ModelDir, engine: str = "auto", device=None):
+    """The prior for ``engine`` from an exported folder (None: the packaged default); ``device`` a
+    torch.device, a --device name or None (CPU). ort: an OrtPriorGradient (numpy in, numpy out)."""
+    name = "cpu" if device is None else str(device)
+    return open_engine(model_dir, engine, name)[1]
+
+
+def runs_without_torch(prior) -> bool:
+    """Whether ``prior`` is the ort engine's (the numpy MAP loop runs it) rather than a torch module."""
+    from flowrt.prior.ort_gradient import OrtPriorGradient
+    return isinstance(prior, OrtPriorGradient)

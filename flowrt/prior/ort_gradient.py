@@ -8,8 +8,10 @@ H and W divisible by ``multiple``; u the latent of the same shape.
     nll_and_grad(x)        -> nll (B,) float64 = -log p(x) nats, grad = d nll/dx float32 like x
     generator_terms(u, v)  -> x = T(u), logdet, e_prior, d e_prior/du, v^T dx/du (generator_vjp.onnx)
 
-``OrtTorchPrior`` wraps the first for the torch solver's image space: an nn.Module whose
-``log_prob(x)`` is ORT's -nll with ORT's gradient as its backward. torch is imported only there.
+``--engine ort`` hands the bare ``OrtPriorGradient`` to the numpy MAP loop
+(``flowrt.solve.numpy_solver``), which imports no torch. ``OrtTorchPrior`` wraps it for the torch
+solver's image space instead (an nn.Module whose ``log_prob(x)`` is ORT's -nll with ORT's gradient as
+its backward; the tests compare the two loops through it); torch is imported only there.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The torch face of ``OrtPriorGradient``: a prior module whose log-density and gradient come from ORT.
 
-Made for the image-space MAP loop of ``flowrt.solve.solver``, which asks a prior only for
+The pipeline runs ``--engine ort`` without torch (``flowrt.solve.numpy_solver``); this adapter lets the
+torch loop use the same ORT prior (the tests compare the loops with it). Made for the image-space
+MAP loop of ``flowrt.solve.solver``, which asks a prior only for
 ``log_prob(x)``, ``multiple``, ``.to()``, ``.eval()`` and ``.parameters()``. Latent space needs the
 generator (``inverse``) with a backward and is not served here: use the torch FlowModel there.
 Import it through ``flowrt.prior.ort_gradient.OrtTorchPrior`` (keeps torch out of numpy users).

@@ -26,11 +26,10 @@ import torch.nn.functional as F
 
 from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
                                  STARTS, SolverConfig)  # re-exported: callers import them from here
+from flowrt.solve.schedule import (lr_schedule, padding_for, rebalanced_weight, rebalances_at,
+                                   start_blur_for_noise, step_for_noise, tail_start)  # noqa: F401 - re-exported
 
 log = logging.getLogger("flowrt.solve.solver")
-
-MAX_DATA_WEIGHT = 100.0
-REBALANCE_EVERY = 10  # iterations between discrepancy checks (one extra data-term pass each)
 
 
 @dataclass
@@ -39,32 +38,6 @@ class MapResult:
     objective: List[float] = field(default_factory=list)
     fell_back: bool = False         # True when the optimiser failed and x is the initial estimate
     seconds: float = 0.0
-
-
-def step_for_noise(sigma_255: Optional[float]) -> float:
-    """Image-space Adam step for a data term with noise std ``sigma_255`` (None: JPEG/noise floor only).
-
-    Adam moves every pixel by about the step per iteration, so the step follows the size of
-    what is to be removed: 0.02 at sigma 25, down to 0.005 for a clean or JPEG-only input.
-    Measured on val crops: noise 25 gained 0.6-1 dB from 0.01 -> 0.02; the x2 multi task
-    lost 0.1-0.3 dB at 0.02 against 0.005; JPEG q20 did not care (benchmarks/results/map_settings.md).
-    """
-    sigma = 0.0 if sigma_255 is None else float(sigma_255)
-    return 0.02 * min(1.0, max(0.25, sigma / 25.0))
-
-
-def start_blur_for_noise(sigma_255: Optional[float], jpeg: bool) -> float:
-    """How much to smooth the starting point of a Gaussian-noise restoration (std in pixels).
-
-    Starting from y itself, Adam spends most of its iterations walking pixels out of the noise;
-    a lightly blurred y starts near the answer in flat regions, and the data term restores what
-    the blur took from edges. On 128x128 val crops at sigma 25 a 1 px blur raised a smooth photo
-    from 31.1 to 36.7 dB after 150 iterations and left a textured one unchanged. JPEG data
-    terms start from the decoder's output instead (no blur).
-    """
-    if jpeg or sigma_255 is None:
-        return 0.0
-    return min(1.5, float(sigma_255) / 25.0)
 
 
 def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
@@ -81,11 +54,9 @@ def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Reflect-pad (B,C,H,W) at the bottom/right to sides divisible by ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw, mode = padding_for(*x.shape[-2:], multiple)
     if ph == 0 and pw == 0:
         return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
@@ -150,9 +121,8 @@ class _Objective:
             expected = self.fm.expected_nll(x)
             if expected is None or float(expected.sum()) <= 0:
                 return
-            ratio = float(self.fm.nll(x).sum()) / (self.cfg.discrepancy * float(expected.sum()))
-        if math.isfinite(ratio):
-            self.data_weight = min(MAX_DATA_WEIGHT, max(1.0, self.data_weight * ratio))
+            misfit = float(self.fm.nll(x).sum())
+        self.data_weight = rebalanced_weight(self.data_weight, misfit, float(expected.sum()), self.cfg)
 
 
 def _latent_scale(model, cfg: SolverConfig, shape, device) -> Optional[torch.Tensor]:
@@ -168,12 +138,12 @@ def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: floa
     param = start.clone().requires_grad_(True)
     objective.data_weight = 1.0  # a retry starts from scratch
     opt = torch.optim.Adam([param], lr=lr)
-    tail_from = cfg.iters - max(1, int(math.ceil(cfg.average_tail * cfg.iters))) if cfg.iters else 0
+    tail_from = tail_start(cfg)
     total, count, history = torch.zeros_like(start), 0, []
     for it in range(cfg.iters):
         for g in opt.param_groups:
-            g["lr"] = lr * _schedule(it, cfg)
-        if it >= cfg.warmup and it % REBALANCE_EVERY == 0:
+            g["lr"] = lr * lr_schedule(it, cfg)
+        if rebalances_at(it, cfg):
             objective.rebalance(param.detach())
         opt.zero_grad(set_to_none=True)
         energy = objective(param)
@@ -194,19 +164,6 @@ def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: floa
         if progress is not None:
             progress(it + 1, cfg.iters)
     return total / max(count, 1), history
-
-
-def _schedule(it: int, cfg: SolverConfig) -> float:
-    """Linear warm-up, then cosine decay to ``final_lr`` of the step over the run.
-
-    The warm-up protects the first steps from the prior's stiff curvature at a noisy start:
-    cutting it to 2-3 iterations lost several dB at sigma 25, and fewer than 150 iterations
-    of this shape lost more than 0.1 dB on noise (benchmarks/results/map_iterations/).
-    """
-    if it < cfg.warmup:
-        return (it + 1) / cfg.warmup
-    t = (it - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
-    return cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,

@@ -12,7 +12,8 @@ Two starts:
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
-``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere.
+``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere. Nothing here imports torch,
+so both engines start the same way.
 """
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
-import torch
 
 from flowrt.denoise import denoise_rgb
 from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
-from flowrt.solve.solver import start_blur_for_noise, step_for_noise
+from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
 
@@ -85,13 +85,10 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
     return float(np.hypot(sigma_255 or 0.0, jpeg_sigma_255 or 0.0))
 
 
-def denoised_start(forward_model, sigma_255: float, greyscale: bool) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]: the forward model's initial estimate computed from its observation
-    denoised at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``)."""
+def denoised_start(forward_model, sigma_255: float, greyscale: bool):
+    """The forward model's initial estimate computed from its observation denoised by ``denoise_rgb``
+    at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``): (1, 3, H, W) in [0, 1],
+    a tensor for a ``flowrt.operators`` chain, a float32 array for a ``flowrt.numeric`` one (both
+    hand their ``denoise`` the observation as a numpy (h, w, 3) array)."""
     sigma = float(sigma_255) / 255.0
-
-    def denoise(y: torch.Tensor) -> torch.Tensor:   # (1, 3, h, w) -> the same, via numpy (H, W, 3)
-        out = denoise_rgb(y[0].permute(1, 2, 0).cpu().numpy(), sigma, greyscale=greyscale)
-        return torch.from_numpy(out).permute(2, 0, 1)[None].to(device=y.device, dtype=y.dtype)
-
-    return forward_model.initial_estimate(denoise=denoise)
+    return forward_model.initial_estimate(denoise=lambda rgb: denoise_rgb(rgb, sigma, greyscale=greyscale))

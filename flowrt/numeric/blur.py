@@ -1,0 +1,101 @@
+"""Blur with a known kernel in numpy: true convolution, output the input's size, edges replicated,
+and its adjoint. The numpy twin of ``flowrt.operators.blur`` (same ``BlurLayout``: a separable kernel
+as two 1-D passes, a small one tap by tap, a large one through the real FFT).
+
+    apply(x) (B, C, H, W) -> (B, C, H, W)        vjp(g) (B, C, H, W) -> (B, C, H, W) = apply's transpose
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from flowrt.numeric.kernels import Taps, blur_layout
+
+
+def correlate(x: np.ndarray, taps: Taps, out_hw: Tuple[int, int]) -> np.ndarray:
+    """'valid' correlation with fixed taps: out[..., i, j] = sum k[a, b] x[..., i + a, j + b], (..., h, w)."""
+    h, w = out_hw
+    (a, b, k), rest = taps[0], taps[1:]
+    out = x[..., a:a + h, b:b + w] * x.dtype.type(k)
+    for a, b, k in rest:
+        out += x[..., a:a + h, b:b + w] * x.dtype.type(k)
+    return out
+
+
+def correlate_vjp(g: np.ndarray, taps: Taps, in_hw: Tuple[int, int]) -> np.ndarray:
+    """The transpose of ``correlate``: every output's gradient scattered back through the same shifts."""
+    h, w = g.shape[-2:]
+    out = np.zeros(g.shape[:-2] + tuple(in_hw), g.dtype)
+    for a, b, k in taps:
+        out[..., a:a + h, b:b + w] += g * g.dtype.type(k)
+    return out
+
+
+def edge_pad_vjp(g: np.ndarray, pad: Tuple[int, int, int, int]) -> np.ndarray:
+    """The transpose of ``np.pad(x, (top, bottom), (left, right), mode='edge')`` over the last two axes:
+    the padded border's gradient is summed onto the edge rows and columns it copied."""
+    left, right, top, bottom = pad
+    g = g.copy()
+    hp, wp = g.shape[-2:]
+    g[..., top, :] += g[..., :top, :].sum(-2)
+    g[..., hp - bottom - 1, :] += g[..., hp - bottom:, :].sum(-2)
+    g[..., :, left] += g[..., :, :left].sum(-1)
+    g[..., :, wp - right - 1] += g[..., :, wp - right:].sum(-1)
+    return g[..., top:hp - bottom, left:wp - right]
+
+
+class Blur:
+    """Convolution of each channel with one kernel (kh, kw) summing to 1; output the input's size.
+    Computes in the input's dtype; InputError (at construction) for an unusable kernel."""
+
+    def __init__(self, kernel: np.ndarray):
+        self.layout = blur_layout(kernel)
+
+    def out_size(self, h: int, w: int) -> Tuple[int, int]:
+        return h, w
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        left, right, top, bottom = self.layout.pad
+        return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)], mode="edge")
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[-2:]
+        padded, lay = self._padded(x), self.layout
+        if lay.separable:
+            rows = correlate(padded, lay.row_taps, (padded.shape[-2], w))
+            return correlate(rows, lay.col_taps, (h, w))
+        if lay.direct:
+            return correlate(padded, lay.taps, (h, w))
+        return _fft_correlate(padded, lay.flipped, (h, w))
+
+    def vjp(self, g: np.ndarray) -> np.ndarray:
+        """The adjoint of ``apply`` at any point (it is linear): (B, C, H, W) -> (B, C, H, W)."""
+        h, w = g.shape[-2:]
+        lay = self.layout
+        left, right, top, bottom = lay.pad
+        padded_hw = (h + top + bottom, w + left + right)
+        if lay.separable:
+            rows = correlate_vjp(g, lay.col_taps, (padded_hw[0], w))
+            padded = correlate_vjp(rows, lay.row_taps, padded_hw)
+        elif lay.direct:
+            padded = correlate_vjp(g, lay.taps, padded_hw)
+        else:
+            padded = _fft_correlate_vjp(g, lay.flipped, padded_hw)
+        return edge_pad_vjp(padded, lay.pad)
+
+
+def _fft_correlate(padded: np.ndarray, kernel: np.ndarray, out_hw: Tuple[int, int]) -> np.ndarray:
+    """'valid' correlation of (..., H + kh - 1, W + kw - 1) with (kh, kw) via the real FFT (no wrap-around)."""
+    shape = padded.shape[-2:]
+    kernel = kernel[::-1, ::-1].astype(padded.dtype)  # numpy's FFT keeps float32 in float32
+    full = np.fft.irfft2(np.fft.rfft2(padded, s=shape) * np.fft.rfft2(kernel, s=shape), s=shape)
+    kh, kw = kernel.shape
+    return full[..., kh - 1:kh - 1 + out_hw[0], kw - 1:kw - 1 + out_hw[1]].astype(padded.dtype)
+
+
+def _fft_correlate_vjp(g: np.ndarray, kernel: np.ndarray, padded_hw: Tuple[int, int]) -> np.ndarray:
+    """The transpose of ``_fft_correlate``: the full convolution of g with the kernel, (..., padded_hw)."""
+    spectrum = np.fft.rfft2(kernel.astype(g.dtype), s=padded_hw)
+    full = np.fft.irfft2(np.fft.rfft2(g, s=padded_hw) * spectrum, s=padded_hw)
+    return full.astype(g.dtype)
