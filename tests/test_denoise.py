@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -143,3 +145,24 @@ def test_greyscale_stays_grey_and_tiny_images_work():
 def test_denoiser_refuses_bad_arguments(bad):
     with pytest.raises(ValueError):
         denoise_rgb(bad["y"], bad["sigma"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_denoise_after_its_parent_did():
+    """GNU OpenMP aborts such a child; flowrt.parallel chooses numba's fork-safe layer."""
+    noisy = np.random.default_rng(11).random((40, 40, 3), dtype=np.float32)
+    expected = denoise_rgb(noisy, 0.1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = np.allclose(denoise_rgb(noisy, 0.1), expected)
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_threads_can_denoise_at_once():
+    noisy = np.random.default_rng(12).random((48, 48, 3), dtype=np.float32)
+    expected = denoise_rgb(noisy, 0.1)
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda _: denoise_rgb(noisy, 0.1), range(6)))
+    assert all(np.array_equal(o, expected) for o in outs)

@@ -27,6 +27,7 @@ from typing import List, Tuple
 import numpy as np
 
 from flowrt.denoise import kernels as K
+from flowrt.parallel import KERNEL_LOCK
 
 HARD_THRESHOLD = 2.7      # in multiples of sigma (Dabov et al.'s lambda_3D)
 SEARCH_RADIUS = 19        # candidate patches lie within this many pixels of the reference
@@ -66,7 +67,8 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False) -> np
     else:
         opp = np.einsum("ij,hwj->ihw", OPPONENT, rgb)
         planes = [np.ascontiguousarray(p) for p in opp]
-    done = _denoise_planes(planes, float(sigma))
+    with KERNEL_LOCK:   # numba's workqueue layer takes one caller at a time (flowrt.parallel)
+        done = _denoise_planes(planes, float(sigma))
     if greyscale:
         out = np.repeat(done[0][..., None], 3, axis=2)
     else:

@@ -7,7 +7,8 @@ A *group* is up to ``max_group`` positions similar to a reference position, the 
 its size is always a power of two, so that the transform along the group is an orthonormal Haar.
 
 Kernels that write shared accumulators run serially; the expensive ones (patch DCT, matching,
-filtering a chunk of groups into its own buffer) run in parallel over rows or references.
+filtering a chunk of groups into its own buffer) run in parallel over rows or references: callers
+hold ``flowrt.parallel.KERNEL_LOCK`` around them.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import math
 
 import numba
 import numpy as np
+
+import flowrt.parallel  # noqa: F401 - chooses numba's threading layer before any kernel runs
 
 PATCH = 8
 COEFS = PATCH * PATCH

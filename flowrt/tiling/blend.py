@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from flowrt.parallel import KERNEL_LOCK
+
 __all__ = [
     "accumulate", "normalise", "accumulate_reference", "normalise_reference",
 ]
@@ -109,8 +111,11 @@ def accumulate(acc: np.ndarray, wsum: np.ndarray, tile: np.ndarray,
     h, w, c = tile.shape
     tile_rows = np.ascontiguousarray(tile).reshape(h, w * c)
     acc_rows = acc.reshape(acc.shape[0], acc.shape[1] * c)
-    kernel = _accumulate_parallel if _parallel(tile.size) else _accumulate_serial
-    kernel(acc_rows, wsum, tile_rows, wy, wx, np.repeat(wx, c), int(y0), int(x0))
+    if _parallel(tile.size):
+        with KERNEL_LOCK:
+            _accumulate_parallel(acc_rows, wsum, tile_rows, wy, wx, np.repeat(wx, c), int(y0), int(x0))
+    else:
+        _accumulate_serial(acc_rows, wsum, tile_rows, wy, wx, np.repeat(wx, c), int(y0), int(x0))
 
 
 def normalise(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -126,7 +131,11 @@ def normalise(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray | None = None) 
         out = np.empty(acc.shape, np.float32)
     elif out.shape != acc.shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {acc.shape}, got {out.dtype}{out.shape}")
-    (_normalise_parallel if _parallel(acc.size) else _normalise_serial)(acc, wsum, out)
+    if _parallel(acc.size):
+        with KERNEL_LOCK:
+            _normalise_parallel(acc, wsum, out)
+    else:
+        _normalise_serial(acc, wsum, out)
     return out
 
 
