@@ -25,6 +25,10 @@ from flowrt.tiling.streamed import partial_paths
 H, W = 70, 90
 FAST = ("--iters", "2", "--sigma", "10")
 TILED = ("--tile", "32", "--overlap", "8")
+# Closeness to the whole restore needs tiles wider than the start denoiser's reach: it matches
+# patches up to 19 px away (flowrt.denoise), so 32 px tiles with 8 px overlaps left 0.29 levels of
+# mean difference (0.70 at x2); 64 px tiles with 16 px overlaps stay inside the bounds below.
+CLOSE_TILED = ("--tile", "64", "--overlap", "16")
 
 
 def photo(height: int = H, width: int = W, seed: int = 3) -> np.ndarray:
@@ -71,7 +75,7 @@ def test_tiled_restore_is_close_to_the_whole_image_restore(restore, tmp_path, su
     src = save(tmp_path / f"in{suffix}", photo())
     whole, tiled = tmp_path / f"whole{suffix}", tmp_path / f"tiled{suffix}"
     ok(restore(src, whole, "--tile", "0", *options))
-    ok(restore(src, tiled, *TILED, *options))
+    ok(restore(src, tiled, *CLOSE_TILED, *options))
     a, b = load(whole), load(tiled)
     scale = 2 if options else 1
     assert a.shape == b.shape == (H * scale, W * scale, 3)
@@ -195,7 +199,7 @@ def test_jpeg_quality_per_tile_equals_the_whole_images_blocks():
 def test_tiled_jpeg_restore_via_cli(restore, tmp_path):
     src = save(tmp_path / "in.jpg", photo(), quality=40)
     ok(restore(src, tmp_path / "whole.png", "--tile", "0"))
-    result = ok(restore(src, tmp_path / "tiled.png", *TILED, "-v"))
+    result = ok(restore(src, tmp_path / "tiled.png", *CLOSE_TILED, "-v"))
     assert "multiples of 16px" in result.output  # 4:2:0 MCU, not the prior's 4
     assert np.abs(load(tmp_path / "whole.png") - load(tmp_path / "tiled.png")).mean() < 0.25
 
