@@ -166,3 +166,17 @@ def test_threads_can_denoise_at_once():
     with ThreadPoolExecutor(3) as pool:
         outs = list(pool.map(lambda _: denoise_rgb(noisy, 0.1), range(6)))
     assert all(np.array_equal(o, expected) for o in outs)
+
+
+def test_a_fresh_compile_and_the_cached_kernels_agree_bit_for_bit(tmp_path):
+    """Restores must not depend on whether a process compiled the kernels or loaded numba's cache
+    (a Ray worker and the driver, say): with fastmath they differed in the last bits."""
+    import subprocess
+    import sys
+    script = ("import hashlib, numpy as np; from flowrt.denoise import denoise_rgb; "
+              "x = np.random.default_rng(0).random((35, 45, 3), dtype=np.float32); "
+              "print(hashlib.sha1(denoise_rgb(x, 0.05).tobytes()).hexdigest())")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    fresh, cached = (subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                    check=True).stdout for _ in range(2))
+    assert fresh == cached and len(fresh.strip()) == 40

@@ -32,7 +32,7 @@ def dct_matrix() -> np.ndarray:
     return m.astype(np.float32)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def patch_dct(plane, d):  # pragma: no cover - compiled
     """plane (H, W) float32, d the DCT matrix -> (H - 7, W - 7, 64): every patch's 2-D DCT.
 
@@ -58,7 +58,7 @@ def patch_dct(plane, d):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def synthesize(num, den, d):  # pragma: no cover - compiled
     """Overlap-add every position's inverse DCT: num (hp, wp, 64) weighted coefficients, den
     (hp, wp) weights -> (image (H, W) = sum of weighted patches, weight (H, W) = sum of weights).
@@ -102,7 +102,7 @@ def _insert(dist, ys, xs, n, cap, d, y, x):  # pragma: no cover - compiled
     return min(n + 1, cap)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def match_blocks(guide, ref_y, ref_x, radius, max_group, tau):  # pragma: no cover - compiled
     """For each reference position, the positions within ``radius`` whose patch differs from it by
     a mean squared difference of at most ``tau`` (guide's units squared), closest first.
@@ -171,7 +171,7 @@ def _haar(g, k, inverse):  # pragma: no cover - compiled
             n *= 2
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def filter_groups(coef, pilot, ys, xs, counts, r0, r1, sigma, threshold, wiener):  # pragma: no cover
     """Collaboratively filter groups r0..r1-1 of one channel; returns (filtered (r1-r0, G, 64), weight (r1-r0,)).
 
