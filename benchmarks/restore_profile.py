@@ -79,7 +79,7 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     def update():
         adam.step(param, grad, 1e-3)
         np.clip(param, 0, 1, out=param)
-        total.__iadd__(param)
+        np.add(total, param, out=total)
     out["adam"] = _best(update, repeats)
     with tempfile.TemporaryDirectory() as tmp:
         rgb = np.clip(x[0].transpose(1, 2, 0), 0, 1)

@@ -22,7 +22,8 @@ import numpy as np
 
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
 from flowrt.solve.config import ITERS_FROM_OBSERVATION, SolverConfig
-from flowrt.solve.schedule import lr_schedule, rebalanced_weight, rebalances_at, step_for_noise, tail_start
+from flowrt.solve.schedule import (lr_schedule, rebalanced_weight, rebalances_at, step_for_noise, tail_start,
+                                   with_halving_retries)
 
 log = logging.getLogger("flowrt.solve.numpy_solver")
 
@@ -140,14 +141,8 @@ def _optimise(prior, fm, cfg: SolverConfig, x_start: np.ndarray, progress: Progr
     objective = _Objective(prior, fm, cfg, size)
     start = pad_to_multiple(x_start, prior.multiple)
     lr = (cfg.lr or step_for_noise(None)) * cfg.step_scale
-    for attempt in range(cfg.max_retries + 1):
-        try:
-            x, history = _run(objective, start, cfg, lr, progress)
-            return x[..., : size[0], : size[1]], history
-        except FloatingPointError as exc:
-            log.warning("MAP attempt %d failed (%s); retrying with half the step", attempt + 1, exc)
-            lr *= 0.5
-    return None, []
+    done = with_halving_retries(lambda step: _run(objective, start, cfg, step, progress), lr, cfg.max_retries)
+    return (None, []) if done is None else (done[0][..., : size[0], : size[1]], done[1])
 
 
 def map_restore_numpy(prior, forward_model, cfg: SolverConfig = SolverConfig(), *, progress: Progress = None,

@@ -1,14 +1,19 @@
 """The MAP loop's rules that need no tensors, shared by the torch loop (``flowrt.solve.solver``) and
 the numpy one (``flowrt.solve.numpy_solver``) so the two engines follow one schedule: the step and
 start smoothing for a noise level, the learning-rate schedule, which iterates are averaged, the
-discrepancy principle's update, and how an image is padded to the prior's multiple.
+discrepancy principle's update, how an image is padded to the prior's multiple, and the NaN guard's
+retries.
 """
 from __future__ import annotations
 
+import logging
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple, TypeVar
 
 from flowrt.solve.config import SolverConfig
+
+log = logging.getLogger("flowrt.solve")
+T = TypeVar("T")
 
 MAX_DATA_WEIGHT = 100.0
 REBALANCE_EVERY = 10  # iterations between discrepancy checks (one extra data-term pass each)
@@ -80,3 +85,15 @@ def padding_for(h: int, w: int, multiple: int) -> Tuple[int, int, str]:
     mode 'reflect' when the image is larger than its padding, else 'replicate'."""
     ph, pw = (-h) % multiple, (-w) % multiple
     return ph, pw, "reflect" if ph < h and pw < w else "replicate"
+
+
+def with_halving_retries(attempt: Callable[[float], T], lr: float, retries: int) -> Optional[T]:
+    """The NaN guard: ``attempt(lr)``, and while it raises FloatingPointError, again with half the step,
+    ``retries`` times at most; its result, or None when every attempt failed."""
+    for number in range(retries + 1):
+        try:
+            return attempt(lr)
+        except FloatingPointError as exc:
+            log.warning("MAP attempt %d failed (%s); retrying with half the step", number + 1, exc)
+            lr *= 0.5
+    return None

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
                                  STARTS, SolverConfig)  # re-exported: callers import them from here
 from flowrt.solve.schedule import (lr_schedule, padding_for, rebalanced_weight, rebalances_at,
-                                   start_blur_for_noise, step_for_noise, tail_start)  # noqa: F401 - re-exported
+                                   start_blur_for_noise, step_for_noise, tail_start,  # noqa: F401 - re-exported
+                                   with_halving_retries)
 
 log = logging.getLogger("flowrt.solve.solver")
 
@@ -223,11 +224,5 @@ def _optimise(prior, fm, cfg: SolverConfig, x_start: torch.Tensor, progress):
         if scale is not None:
             start = start / scale
     lr = (cfg.lr or step_for_noise(None)) * cfg.step_scale if cfg.space == "image" else cfg.lr_latent
-    for attempt in range(cfg.max_retries + 1):
-        try:
-            x, history = _run(objective, start, cfg, lr, progress)
-            return x[..., : size[0], : size[1]], history
-        except FloatingPointError as exc:
-            log.warning("MAP attempt %d failed (%s); retrying with half the step", attempt + 1, exc)
-            lr *= 0.5
-    return None, []
+    done = with_halving_retries(lambda step: _run(objective, start, cfg, step, progress), lr, cfg.max_retries)
+    return (None, []) if done is None else (done[0][..., : size[0], : size[1]], done[1])
