@@ -161,6 +161,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Dict
             bar.update(1)
             if step % cfg.run.ckpt_every == 0 or step == cfg.optim.steps:
                 _save(model, opt, cfg, step, gen, world, rank, ckpt_path)
+        if world > 1:
+            # Rank 0 is still writing the last checkpoint when the others finish; tearing gloo down
+            # under it aborted a rank now and then ('terminate called without an active exception').
+            dist.barrier()
     finally:
         bar.close()
         if metrics_file:
