@@ -72,10 +72,13 @@ _OPTIONS = [
     click.option("--space", type=click.Choice(["image", "latent"]), default=_SOLVER.space, show_default=True,
                  help="Optimise over the image or the flow's latent."),
     click.option("--iters", type=click.IntRange(min=0), default=None,
-                 help="MAP iterations.  [default: 20 from a denoised start, 150 otherwise]"),
-    click.option("--start", type=click.Choice(["auto", "denoise", "blur"]), default=_SOLVER.start, show_default=True,
-                 help="Where the MAP starts: the observation denoised by a DCT filter (needs a noise level or a "
-                      "JPEG term), or the lightly blurred observation; auto picks denoise where it applies."),
+                 help="MAP iterations.  [default: 10 after a split start, 20 after a denoised one, 150 otherwise]"),
+    click.option("--start", type=click.Choice(["auto", "split", "denoise", "blur"]), default=_SOLVER.start,
+                 show_default=True,
+                 help="Where the MAP starts (split and denoise need a noise level or a JPEG term): split "
+                      "alternates the chain's data term with a grouped denoiser (for --scale or --blur); "
+                      "denoise denoises the observation and enlarges it; blur lightly blurs it. auto picks "
+                      "split, then denoise, where they apply."),
     click.option("--lam", type=click.FloatRange(min=0), default=_SOLVER.lam, show_default=True,
                  help="Prior weight lambda, per observed pixel."),
     click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,

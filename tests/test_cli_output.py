@@ -178,7 +178,7 @@ def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path, one
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_help_shows_defaults(command):
     text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
-    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 20 from a denoised start, 150 otherwise]",
+    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 10 after a split start, 20 after a denoised one, 150 otherwise]",
                   "[default: 0.5;", "[default: 0.6;",
                   "Random seed (0 to 2^63-1). [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
                   "--space [image|latent]", "--format [png|tif|jpg|webp|bmp]", "--quality"):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from flowrt.errors import InputError
+from flowrt.solve.config import ITERS_AFTER_SPLIT
 from flowrt.solve.solver import ITERS_FROM_DENOISED, SolverConfig, map_restore
-from flowrt.solve.start import (DENOISED_STEP_SCALE, JPEG_DENOISED_STEP_SCALE, choose_start, denoise_sigma,
-                                jpeg_equivalent_sigma)
+from flowrt.solve.start import (DENOISED_STEP_SCALE, JPEG_DENOISED_STEP_SCALE, SPLIT_STEP_SCALE, choose_start,
+                                denoise_sigma, jpeg_equivalent_sigma)
 
 
 def test_start_policy():
@@ -26,6 +27,20 @@ def test_start_policy():
     assert choose_start(SolverConfig(iters=7), 25.0, None).solver.iters == 7
     with pytest.raises(InputError, match="--start"):
         SolverConfig(start="bm3d").validate()
+
+
+def test_split_start_policy():
+    auto = SolverConfig()
+    split = choose_start(auto, 8.0, 5.0, inverts=True)
+    assert split.kind == "split" and split.solver.iters == ITERS_AFTER_SPLIT
+    assert split.solver.step_scale == pytest.approx(JPEG_DENOISED_STEP_SCALE * SPLIT_STEP_SCALE)
+    assert split.denoise_sigma_255 == pytest.approx(np.hypot(8.0, 5.0))
+    assert choose_start(auto, 8.0, None, inverts=False).kind == "denoise"   # nothing to invert
+    assert choose_start(auto, None, None, inverts=True).kind == "blur"      # no noise level
+    assert choose_start(SolverConfig(start="denoise"), 8.0, None, inverts=True).kind == "denoise"
+    assert choose_start(SolverConfig(start="split"), 8.0, None, inverts=False).kind == "denoise"
+    assert choose_start(SolverConfig(start="split"), 0.5, None, inverts=True).kind == "blur"
+    assert choose_start(SolverConfig(start="split", iters=3), 8.0, None, inverts=True).solver.iters == 3
 
 
 def test_jpeg_equivalent_noise():

@@ -38,9 +38,11 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
     chain = dict(sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                  mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
-    start_plan = choose_start(solver, plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y))
+    start_plan = choose_start(solver, plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y),
+                              inverts=plan.scale > 1 or plan.blur is not None)
+    start, progress = _start(rgb, chain, start_plan, progress)
     run = _numpy_map if runs_without_torch(prior) else _torch_map
-    out, fell_back = run(rgb, chain, prior, start_plan, device, progress)
+    out, fell_back = run(rgb, chain, prior, start_plan, start, device, progress)
     if fell_back:  # the output would be the damaged input, barely changed: not a success
         if not solver.accept_fallback:
             raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
@@ -51,24 +53,47 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _torch_map(rgb: np.ndarray, chain: dict, prior, start_plan, device, progress) -> Tuple[np.ndarray, bool]:
+def _start(rgb: np.ndarray, chain: dict, start_plan, progress: Progress) -> Tuple[Optional[np.ndarray], Progress]:
+    """The MAP's start, (1, 3, H, W) float32 in [0, 1] (None: the solver's own blurred start), made
+    by the numpy chain for both engines, and the progress callback for the MAP that follows: a
+    split start's rounds and the MAP's iterations count as one run of rounds + iterations."""
+    if start_plan.kind == "blur":
+        return None, progress
+    from flowrt.numeric.chain import build_forward_model
+    from flowrt.solve.start import denoised_start, split_start
+    fm = build_forward_model(rgb, **chain)
+    if start_plan.kind == "denoise":
+        return denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]), progress
+    rounds = [0]
+    iters = start_plan.solver.iters
+
+    def on_round(done: int, total: int) -> None:
+        rounds[0] = total
+        if progress is not None:
+            progress(done, total + iters)
+    start = split_start(fm, start_plan.denoise_sigma_255, chain["greyscale"], progress=on_round)
+    if progress is None:
+        return start, None
+    return start, lambda done, total: progress(rounds[0] + done, rounds[0] + total)
+
+
+def _torch_map(rgb: np.ndarray, chain: dict, prior, start_plan, start, device, progress) -> Tuple[np.ndarray, bool]:
     """The torch engine: (restored (H, W, 3) float32, fell back)."""
+    import torch
+
     from flowrt.operators import build_forward_model
     from flowrt.solve.solver import map_restore
-    from flowrt.solve.start import denoised_start
     fm = build_forward_model(rgb, **chain)
-    start = denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]) if start_plan.kind == "denoise" else None
+    start = None if start is None else torch.from_numpy(np.ascontiguousarray(start, np.float32))
     result = map_restore(prior, fm, start_plan.solver, device=device, progress=progress, start=start)
     return result.x[0].permute(1, 2, 0).numpy(), result.fell_back
 
 
-def _numpy_map(rgb: np.ndarray, chain: dict, prior, start_plan, device, progress) -> Tuple[np.ndarray, bool]:
+def _numpy_map(rgb: np.ndarray, chain: dict, prior, start_plan, start, device, progress) -> Tuple[np.ndarray, bool]:
     """The ort engine, torch-free: (restored (H, W, 3) float32, fell back). ``device`` is where the
     prior's ORT session runs; the forward models run in numpy on the CPU whatever it is."""
     from flowrt.numeric.chain import build_forward_model
     from flowrt.solve.numpy_solver import map_restore_numpy
-    from flowrt.solve.start import denoised_start
     fm = build_forward_model(rgb, **chain)
-    start = denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]) if start_plan.kind == "denoise" else None
     result = map_restore_numpy(prior, fm, start_plan.solver, progress=progress, start=start)
     return result.x[0].transpose(1, 2, 0), result.fell_back

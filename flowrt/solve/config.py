@@ -9,9 +9,10 @@ from typing import Optional
 from flowrt.errors import InputError
 
 SPACES = ("image", "latent")
-STARTS = ("auto", "denoise", "blur")
+STARTS = ("auto", "split", "denoise", "blur")
 ITERS_FROM_OBSERVATION = 150  # iterations from the (lightly blurred) observation
 ITERS_FROM_DENOISED = 20      # iterations from a denoised start (flowrt.solve.start)
+ITERS_AFTER_SPLIT = 10        # iterations after the splitting start (flowrt.solve.splitting)
 MAX_SEED = 2 ** 63 - 1
 
 
@@ -20,8 +21,8 @@ class SolverConfig:
     """MAP settings; defaults chosen on ../shared/data/val (benchmarks/results/map_settings.md);
     iteration count and schedule re-measured in benchmarks/results/map_iterations/."""
     space: str = "image"
-    iters: Optional[int] = None  # None: ITERS_FROM_DENOISED from a denoised start, else ITERS_FROM_OBSERVATION
-    start: str = "auto"          # auto | denoise | blur: where the MAP starts (flowrt.solve.start)
+    iters: Optional[int] = None  # None: ITERS_AFTER_SPLIT / ITERS_FROM_DENOISED / ITERS_FROM_OBSERVATION by start
+    start: str = "auto"          # auto | split | denoise | blur: where the MAP starts (flowrt.solve.start)
     lam: float = 0.5            # weight of the prior per observed pixel (see _Objective)
     coarse_prior: float = 0.6   # upscaling only: weight of -log p(D x) relative to lam (see _Objective)
     lr: Optional[float] = None  # image space: Adam step in [0,1] units; None: step_for_noise(sigma)

@@ -1,6 +1,6 @@
 """Where the MAP starts, and what that implies for its schedule.
 
-Two starts:
+Three starts:
 
 * ``denoise``: the observation, hole-filled, denoised on its own grid by the grouped transform-domain
   denoiser (``flowrt.denoise``), then brought to the restored size. The denoiser is told
@@ -9,10 +9,14 @@ Two starts:
   only refines: ITERS_FROM_DENOISED iterations with a fraction of the usual step, which on val
   crops lands above the 150-iteration MAP from the observation at a fraction of its cost
   (benchmarks/results/map_start/).
+* ``split``: for chains that downsample or blur, where enlarging a denoised observation never
+  undoes the chain: plug-and-play splitting with the same denoiser as its prior and the chain's
+  own data term (``flowrt.solve.splitting``), then ITERS_AFTER_SPLIT gentle MAP iterations.
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
-``auto`` takes ``denoise`` where it applies and ``blur`` elsewhere. Nothing here imports torch,
+``auto`` takes ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
+(or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch,
 so both engines start the same way.
 """
 from __future__ import annotations
@@ -24,13 +28,14 @@ from typing import Optional
 import numpy as np
 
 from flowrt.denoise import denoise_rgb
-from flowrt.solve.config import ITERS_FROM_DENOISED, SolverConfig
+from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_DENOISED, SolverConfig
 from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
 
 DENOISED_STEP_SCALE = 0.125  # the step after a denoised start, relative to step_for_noise(sigma)
 JPEG_DENOISED_STEP_SCALE = 0.5   # the same with a JPEG data term (its step is already 4x smaller)
+SPLIT_STEP_SCALE = 0.5       # the step after a split start, relative to the denoised start's
 MIN_DENOISE_SIGMA = 1.0      # below this noise std (0-255) denoising the start is not worth its time
 # The denoiser's std for a JPEG, per unit of the luma table's RMS quantisation error q/sqrt(12):
 # most coefficients are quantised to zero and err far less than q/sqrt(12), so the equivalent
@@ -49,35 +54,49 @@ def jpeg_equivalent_sigma(luma_quant: Optional[np.ndarray]) -> float:
 
 @dataclass(frozen=True)
 class StartPlan:
-    """The start chosen for one region: ``kind`` 'denoise' or 'blur', the solver settings with
+    """The start chosen for one region: ``kind`` 'split', 'denoise' or 'blur', the solver settings with
     every start-dependent field resolved (lr, start_blur, iters, step_scale), and the denoiser's
-    noise std ``denoise_sigma_255`` (0-255 scale; used when kind is 'denoise')."""
+    noise std ``denoise_sigma_255`` (0-255 scale; used unless kind is 'blur')."""
     kind: str
     solver: SolverConfig
     denoise_sigma_255: float = 0.0
 
 
-def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -> StartPlan:
+def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float],
+                 inverts: bool = False) -> StartPlan:
     """Resolve ``solver.start`` for a data term with Gaussian noise std ``sigma_255`` (None: no noise
     level) and a JPEG term whose quantisation acts like noise of std ``jpeg_sigma_255`` (None: no
-    JPEG term). Fields the user set are kept."""
+    JPEG term); ``inverts``: the chain downsamples or blurs. Fields the user set are kept."""
     jpeg = jpeg_sigma_255 is not None
     strength = denoise_sigma(sigma_255, jpeg_sigma_255)
-    can_denoise = strength >= MIN_DENOISE_SIGMA
-    kind = "denoise" if can_denoise and solver.start in ("auto", "denoise") else "blur"
-    if solver.start == "denoise" and kind != "denoise":
-        log.warning("--start denoise needs a noise level of at least %g; starting from the observation",
-                    MIN_DENOISE_SIGMA)
+    kind = _start_kind(solver.start, strength >= MIN_DENOISE_SIGMA, inverts)
     lr = solver.lr if solver.lr is not None else step_for_noise(sigma_255)
-    if kind == "denoise":
-        scale = JPEG_DENOISED_STEP_SCALE if jpeg else DENOISED_STEP_SCALE
-        resolved = replace(solver, lr=lr, start_blur=0.0,
-                           iters=ITERS_FROM_DENOISED if solver.iters is None else solver.iters,
-                           step_scale=solver.step_scale * scale)
-    else:
+    if kind == "blur":
         blur = solver.start_blur if solver.start_blur is not None else start_blur_for_noise(sigma_255, jpeg)
-        resolved = replace(solver, lr=lr, start_blur=blur)
+        return StartPlan(kind, replace(solver, lr=lr, start_blur=blur), strength)
+    scale = JPEG_DENOISED_STEP_SCALE if jpeg else DENOISED_STEP_SCALE
+    iters = ITERS_AFTER_SPLIT if kind == "split" else ITERS_FROM_DENOISED
+    if kind == "split":
+        scale *= SPLIT_STEP_SCALE
+    resolved = replace(solver, lr=lr, start_blur=0.0, iters=iters if solver.iters is None else solver.iters,
+                       step_scale=solver.step_scale * scale)
     return StartPlan(kind, resolved, strength)
+
+
+def _start_kind(asked: str, can_denoise: bool, inverts: bool) -> str:
+    """'split', 'denoise' or 'blur' for ``--start`` ``asked``; a start that needs a noise level the
+    plan lacks falls back to 'blur' with a warning (``split`` on a chain with nothing to invert is
+    ``denoise``)."""
+    if asked == "blur":
+        return "blur"
+    if not can_denoise:
+        if asked != "auto":
+            log.warning("--start %s needs a noise level of at least %g; starting from the observation",
+                        asked, MIN_DENOISE_SIGMA)
+        return "blur"
+    if asked == "denoise":
+        return "denoise"
+    return "split" if inverts else "denoise"
 
 
 def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -> float:
@@ -92,3 +111,12 @@ def denoised_start(forward_model, sigma_255: float, greyscale: bool):
     hand their ``denoise`` the observation as a numpy (h, w, 3) array)."""
     sigma = float(sigma_255) / 255.0
     return forward_model.initial_estimate(denoise=lambda rgb: denoise_rgb(rgb, sigma, greyscale=greyscale))
+
+
+def split_start(forward_model, sigma_255: float, greyscale: bool, progress=None) -> np.ndarray:
+    """``flowrt.solve.splitting.split_restore`` of a ``flowrt.numeric`` chain with the grouped
+    denoiser: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
+    from flowrt.solve.splitting import split_restore
+    return split_restore(forward_model, lambda rgb, s, coarse: denoise_rgb(rgb, s, greyscale=greyscale, wiener=not coarse),
+                         float(sigma_255),
+                         progress=progress)

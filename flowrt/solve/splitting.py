@@ -1,0 +1,106 @@
+"""Plug-and-play half-quadratic splitting: the start for chains that downsample or blur.
+
+Denoising the observation on its own grid and enlarging it (``flowrt.solve.start``'s ``denoise``)
+never inverts the chain's blur or downsampling, and the flow prior's MAP from there adds little
+detail. Here the grouped denoiser (``flowrt.denoise``) acts as the prior inside a splitting of
+
+    min_x  nll(x) + (lam / 2) ||x - z||^2 / s_k^2,   z = denoise(x, s_k)
+
+alternating, round k = 1..ROUNDS, with s_k falling geometrically from SIGMA_START_255 to
+END_FACTOR times the observation's noise-equivalent std (Zhang et al., "Plug-and-play image
+restoration with deep denoiser prior", TPAMI 2021, with the grouped denoiser for theirs):
+
+* the data step: DATA_STEPS accelerated gradient steps on nll(x) + mu_k / 2 ||x - z||^2 from z,
+  mu_k = LAM / s_k^2, nll the forward model's own data term (for a JPEG the quantisation
+  intervals of its coefficients, not a Gaussian stand-in: worth 0.2-0.4 dB on the multi task);
+* the prior step: z = denoise(x, s_k), at the restored size.
+
+The answer is the last z. LAM is small: the data step then nearly fits the observation, and the
+denoiser, not the coupling, does the regularising. Settings chosen on 256 crops of val and
+val-photos (benchmarks/results/split_start/). Torch-free: the forward model is a
+``flowrt.numeric`` chain, whatever engine the MAP that follows uses.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, Tuple
+
+import numpy as np
+
+ROUNDS = 10             # splitting rounds (one denoiser call each, at the restored size)
+SIGMA_START_255 = 40.0  # the first round's denoiser std, 0-255 scale
+END_FACTOR = 1.5        # the last round's std over the observation's noise-equivalent std
+LAM = 0.03              # coupling weight: mu_k = LAM / s_k^2 (s_k in [0, 1] units)
+DATA_STEPS = 10         # accelerated gradient steps per data step
+FULL_ROUNDS = 3         # the last rounds run the whole denoiser; earlier ones its first pass only
+_FIRST_CURVATURE = 1.0  # the backtracking search's first guess at the data term's curvature
+
+Progress = Optional[Callable[[int, int], None]]
+
+
+class DataTerm(Protocol):
+    """What the splitting needs of a forward model (``flowrt.numeric.chain.ForwardModel``)."""
+
+    def nll(self, x: np.ndarray) -> np.ndarray: ...
+
+    def nll_and_grad(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]: ...
+
+    def initial_estimate(self, denoise=None) -> np.ndarray: ...
+
+
+# (rgb (h, w, 3) float32 in [0, 1], std in [0, 1], coarse) -> rgb denoised; coarse: a cheaper
+# estimate will do (an early round, whose output the next data step moves anyway)
+Denoise = Callable[[np.ndarray, float, bool], np.ndarray]
+
+
+def sigma_schedule(noise_255: float, rounds: int = ROUNDS) -> np.ndarray:
+    """The denoiser std of each round, 0-255 scale, (rounds,): geometric from SIGMA_START_255 to
+    END_FACTOR * noise_255 (never rising: a noisier observation starts and ends there)."""
+    end = END_FACTOR * float(noise_255)
+    start = max(SIGMA_START_255, end)
+    return np.geomspace(start, end, rounds)
+
+
+def split_restore(forward_model: DataTerm, denoise: Denoise, noise_255: float, *,
+                  rounds: int = ROUNDS, progress: Progress = None) -> np.ndarray:
+    """The splitting's estimate, (1, 3, H, W) float32 in [0, 1] at the restored size.
+
+    noise_255: the observation's noise-equivalent std (``start.denoise_sigma``), > 0, which also
+    denoises the first estimate on the observation's grid. progress(done, rounds) after each round.
+    """
+    if not (np.isfinite(noise_255) and noise_255 > 0):
+        raise ValueError(f"noise_255 must be a finite number > 0, got {noise_255}")
+    z = forward_model.initial_estimate(denoise=lambda rgb: denoise(rgb, noise_255 / 255.0, False)).astype(np.float32)
+    curvature = _FIRST_CURVATURE
+    for k, sigma_255 in enumerate(sigma_schedule(noise_255, rounds)):
+        mu = LAM / (sigma_255 / 255.0) ** 2
+        x, curvature = _data_step(forward_model, z, mu, curvature)
+        rgb = denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0,
+                      k < rounds - FULL_ROUNDS)
+        z = np.ascontiguousarray(np.asarray(rgb, np.float32).transpose(2, 0, 1))[None]
+        if progress is not None:
+            progress(k + 1, rounds)
+    return np.clip(z, 0, 1)
+
+
+def _data_step(fm: DataTerm, z: np.ndarray, mu: float, curvature: float) -> Tuple[np.ndarray, float]:
+    """argmin_x nll(x) + mu/2 ||x - z||^2, approximately: DATA_STEPS of Nesterov's method from z,
+    the step 1 / (L + mu) with L, the data term's curvature, found by backtracking (and kept for
+    the next round, since the data term does not change). Returns (x float32, L)."""
+    x = z.astype(np.float64)
+    v, t = x.copy(), 1.0
+    for _ in range(DATA_STEPS):
+        nll_v, grad = fm.nll_and_grad(v.astype(np.float32))
+        grad = grad.astype(np.float64)
+        while True:  # the sufficient-decrease test of Beck and Teboulle's backtracking
+            candidate = v - grad / curvature
+            gap = float(fm.nll(candidate.astype(np.float32)).sum() - nll_v.sum())
+            move = candidate - v
+            if gap <= float(np.sum(grad * move)) + 0.5 * curvature * float(np.sum(move * move)) + 1e-9 * abs(float(nll_v.sum())):
+                break
+            curvature *= 2.0
+        step = 1.0 / (curvature + mu)
+        x_next = v - step * (grad + mu * (v - z))
+        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        v = x_next + ((t - 1.0) / t_next) * (x_next - x)
+        x, t = x_next, t_next
+    return x.astype(np.float32), curvature
