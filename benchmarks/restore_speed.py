@@ -45,25 +45,30 @@ def _env(threads):
     return env
 
 
-def time_flowrt(src: Path, out: Path, extra: list, threads) -> float:
+def time_flowrt(src: Path, out: Path, extra: list, threads, task_flags: tuple = ("--sigma", "25")) -> float:
+    """Seconds for ``flowrt restore SRC -o OUT <task_flags> <extra>`` in a fresh process."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), "--sigma", "25", *extra]
+    cmd = [sys.executable, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), *task_flags, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads))
     if proc.returncode != 0:
         raise SystemExit(f"flowrt restore failed: {proc.stderr.strip()}")
     return time.perf_counter() - t0
 
 
-def time_bm3d(src: Path, out: Path, threads) -> float:
-    """BM3D in a fresh process too (its import and I/O counted like flowrt's)."""
+def time_bm3d(src: Path, out: Path, threads, sigma_255: float = 25.0, scale: int = 1) -> float:
+    """BM3D in a fresh process too (its import and I/O counted like flowrt's): the observation,
+    Pillow-bicubic enlarged by ``scale`` as the quality peer does, denoised at ``sigma_255``."""
     code = ("import sys, numpy as np; from PIL import Image; from benchmarks.peers.bm3d_peer import denoise_colour;"
-            "x = np.asarray(Image.open(sys.argv[1]).convert('RGB'), np.float64) / 255;"
-            "y = denoise_colour(x, 25 / 255);"
+            "im = Image.open(sys.argv[1]).convert('RGB'); s = int(sys.argv[3]);"
+            "im = im.resize((im.width * s, im.height * s), Image.BICUBIC) if s > 1 else im;"
+            "x = np.asarray(im, np.float64) / 255;"
+            "y = denoise_colour(x, float(sys.argv[4]) / 255);"
             "Image.fromarray((np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)).save(sys.argv[2])")
     env = _env(threads)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(out), str(scale), str(sigma_255)],
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"bm3d failed: {proc.stderr.strip()}")
     return time.perf_counter() - t0
