@@ -180,3 +180,18 @@ def test_a_fresh_compile_and_the_cached_kernels_agree_bit_for_bit(tmp_path):
     fresh, cached = (subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                                     check=True).stdout for _ in range(2))
     assert fresh == cached and len(fresh.strip()) == 40
+
+
+def test_coarse_estimate_is_cheaper_and_still_denoises():
+    """``coarse`` (hard-threshold pass only, sparser references, a smaller search) removes most
+    of the noise the full denoiser removes, with fewer groups to match and filter."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    clean = np.stack([0.5 + 0.3 * np.sin(7 * xx), 0.4 + 0.3 * (yy > 0.5), 0.5 + 0.2 * np.cos(5 * yy + 3 * xx)], -1)
+    noisy = (clean + rng.normal(0, 20 / 255, clean.shape)).astype(np.float32)
+    full = denoise_rgb(noisy, 20 / 255)
+    coarse = denoise_rgb(noisy, 20 / 255, coarse=True)
+    err = lambda x: float(np.mean((x - clean) ** 2))  # noqa: E731
+    assert err(full) < err(coarse) < 0.3 * err(np.clip(noisy, 0, 1))
+    assert G.COARSE_REF_STEP >= G.REF_STEP and G.COARSE_SEARCH_RADIUS <= G.SEARCH_RADIUS
+    assert len(G._reference_grid(96, 96, G.COARSE_REF_STEP)[0]) < len(G._reference_grid(96, 96)[0])

@@ -32,6 +32,8 @@ from flowrt.parallel import KERNEL_LOCK
 HARD_THRESHOLD = 2.7      # in multiples of sigma (Dabov et al.'s lambda_3D)
 SEARCH_RADIUS = 19        # candidate patches lie within this many pixels of the reference
 REF_STEP = 3              # reference patches every this many pixels (the last row/column always)
+COARSE_SEARCH_RADIUS = 11  # the same two for a coarse estimate (``denoise_rgb(coarse=True)``)
+COARSE_REF_STEP = 4
 GROUP_HARD = 16           # most patches per group, first pass
 GROUP_WIENER = 32         # most patches per group, second pass
 # Matching thresholds, mean squared difference per pixel on the 0-255 scale. The first pass
@@ -50,13 +52,14 @@ OPPONENT = np.array([
 ], np.float32)
 
 
-def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, wiener: bool = True) -> np.ndarray:
+def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False) -> np.ndarray:
     """Denoise ``rgb`` float (H, W, 3) in [0, 1], corrupted by white Gaussian noise of std ``sigma``
     ([0, 1] units, > 0) per channel; returns float32 (H, W, 3) clipped to [0, 1].
 
     greyscale: the three channels hold one grey image (one noise draw shared by all three),
-    denoised once as a single channel. wiener: False stops after the hard-thresholding pass
-    (about half the time, a coarser estimate).
+    denoised once as a single channel. coarse: a cheaper, rougher estimate: the
+    hard-thresholding pass alone, with COARSE_REF_STEP and COARSE_SEARCH_RADIUS (for callers that
+    denoise the same image again and again, like ``flowrt.solve.splitting``).
     """
     rgb = np.asarray(rgb, np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
@@ -69,7 +72,7 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, wiene
         opp = np.einsum("ij,hwj->ihw", OPPONENT, rgb)
         planes = [np.ascontiguousarray(p) for p in opp]
     with KERNEL_LOCK:   # numba's workqueue layer takes one caller at a time (flowrt.parallel)
-        done = _denoise_planes(planes, float(sigma), wiener)
+        done = _denoise_planes(planes, float(sigma), coarse)
     if greyscale:
         out = np.repeat(done[0][..., None], 3, axis=2)
     else:
@@ -77,55 +80,56 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, wiene
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _denoise_planes(planes: List[np.ndarray], sigma: float, wiener: bool) -> List[np.ndarray]:
+def _denoise_planes(planes: List[np.ndarray], sigma: float, coarse: bool) -> List[np.ndarray]:
     """Denoise channels (H, W) sharing one noise std; channel 0 guides the matching. Bands of
     rows bound the memory; each band sees MARGIN rows of context on both sides."""
     h, w = planes[0].shape
     band = max(64, BAND_PIXELS // max(w, 1))
     if h <= band + 2 * MARGIN:
-        return _denoise_padded(planes, sigma, wiener)
+        return _denoise_padded(planes, sigma, coarse)
     out = [np.empty_like(p) for p in planes]
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         a, b = max(0, r0 - MARGIN), min(h, r1 + MARGIN)
-        part = _denoise_padded([p[a:b] for p in planes], sigma, wiener)
+        part = _denoise_padded([p[a:b] for p in planes], sigma, coarse)
         for o, q in zip(out, part):
             o[r0:r1] = q[r0 - a:r1 - a]
     return out
 
 
-def _denoise_padded(planes: List[np.ndarray], sigma: float, wiener: bool) -> List[np.ndarray]:
+def _denoise_padded(planes: List[np.ndarray], sigma: float, coarse: bool) -> List[np.ndarray]:
     """Reflect-pad planes smaller than two patches (matching needs room), denoise, crop back."""
     h, w = planes[0].shape
     ph, pw = max(0, 2 * K.PATCH - h), max(0, 2 * K.PATCH - w)
     if ph or pw:
         mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
         padded = [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in planes]
-        return [p[:h, :w] for p in _two_passes(padded, sigma, wiener)]
-    return _two_passes(planes, sigma, wiener)
+        return [p[:h, :w] for p in _two_passes(padded, sigma, coarse)]
+    return _two_passes(planes, sigma, coarse)
 
 
-def _two_passes(planes: List[np.ndarray], sigma: float, wiener: bool = True) -> List[np.ndarray]:
+def _two_passes(planes: List[np.ndarray], sigma: float, coarse: bool = False) -> List[np.ndarray]:
     d = K.dct_matrix()
     planes = [np.ascontiguousarray(p, np.float32) for p in planes]
     coefs = [K.patch_dct(p, d) for p in planes]
-    refs = _reference_grid(*planes[0].shape)
+    refs = _reference_grid(*planes[0].shape, COARSE_REF_STEP if coarse else REF_STEP)
+    radius = COARSE_SEARCH_RADIUS if coarse else SEARCH_RADIUS
     s255 = sigma * 255.0
     tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
-    groups = K.match_blocks(planes[0], *refs, SEARCH_RADIUS, GROUP_HARD, tau_hard)
+    groups = K.match_blocks(planes[0], *refs, radius, GROUP_HARD, tau_hard)
     pilot = [_filter(c, None, groups, sigma, d) for c in coefs]
-    if not wiener:
+    if coarse:
         return pilot
     pilot_coefs = [K.patch_dct(p, d) for p in pilot]
     groups = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
     return [_filter(c, pc, groups, sigma, d) for c, pc in zip(coefs, pilot_coefs)]
 
 
-def _reference_grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Reference positions every REF_STEP pixels, the last row and column always included."""
+def _reference_grid(h: int, w: int, step: int = REF_STEP) -> Tuple[np.ndarray, np.ndarray]:
+    """Reference positions every ``step`` pixels, the last row and column always included."""
     def axis(n: int) -> np.ndarray:
         last = n - K.PATCH
-        steps = list(range(0, last + 1, REF_STEP))
+        steps = list(range(0, last + 1, step))
         if steps[-1] != last:
             steps.append(last)
         return np.asarray(steps, np.int32)

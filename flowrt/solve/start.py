@@ -117,6 +117,6 @@ def split_start(forward_model, sigma_255: float, greyscale: bool, progress=None)
     """``flowrt.solve.splitting.split_restore`` of a ``flowrt.numeric`` chain with the grouped
     denoiser: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
     from flowrt.solve.splitting import split_restore
-    return split_restore(forward_model, lambda rgb, s, coarse: denoise_rgb(rgb, s, greyscale=greyscale, wiener=not coarse),
+    return split_restore(forward_model, lambda rgb, s, coarse: denoise_rgb(rgb, s, greyscale=greyscale, coarse=coarse),
                          float(sigma_255),
                          progress=progress)
