@@ -88,6 +88,17 @@ def test_restore_with_the_ort_engine_never_imports_torch(run_without_torch, tmp_
     assert 0 < np.abs(restored - observed).mean() < 20  # changed, and still the same picture
 
 
+def test_an_upscale_with_the_split_start_never_imports_torch(run_without_torch, tmp_path):
+    """--scale with a noisy JPEG takes the splitting start (flowrt.solve.splitting), torch-free too."""
+    src, out = tmp_path / "small.jpg", tmp_path / "out.png"
+    Image.fromarray(photo(24, 20, 6.0, seed=5)).save(src, quality=50)
+    proc, report = run_without_torch("-m", "flowrt.cli.main", "restore", src, "-o", out, "--engine", "ort",
+                                     "--scale", "2", "--sigma", "6", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert report == {"attempts": [], "loaded": []}, report
+    assert np.asarray(Image.open(out)).shape == (48, 40, 3)
+
+
 def test_a_user_mistake_without_torch_is_still_one_line(run_without_torch, tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray(photo(20, 24, 10.0, seed=4)).save(src)
