@@ -75,10 +75,10 @@ def measure(args) -> dict:
 def write_report(out: Path, report: dict, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "deblur_start.json").write_text(json.dumps(report, indent=2))
-    lines = [f"| {r['photo']} | {r['input_db']} | {r['split_db']} ({r['split_s']} s) | {r['denoise_db']} ({r['denoise_s']} s) |"
-             for r in report["rows"]]
-    m = report["mean"]
-    lines.append(f"| **mean** | {m['input_db']} | **{m['split_db']}** ({m['split_s']} s) | {m['denoise_db']} ({m['denoise_s']} s) |")
+    def line(label: str, r: dict) -> str:
+        return (f"| {label} | {r['input_db']} | {r['split_db']} ({r['split_s']} s) | "
+                f"{r['denoise_db']} ({r['denoise_s']} s) |")
+    lines = [line(r["photo"], r) for r in report["rows"]] + [line("**mean**", report["mean"])]
     (out / "deblur_start.md").write_text(
         f"# Deblurring: the splitting start against the denoised start\n\n{report['crop']}x{report['crop']} centre "
         f"crops of `{report['data']}`, Gaussian blur std {report['blur']} px (flowrt's own kernel), noise sigma "

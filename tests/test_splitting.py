@@ -72,3 +72,15 @@ def test_split_is_deterministic_and_checks_its_noise_level():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="noise_255"):
         split_restore(fm, denoise, 0.0)
+
+
+def test_backtracking_stops_on_a_non_finite_data_term():
+    """A data term that is NaN everywhere off its start must not hang the search: the curvature
+    grows to the cap and the step shrinks to nothing."""
+    class Broken:
+        def nll(self, x):
+            return np.array([np.nan])
+
+    v = np.zeros((1, 3, 4, 4))
+    curvature = splitting._backtrack(Broken(), v, 1.0, np.ones_like(v), 1.0)
+    assert curvature == 2.0 ** splitting.MAX_DOUBLINGS

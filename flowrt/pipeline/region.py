@@ -40,8 +40,9 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
                  mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
     start_plan = choose_start(solver, plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y),
                               inverts=plan.scale > 1 or plan.blur is not None)
+    iters = start_plan.solver.iters
     log.info("%s: %s start (noise-equivalent std %.1f), then %s MAP iterations", name, start_plan.kind,
-             start_plan.denoise_sigma_255, start_plan.solver.iters if start_plan.solver.iters is not None else "the default")
+             start_plan.denoise_sigma_255, "the default number of" if iters is None else iters)
     start, progress = _start(rgb, chain, start_plan, progress)
     run = _numpy_map if runs_without_torch(prior) else _torch_map
     out, fell_back = run(rgb, chain, prior, start_plan, start, device, progress)

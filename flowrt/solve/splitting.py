@@ -12,8 +12,10 @@ restoration with deep denoiser prior", TPAMI 2021, with the grouped denoiser for
 
 * the data step: DATA_STEPS accelerated gradient steps on nll(x) + mu_k / 2 ||x - z||^2 from z,
   mu_k = LAM / s_k^2, nll the forward model's own data term (for a JPEG the quantisation
-  intervals of its coefficients, not a Gaussian stand-in: worth 0.2-0.4 dB on the multi task);
-* the prior step: z = denoise(x, s_k), at the restored size.
+  intervals of its coefficients, not a Gaussian stand-in, which cannot tell a coefficient
+  quantised to zero, known to be small, from a noisy one);
+* the prior step: z = denoise(x, s_k), at the restored size (a coarse, cheaper estimate in all but
+  the last FULL_ROUNDS rounds).
 
 The answer is the last z. LAM is small: the data step then nearly fits the observation, and the
 denoiser, not the coupling, does the regularising. Settings chosen on 256 crops of val and
@@ -31,8 +33,9 @@ SIGMA_START_255 = 40.0  # the first round's denoiser std, 0-255 scale
 END_FACTOR = 1.5        # the last round's std over the observation's noise-equivalent std
 LAM = 0.03              # coupling weight: mu_k = LAM / s_k^2 (s_k in [0, 1] units)
 DATA_STEPS = 10         # accelerated gradient steps per data step
-FULL_ROUNDS = 3         # the last rounds run the whole denoiser; earlier ones its first pass only
+FULL_ROUNDS = 3         # the last rounds run the whole denoiser, earlier ones its coarse estimate
 _FIRST_CURVATURE = 1.0  # the backtracking search's first guess at the data term's curvature
+MAX_DOUBLINGS = 64      # the search gives up there (a step of 2^-64 / first guess: no move)
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -91,16 +94,23 @@ def _data_step(fm: DataTerm, z: np.ndarray, mu: float, curvature: float) -> Tupl
     for _ in range(DATA_STEPS):
         nll_v, grad = fm.nll_and_grad(v.astype(np.float32))
         grad = grad.astype(np.float64)
-        while True:  # the sufficient-decrease test of Beck and Teboulle's backtracking
-            candidate = v - grad / curvature
-            gap = float(fm.nll(candidate.astype(np.float32)).sum() - nll_v.sum())
-            move = candidate - v
-            if gap <= float(np.sum(grad * move)) + 0.5 * curvature * float(np.sum(move * move)) + 1e-9 * abs(float(nll_v.sum())):
-                break
-            curvature *= 2.0
-        step = 1.0 / (curvature + mu)
-        x_next = v - step * (grad + mu * (v - z))
+        curvature = _backtrack(fm, v, float(nll_v.sum()), grad, curvature)
+        x_next = v - (grad + mu * (v - z)) / (curvature + mu)
         t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         v = x_next + ((t - 1.0) / t_next) * (x_next - x)
         x, t = x_next, t_next
     return x.astype(np.float32), curvature
+
+
+def _backtrack(fm: DataTerm, v: np.ndarray, nll_v: float, grad: np.ndarray, curvature: float) -> float:
+    """The smallest curvature * 2^n (n >= 0, at most MAX_DOUBLINGS) for which a gradient step of
+    1 / curvature from v passes Beck and Teboulle's sufficient-decrease test on the data term; a
+    non-finite data term fails the test, so a bad region only shrinks the step."""
+    for _ in range(MAX_DOUBLINGS):
+        move = -grad / curvature
+        gap = float(fm.nll((v + move).astype(np.float32)).sum()) - nll_v
+        bound = float(np.sum(grad * move)) + 0.5 * curvature * float(np.sum(move * move))
+        if np.isfinite(gap) and gap <= bound + 1e-9 * abs(nll_v):
+            return curvature
+        curvature *= 2.0
+    return curvature
