@@ -84,3 +84,22 @@ def test_backtracking_stops_on_a_non_finite_data_term():
     v = np.zeros((1, 3, 4, 4))
     curvature = splitting._backtrack(Broken(), v, 1.0, np.ones_like(v), 1.0)
     assert curvature == 2.0 ** splitting.MAX_DOUBLINGS
+
+
+def test_progress_counts_the_rounds_then_the_map_iterations():
+    """One restore with a split start reports (done, rounds + iterations), never going back."""
+    from flowrt.pipeline.plan import RestorationPlan
+    from flowrt.pipeline.region import restore_region
+    from flowrt.prior.architecture import ModelConfig
+    from flowrt.prior.flow import FlowModel
+    from flowrt.solve.config import SolverConfig
+    prior = FlowModel(ModelConfig(levels=2, steps_per_level=1, width=8))
+    noisy, _ = _observe(_scene(32), 6.0)
+    plan = RestorationPlan(6.0, "given", None, "test", 2, None, None)
+    seen = []
+    out = restore_region(noisy, (0, 16, 0, 16), plan, prior, SolverConfig(iters=3), greyscale=False,
+                         progress=lambda done, total: seen.append((done, total)))
+    assert out.shape == (32, 32, 3)
+    total = splitting.ROUNDS + 3
+    assert seen[-1] == (total, total) and all(t == total for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) == total

@@ -16,8 +16,8 @@ Three starts:
   original schedule, 150 iterations).
 
 ``auto`` takes ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
-(or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch,
-so both engines start the same way.
+(or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch, so both engines start
+the same way (``flowrt.pipeline.region`` makes every start with the numpy chain).
 """
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def split_start(forward_model, sigma_255: float, greyscale: bool, progress=None)
     """``flowrt.solve.splitting.split_restore`` of a ``flowrt.numeric`` chain with the grouped
     denoiser: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
     from flowrt.solve.splitting import split_restore
-    return split_restore(forward_model, lambda rgb, s, coarse: denoise_rgb(rgb, s, greyscale=greyscale, coarse=coarse),
-                         float(sigma_255),
-                         progress=progress)
+
+    def denoise(rgb: np.ndarray, sigma: float, coarse: bool) -> np.ndarray:
+        return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse)
+    return split_restore(forward_model, denoise, float(sigma_255), progress=progress)
