@@ -66,7 +66,7 @@ def test_split_beats_the_denoised_start_on_an_upscale():
 
 def test_split_is_deterministic_and_checks_its_noise_level():
     noisy, fm = _observe(_scene(32), 6.0)
-    denoise = lambda rgb, s, coarse: denoise_rgb(rgb, s, coarse=coarse)  # noqa: E731
+    denoise = lambda rgb, s, coarse, pilot: denoise_rgb(rgb, s, coarse=coarse, pilot=pilot)  # noqa: E731
     a = split_restore(fm, denoise, 6.0, rounds=3)
     b = split_restore(fm, denoise, 6.0, rounds=3)
     assert np.array_equal(a, b)

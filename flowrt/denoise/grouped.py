@@ -22,7 +22,7 @@ torch-free: numpy and the numba kernels of ``flowrt.denoise.kernels``.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -52,27 +52,29 @@ OPPONENT = np.array([
 ], np.float32)
 
 
-def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False) -> np.ndarray:
+def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
+                pilot: Optional[np.ndarray] = None) -> np.ndarray:
     """Denoise ``rgb`` float (H, W, 3) in [0, 1], corrupted by white Gaussian noise of std ``sigma``
     ([0, 1] units, > 0) per channel; returns float32 (H, W, 3) clipped to [0, 1].
 
     greyscale: the three channels hold one grey image (one noise draw shared by all three),
     denoised once as a single channel. coarse: a cheaper, rougher estimate: the
     hard-thresholding pass alone, with COARSE_REF_STEP and COARSE_SEARCH_RADIUS (for callers that
-    denoise the same image again and again, like ``flowrt.solve.splitting``).
+    denoise the same image again and again, like ``flowrt.solve.splitting``). pilot: an earlier
+    estimate of the clean image, (H, W, 3) in [0, 1]; the hard-thresholding pass is skipped and the
+    Wiener pass matches on, and shrinks towards, the pilot instead of its own first estimate.
     """
-    rgb = np.asarray(rgb, np.float32)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ValueError(f"expected (H, W, 3), got {rgb.shape}")
+    rgb = _checked(rgb, "rgb")
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
-    if greyscale:
-        planes = [rgb.mean(axis=2)]
-    else:
-        opp = np.einsum("ij,hwj->ihw", OPPONENT, rgb)
-        planes = [np.ascontiguousarray(p) for p in opp]
+    planes = _planes(rgb, greyscale)
+    guide = None
+    if pilot is not None:
+        guide = _planes(_checked(pilot, "pilot"), greyscale)
+        if guide[0].shape != planes[0].shape:
+            raise ValueError(f"the pilot is {guide[0].shape}, the image {planes[0].shape}")
     with KERNEL_LOCK:   # numba's workqueue layer takes one caller at a time (flowrt.parallel)
-        done = _denoise_planes(planes, float(sigma), coarse)
+        done = _denoise_planes(planes, float(sigma), coarse, guide)
     if greyscale:
         out = np.repeat(done[0][..., None], 3, axis=2)
     else:
@@ -80,46 +82,66 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coars
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _denoise_planes(planes: List[np.ndarray], sigma: float, coarse: bool) -> List[np.ndarray]:
+def _checked(rgb: np.ndarray, what: str) -> np.ndarray:
+    rgb = np.asarray(rgb, np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"expected {what} (H, W, 3), got {rgb.shape}")
+    return rgb
+
+
+def _planes(rgb: np.ndarray, greyscale: bool) -> List[np.ndarray]:
+    """The channels the denoiser works on: one grey plane, or the three opponent planes."""
+    if greyscale:
+        return [rgb.mean(axis=2)]
+    return [np.ascontiguousarray(p) for p in np.einsum("ij,hwj->ihw", OPPONENT, rgb)]
+
+
+def _denoise_planes(planes: List[np.ndarray], sigma: float, coarse: bool,
+                    pilot: Optional[List[np.ndarray]]) -> List[np.ndarray]:
     """Denoise channels (H, W) sharing one noise std; channel 0 guides the matching. Bands of
     rows bound the memory; each band sees MARGIN rows of context on both sides."""
     h, w = planes[0].shape
     band = max(64, BAND_PIXELS // max(w, 1))
     if h <= band + 2 * MARGIN:
-        return _denoise_padded(planes, sigma, coarse)
+        return _denoise_padded(planes, sigma, coarse, pilot)
     out = [np.empty_like(p) for p in planes]
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         a, b = max(0, r0 - MARGIN), min(h, r1 + MARGIN)
-        part = _denoise_padded([p[a:b] for p in planes], sigma, coarse)
+        part = _denoise_padded([p[a:b] for p in planes], sigma, coarse,
+                               None if pilot is None else [p[a:b] for p in pilot])
         for o, q in zip(out, part):
             o[r0:r1] = q[r0 - a:r1 - a]
     return out
 
 
-def _denoise_padded(planes: List[np.ndarray], sigma: float, coarse: bool) -> List[np.ndarray]:
+def _denoise_padded(planes: List[np.ndarray], sigma: float, coarse: bool,
+                    pilot: Optional[List[np.ndarray]]) -> List[np.ndarray]:
     """Reflect-pad planes smaller than two patches (matching needs room), denoise, crop back."""
     h, w = planes[0].shape
     ph, pw = max(0, 2 * K.PATCH - h), max(0, 2 * K.PATCH - w)
     if ph or pw:
         mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
-        padded = [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in planes]
-        return [p[:h, :w] for p in _two_passes(padded, sigma, coarse)]
-    return _two_passes(planes, sigma, coarse)
+        pad = lambda ps: None if ps is None else [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in ps]  # noqa: E731
+        return [p[:h, :w] for p in _two_passes(pad(planes), sigma, coarse, pad(pilot))]
+    return _two_passes(planes, sigma, coarse, pilot)
 
 
-def _two_passes(planes: List[np.ndarray], sigma: float, coarse: bool = False) -> List[np.ndarray]:
+def _two_passes(planes: List[np.ndarray], sigma: float, coarse: bool = False,
+                pilot: Optional[List[np.ndarray]] = None) -> List[np.ndarray]:
     d = K.dct_matrix()
     planes = [np.ascontiguousarray(p, np.float32) for p in planes]
     coefs = [K.patch_dct(p, d) for p in planes]
     refs = _reference_grid(*planes[0].shape, COARSE_REF_STEP if coarse else REF_STEP)
-    radius = COARSE_SEARCH_RADIUS if coarse else SEARCH_RADIUS
-    s255 = sigma * 255.0
-    tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
-    groups = K.match_blocks(planes[0], *refs, radius, GROUP_HARD, tau_hard)
-    pilot = [_filter(c, None, groups, sigma, d) for c in coefs]
-    if coarse:
-        return pilot
+    if pilot is None:
+        radius = COARSE_SEARCH_RADIUS if coarse else SEARCH_RADIUS
+        s255 = sigma * 255.0
+        tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
+        groups = K.match_blocks(planes[0], *refs, radius, GROUP_HARD, tau_hard)
+        pilot = [_filter(c, None, groups, sigma, d) for c in coefs]
+        if coarse:
+            return pilot
+    pilot = [np.ascontiguousarray(p, np.float32) for p in pilot]
     pilot_coefs = [K.patch_dct(p, d) for p in pilot]
     groups = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
     return [_filter(c, pc, groups, sigma, d) for c, pc in zip(coefs, pilot_coefs)]

@@ -14,8 +14,9 @@ restoration with deep denoiser prior", TPAMI 2021, with the grouped denoiser for
   mu_k = LAM / s_k^2, nll the forward model's own data term (for a JPEG the quantisation
   intervals of its coefficients, not a Gaussian stand-in, which cannot tell a coefficient
   quantised to zero, known to be small, from a noisy one);
-* the prior step: z = denoise(x, s_k), at the restored size (a coarse, cheaper estimate in all but
-  the last FULL_ROUNDS rounds).
+* the prior step: z = denoise(x, s_k), at the restored size: a coarse, cheaper estimate in all but
+  the last FULL_ROUNDS rounds, and in those the Wiener pass alone with the previous round's z as
+  its pilot (as good as the denoiser's own first pass here, and cheaper).
 
 The answer is the last z. LAM is small: the data step then nearly fits the observation, and the
 denoiser, not the coupling, does the regularising. Settings chosen on 256 crops of val and
@@ -33,7 +34,7 @@ SIGMA_START_255 = 40.0  # the first round's denoiser std, 0-255 scale
 END_FACTOR = 1.5        # the last round's std over the observation's noise-equivalent std
 LAM = 0.03              # coupling weight: mu_k = LAM / s_k^2 (s_k in [0, 1] units)
 DATA_STEPS = 10         # accelerated gradient steps per data step
-FULL_ROUNDS = 3         # the last rounds run the whole denoiser, earlier ones its coarse estimate
+FULL_ROUNDS = 3         # the last rounds run the Wiener pass (pilot: the previous z), earlier ones a coarse estimate
 _FIRST_CURVATURE = 1.0  # the backtracking search's first guess at the data term's curvature
 MAX_DOUBLINGS = 64      # the search gives up there (a step of 2^-64 / first guess: no move)
 
@@ -50,9 +51,10 @@ class DataTerm(Protocol):
     def initial_estimate(self, denoise=None) -> np.ndarray: ...
 
 
-# (rgb (h, w, 3) float32 in [0, 1], std in [0, 1], coarse) -> rgb denoised; coarse: a cheaper
-# estimate will do (an early round, whose output the next data step moves anyway)
-Denoise = Callable[[np.ndarray, float, bool], np.ndarray]
+# (rgb (h, w, 3) float32 in [0, 1], std in [0, 1], coarse, pilot) -> rgb denoised; coarse: a
+# cheaper estimate will do (an early round, whose output the next data step moves anyway); pilot:
+# None, or an earlier estimate of the clean image (h, w, 3) for the Wiener pass to shrink towards
+Denoise = Callable[[np.ndarray, float, bool, Optional[np.ndarray]], np.ndarray]
 
 
 def sigma_schedule(noise_255: float, rounds: int = ROUNDS) -> np.ndarray:
@@ -72,13 +74,15 @@ def split_restore(forward_model: DataTerm, denoise: Denoise, noise_255: float, *
     """
     if not (np.isfinite(noise_255) and noise_255 > 0):
         raise ValueError(f"noise_255 must be a finite number > 0, got {noise_255}")
-    z = forward_model.initial_estimate(denoise=lambda rgb: denoise(rgb, noise_255 / 255.0, False)).astype(np.float32)
+    z = forward_model.initial_estimate(denoise=lambda rgb: denoise(rgb, noise_255 / 255.0, False, None))
+    z = z.astype(np.float32)
     curvature = _FIRST_CURVATURE
     for k, sigma_255 in enumerate(sigma_schedule(noise_255, rounds)):
         mu = LAM / (sigma_255 / 255.0) ** 2
         x, curvature = _data_step(forward_model, z, mu, curvature)
-        rgb = denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0,
-                      k < rounds - FULL_ROUNDS)
+        coarse = k < rounds - FULL_ROUNDS
+        pilot = None if coarse else np.ascontiguousarray(z[0].transpose(1, 2, 0))
+        rgb = denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0, coarse, pilot)
         z = np.ascontiguousarray(np.asarray(rgb, np.float32).transpose(2, 0, 1))[None]
         if progress is not None:
             progress(k + 1, rounds)

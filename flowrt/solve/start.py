@@ -118,6 +118,6 @@ def split_start(forward_model, sigma_255: float, greyscale: bool, progress=None)
     denoiser: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
     from flowrt.solve.splitting import split_restore
 
-    def denoise(rgb: np.ndarray, sigma: float, coarse: bool) -> np.ndarray:
-        return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse)
+    def denoise(rgb: np.ndarray, sigma: float, coarse: bool, pilot) -> np.ndarray:
+        return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot)
     return split_restore(forward_model, denoise, float(sigma_255), progress=progress)
