@@ -32,15 +32,14 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def degrade(clean: np.ndarray, options, sigma: float, seed: int) -> bytes:
-    """Blur ``clean`` (H, W, 3) uint8 with the plan's kernel through the numpy chain, add noise, PNG."""
-    from flowrt.io.image_file import read_image
+def degrade(clean: np.ndarray, blur_std: float, sigma: float, seed: int) -> bytes:
+    """Blur ``clean`` (H, W, 3) uint8 with flowrt's own Gaussian kernel through the numpy chain (the
+    restorer's model, exactly), add rounded noise, encode as PNG."""
     from flowrt.numeric.chain import build_forward_model
-    from flowrt.pipeline.plan import plan_restoration
-    from flowrt.pipeline.source import from_image
-    plan = plan_restoration(from_image(read_image(_png(clean))), options)
+    from flowrt.numeric.kernels import gaussian_kernel
     x = clean.astype(np.float32) / 255.0
-    blurred = build_forward_model(x, sigma=sigma, blur=plan.blur).apply(x.transpose(2, 0, 1)[None])[0]
+    model = build_forward_model(x, sigma=sigma, blur=gaussian_kernel(blur_std))
+    blurred = model.apply(x.transpose(2, 0, 1)[None])[0]
     noisy = blurred.transpose(1, 2, 0) + np.random.default_rng(seed).normal(0, sigma / 255.0, x.shape)
     return _png(np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8))
 
@@ -57,7 +56,7 @@ def measure(args) -> dict:
     rows = []
     for path in list_photos(args.data, args.limit):
         clean = load_photo(path, args.crop)
-        image = read_image(degrade(clean, options, args.sigma, seed_for(f"blur{args.blur}", path.name)))
+        image = read_image(degrade(clean, args.blur, args.sigma, seed_for(f"blur{args.blur}", path.name)))
         plan = plan_restoration(from_image(image), options)
         row = {"photo": path.name, "input_db": round(psnr(clean, image.rgb), 2)}
         for start in STARTS:

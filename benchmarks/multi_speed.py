@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
-from restore_speed import psnr_of_file, time_bm3d, time_flowrt  # noqa: E402
+from restore_speed import take_turns, time_bm3d, time_flowrt  # noqa: E402
 
 TASK_FLAGS = ("--scale", "2", "--sigma", "8")
 METHODS = {  # name -> flowrt flags, or None for BM3D
@@ -35,22 +33,14 @@ def measure(args) -> dict:
     task = TASKS["multi"]
     clean = load_photo(args.data / args.photo, 512)
     reference, encoded = degrade(clean, task, seed_for(task.name, args.photo))
-    seconds = {name: [] for name in METHODS}
-    quality = {}
+
+    def runner(flags):
+        if flags is None:
+            return lambda src, out: time_bm3d(src, out, args.threads, sigma_255=20.0, scale=2)
+        return lambda src, out: time_flowrt(src, out, flags, args.threads, TASK_FLAGS)
     load_before = [round(v, 2) for v in os.getloadavg()]
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "multi.jpg"
-        src.write_bytes(encoded)
-        for _ in range(args.repeats):
-            for index, (name, flags) in enumerate(METHODS.items()):
-                out = Path(tmp) / f"out{index}.png"
-                if flags is None:
-                    seconds[name].append(time_bm3d(src, out, args.threads, sigma_255=20.0, scale=2))
-                else:
-                    seconds[name].append(time_flowrt(src, out, flags, args.threads, TASK_FLAGS))
-                quality[name] = round(psnr_of_file(reference, out), 2)
-    rows = [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
-             "psnr_db": quality[name]} for name, s in seconds.items()]
+    rows = take_turns(encoded, ".jpg", {name: runner(flags) for name, flags in METHODS.items()}, args.repeats,
+                      reference)
     return {"photo": args.photo, "output_size": list(reference.shape[:2]), "rows": rows,
             "threads": args.threads or f"unset ({os.cpu_count()} cores)", "repeats": args.repeats,
             "load_average_before": load_before, "load_average": [round(v, 2) for v in os.getloadavg()]}

@@ -74,6 +74,25 @@ def time_bm3d(src: Path, out: Path, threads, sigma_255: float = 25.0, scale: int
     return time.perf_counter() - t0
 
 
+def take_turns(encoded: bytes, suffix: str, runners: dict, repeats: int, reference: np.ndarray) -> list:
+    """Time every runner (name -> run(src, out) -> seconds) on the observation ``encoded`` (a file
+    with ``suffix``), the runners taking turns for ``repeats`` rounds so a change in the machine's
+    load hits all of them alike. Rows in the runners' order: method, median_s, all_s, and the
+    PSNR (dB) of its output against ``reference``."""
+    seconds = {name: [] for name in runners}
+    quality = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"observed{suffix}"
+        src.write_bytes(encoded)
+        for _ in range(repeats):
+            for index, (name, run) in enumerate(runners.items()):
+                out = Path(tmp) / f"out{index}.png"
+                seconds[name].append(run(src, out))
+                quality[name] = round(psnr_of_file(reference, out), 2)
+    return [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
+             "psnr_db": quality[name]} for name, s in seconds.items()]
+
+
 def psnr_of_file(clean: np.ndarray, path: Path) -> float:
     from PIL import Image
     return psnr(clean, np.asarray(Image.open(path).convert("RGB")))
@@ -108,24 +127,15 @@ def main(argv: list | None = None) -> int:
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
     defaults = f"flowrt defaults (denoised start, {ITERS_FROM_DENOISED} iterations)"
-    runs = {"flowrt old path (torch, 150 Adam)": [], f"{defaults}, --engine torch": [],
-            f"{defaults}, --engine ort": [], "BM3D (sigma 25)": []}
-    quality = {}
+
+    def flowrt_run(extra):
+        return lambda src, out: time_flowrt(src, out, extra, args.threads)
+    runners = {"flowrt old path (torch, 150 Adam)": flowrt_run(OLD_PATH),
+               f"{defaults}, --engine torch": flowrt_run(["--engine", "torch"]),
+               f"{defaults}, --engine ort": flowrt_run(["--engine", "ort"]),
+               "BM3D (sigma 25)": lambda src, out: time_bm3d(src, out, args.threads)}
     load_before = [round(v, 2) for v in os.getloadavg()]
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "n512.png"
-        src.write_bytes(encoded)
-        for _ in range(args.repeats):
-            for index, (name, seconds) in enumerate(runs.items()):
-                out = Path(tmp) / f"out{index}.png"
-                if name.startswith("BM3D"):
-                    seconds.append(time_bm3d(src, out, args.threads))
-                else:
-                    extra = OLD_PATH if "old" in name else ["--engine", name.rsplit(" ", 1)[1]]
-                    seconds.append(time_flowrt(src, out, extra, args.threads))
-                quality[name] = round(psnr_of_file(clean, out), 2)
-    rows = [{"method": name, "median_s": round(statistics.median(s), 1), "all_s": [round(v, 1) for v in s],
-             "psnr_db": quality[name]} for name, s in runs.items()]
+    rows = take_turns(encoded, ".png", runners, args.repeats, clean)
     base = rows[0]["median_s"]
     for row in rows:
         row["speedup_vs_old"] = round(base / row["median_s"], 2)

@@ -43,9 +43,16 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     iters = start_plan.solver.iters
     log.info("%s: %s start (noise-equivalent std %.1f), then %s MAP iterations", name, start_plan.kind,
              start_plan.denoise_sigma_255, "the default number of" if iters is None else iters)
-    start, progress = _start(rgb, chain, start_plan, progress)
-    run = _numpy_map if runs_without_torch(prior) else _torch_map
-    out, fell_back = run(rgb, chain, prior, start_plan, start, device, progress)
+    numpy_engine = runs_without_torch(prior)
+    numeric_fm = None
+    if numpy_engine or start_plan.kind != "blur":   # the start and the ort engine share one numpy chain
+        from flowrt.numeric.chain import build_forward_model
+        numeric_fm = build_forward_model(rgb, **chain)
+    start, progress = _start(numeric_fm, start_plan, greyscale, progress)
+    if numpy_engine:
+        out, fell_back = _numpy_map(numeric_fm, prior, start_plan, start, progress)
+    else:
+        out, fell_back = _torch_map(rgb, chain, prior, start_plan, start, device, progress)
     if fell_back:  # the output would be the damaged input, barely changed: not a success
         if not solver.accept_fallback:
             raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
@@ -56,28 +63,22 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _start(rgb: np.ndarray, chain: dict, start_plan, progress: Progress) -> Tuple[Optional[np.ndarray], Progress]:
+def _start(numeric_fm, start_plan, greyscale: bool, progress: Progress) -> Tuple[Optional[np.ndarray], Progress]:
     """The MAP's start, (1, 3, H, W) float32 in [0, 1] (None: the solver's own blurred start), made
-    by the numpy chain for both engines, and the progress callback for the MAP that follows: a
-    split start's rounds and the MAP's iterations count as one run of rounds + iterations."""
+    by the numpy chain ``numeric_fm`` for both engines, and the progress callback for the MAP that
+    follows: a split start's rounds and the MAP's iterations count as one run of rounds + iterations."""
     if start_plan.kind == "blur":
         return None, progress
-    from flowrt.numeric.chain import build_forward_model
     from flowrt.solve.start import denoised_start, split_start
-    fm = build_forward_model(rgb, **chain)
     if start_plan.kind == "denoise":
-        return denoised_start(fm, start_plan.denoise_sigma_255, chain["greyscale"]), progress
-    rounds = [0]
-    iters = start_plan.solver.iters
-
-    def on_round(done: int, total: int) -> None:
-        rounds[0] = total
-        if progress is not None:
-            progress(done, total + iters)
-    start = split_start(fm, start_plan.denoise_sigma_255, chain["greyscale"], progress=on_round)
+        return denoised_start(numeric_fm, start_plan.denoise_sigma_255, greyscale), progress
+    from flowrt.solve.splitting import ROUNDS
     if progress is None:
-        return start, None
-    return start, lambda done, total: progress(rounds[0] + done, rounds[0] + total)
+        return split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale), None
+    iters = start_plan.solver.iters
+    start = split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale,
+                        progress=lambda done, rounds: progress(done, rounds + iters))
+    return start, lambda done, total: progress(ROUNDS + done, ROUNDS + total)
 
 
 def _torch_map(rgb: np.ndarray, chain: dict, prior, start_plan, start, device, progress) -> Tuple[np.ndarray, bool]:
@@ -92,11 +93,9 @@ def _torch_map(rgb: np.ndarray, chain: dict, prior, start_plan, start, device, p
     return result.x[0].permute(1, 2, 0).numpy(), result.fell_back
 
 
-def _numpy_map(rgb: np.ndarray, chain: dict, prior, start_plan, start, device, progress) -> Tuple[np.ndarray, bool]:
-    """The ort engine, torch-free: (restored (H, W, 3) float32, fell back). ``device`` is where the
-    prior's ORT session runs; the forward models run in numpy on the CPU whatever it is."""
-    from flowrt.numeric.chain import build_forward_model
+def _numpy_map(numeric_fm, prior, start_plan, start, progress) -> Tuple[np.ndarray, bool]:
+    """The ort engine, torch-free: (restored (H, W, 3) float32, fell back). The prior's ORT session
+    runs where it was opened; the forward models run in numpy on the CPU whatever it is."""
     from flowrt.solve.numpy_solver import map_restore_numpy
-    fm = build_forward_model(rgb, **chain)
-    result = map_restore_numpy(prior, fm, start_plan.solver, progress=progress, start=start)
+    result = map_restore_numpy(prior, numeric_fm, start_plan.solver, progress=progress, start=start)
     return result.x[0].transpose(1, 2, 0), result.fell_back
