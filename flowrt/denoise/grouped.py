@@ -22,7 +22,8 @@ torch-free: numpy and the numba kernels of ``flowrt.denoise.kernels``.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -44,6 +45,11 @@ CHUNK_GROUPS = 4096       # groups filtered per parallel call (bounds the group 
 BAND_PIXELS = 1 << 19     # larger images are denoised in bands of rows of about this many pixels
 MARGIN = SEARCH_RADIUS + 2 * K.PATCH   # rows of context on each side of a band
 
+# A learned second pass: filter(y, p, counts, channel, sigma) -> (estimate, weight), y and p the
+# noisy and pilot groups (n, G, 64) of ``Grouping.chunk``, counts (n,), channel 0-2, sigma in [0, 1]
+# units; estimate (n, G, 64) in the same 3-D transform domain, weight (n,) > 0 its aggregation weight.
+GroupFilter = Callable[[np.ndarray, np.ndarray, np.ndarray, int, float], Tuple[np.ndarray, np.ndarray]]
+
 # Orthonormal opponent colour transform (rows: luma-like mean, red-blue, green-magenta).
 OPPONENT = np.array([
     [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
@@ -53,7 +59,7 @@ OPPONENT = np.array([
 
 
 def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
-                pilot: Optional[np.ndarray] = None) -> np.ndarray:
+                pilot: Optional[np.ndarray] = None, group_filter: Optional[GroupFilter] = None) -> np.ndarray:
     """Denoise ``rgb`` float (H, W, 3) in [0, 1], corrupted by white Gaussian noise of std ``sigma``
     ([0, 1] units, > 0) per channel; returns float32 (H, W, 3) clipped to [0, 1].
 
@@ -63,6 +69,8 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coars
     denoise the same image again and again, like ``flowrt.solve.splitting``). pilot: an earlier
     estimate of the clean image, (H, W, 3) in [0, 1]; the hard-thresholding pass is skipped and the
     Wiener pass matches on, and shrinks towards, the pilot instead of its own first estimate.
+    group_filter: a learned second pass (``GroupFilter``, e.g. ``flowrt.denoise.flow``'s) in
+    place of the Wiener shrinkage, over the same groups.
     """
     rgb = _checked(rgb, "rgb")
     if not (math.isfinite(sigma) and sigma > 0):
@@ -74,7 +82,7 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coars
         if guide[0].shape != planes[0].shape:
             raise ValueError(f"the pilot is {guide[0].shape}, the image {planes[0].shape}")
     with KERNEL_LOCK:   # numba's workqueue layer takes one caller at a time (flowrt.parallel)
-        done = _denoise_planes(planes, float(sigma), coarse, guide)
+        done = _denoise_planes(planes, float(sigma), coarse, guide, group_filter)
     if greyscale:
         out = np.repeat(done[0][..., None], 3, axis=2)
     else:
@@ -97,54 +105,112 @@ def _planes(rgb: np.ndarray, greyscale: bool) -> List[np.ndarray]:
 
 
 def _denoise_planes(planes: List[np.ndarray], sigma: float, coarse: bool,
-                    pilot: Optional[List[np.ndarray]]) -> List[np.ndarray]:
+                    pilot: Optional[List[np.ndarray]], group_filter=None) -> List[np.ndarray]:
     """Denoise channels (H, W) sharing one noise std; channel 0 guides the matching. Bands of
     rows bound the memory; each band sees MARGIN rows of context on both sides."""
     h, w = planes[0].shape
     band = max(64, BAND_PIXELS // max(w, 1))
     if h <= band + 2 * MARGIN:
-        return _denoise_padded(planes, sigma, coarse, pilot)
+        return _denoise_padded(planes, sigma, coarse, pilot, group_filter)
     out = [np.empty_like(p) for p in planes]
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         a, b = max(0, r0 - MARGIN), min(h, r1 + MARGIN)
         part = _denoise_padded([p[a:b] for p in planes], sigma, coarse,
-                               None if pilot is None else [p[a:b] for p in pilot])
+                               None if pilot is None else [p[a:b] for p in pilot], group_filter)
         for o, q in zip(out, part):
             o[r0:r1] = q[r0 - a:r1 - a]
     return out
 
 
 def _denoise_padded(planes: List[np.ndarray], sigma: float, coarse: bool,
-                    pilot: Optional[List[np.ndarray]]) -> List[np.ndarray]:
+                    pilot: Optional[List[np.ndarray]], group_filter=None) -> List[np.ndarray]:
     """Reflect-pad planes smaller than two patches (matching needs room), denoise, crop back."""
     h, w = planes[0].shape
     ph, pw = max(0, 2 * K.PATCH - h), max(0, 2 * K.PATCH - w)
     if ph or pw:
         mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
         pad = lambda ps: None if ps is None else [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in ps]  # noqa: E731
-        return [p[:h, :w] for p in _two_passes(pad(planes), sigma, coarse, pad(pilot))]
-    return _two_passes(planes, sigma, coarse, pilot)
+        return [p[:h, :w] for p in _two_passes(pad(planes), sigma, coarse, pad(pilot), group_filter)]
+    return _two_passes(planes, sigma, coarse, pilot, group_filter)
 
 
 def _two_passes(planes: List[np.ndarray], sigma: float, coarse: bool = False,
-                pilot: Optional[List[np.ndarray]] = None) -> List[np.ndarray]:
+                pilot: Optional[List[np.ndarray]] = None,
+                group_filter: Optional[GroupFilter] = None) -> List[np.ndarray]:
+    if pilot is None and coarse:
+        planes = [np.ascontiguousarray(p, np.float32) for p in planes]
+        d = K.dct_matrix()
+        refs = _reference_grid(*planes[0].shape, COARSE_REF_STEP)
+        return _hard_pass(planes, [K.patch_dct(p, d) for p in planes], refs, sigma, COARSE_SEARCH_RADIUS, d)
+    grouping = group_planes(planes, sigma, pilot)
+    d = K.dct_matrix()
+    if group_filter is None:
+        groups = (grouping.ys, grouping.xs, grouping.counts)
+        return [_filter(c, pc, groups, sigma, d) for c, pc in zip(grouping.coefs, grouping.pilot_coefs)]
+    return [_filter_learned(grouping, ch, sigma, d, group_filter) for ch in range(len(grouping.coefs))]
+
+
+@dataclass
+class Grouping:
+    """One image's second-pass groups: noisy and pilot patch DCTs per channel ((H-7, W-7, 64)
+    each) and the positions matched on the pilot (ys, xs (R, GROUP_WIENER) int32; counts (R,)
+    powers of two)."""
+    coefs: List[np.ndarray]
+    pilot_coefs: List[np.ndarray]
+    ys: np.ndarray
+    xs: np.ndarray
+    counts: np.ndarray
+
+    def chunk(self, channel: int, r0: int, r1: int, pilot: bool = False) -> np.ndarray:
+        """Groups r0..r1-1 of one channel in the 3-D transform domain, (r1-r0, G, 64): the noisy
+        patches' (or the pilot's) 2-D DCTs, Haar-transformed along the group; rows past the
+        group's count are zero."""
+        source = self.pilot_coefs if pilot else self.coefs
+        return K.gather_groups(source[channel], self.ys, self.xs, self.counts, r0, r1)
+
+
+def group_planes(planes: List[np.ndarray], sigma: float,
+                 pilot: Optional[List[np.ndarray]] = None) -> Grouping:
+    """The second pass's groups of noisy planes ((H, W) float32, H, W >= 16, channel 0 guiding
+    the matching; noise std ``sigma`` in [0, 1] units): the pilot is the hard-thresholding pass
+    unless given, and patches are matched on it. Training (``flowrt.train.group_data``) calls
+    this too, so a learned filter meets the very groups it was fitted on."""
     d = K.dct_matrix()
     planes = [np.ascontiguousarray(p, np.float32) for p in planes]
     coefs = [K.patch_dct(p, d) for p in planes]
-    refs = _reference_grid(*planes[0].shape, COARSE_REF_STEP if coarse else REF_STEP)
+    refs = _reference_grid(*planes[0].shape, REF_STEP)
     if pilot is None:
-        radius = COARSE_SEARCH_RADIUS if coarse else SEARCH_RADIUS
-        s255 = sigma * 255.0
-        tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
-        groups = K.match_blocks(planes[0], *refs, radius, GROUP_HARD, tau_hard)
-        pilot = [_filter(c, None, groups, sigma, d) for c in coefs]
-        if coarse:
-            return pilot
+        pilot = _hard_pass(planes, coefs, refs, sigma, SEARCH_RADIUS, d)
     pilot = [np.ascontiguousarray(p, np.float32) for p in pilot]
-    pilot_coefs = [K.patch_dct(p, d) for p in pilot]
-    groups = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
-    return [_filter(c, pc, groups, sigma, d) for c, pc in zip(coefs, pilot_coefs)]
+    ys, xs, counts = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
+    return Grouping(coefs, [K.patch_dct(p, d) for p in pilot], ys, xs, counts)
+
+
+def _hard_pass(planes, coefs, refs, sigma: float, radius: int, d: np.ndarray) -> List[np.ndarray]:
+    """The hard-thresholding estimate of every channel, grouped on the noisy channel 0."""
+    s255 = sigma * 255.0
+    tau_hard = (MATCH_HARD_SIGNAL_255 + 2 * s255 * s255) / 255.0 ** 2
+    groups = K.match_blocks(planes[0], *refs, radius, GROUP_HARD, tau_hard)
+    return [_filter(c, None, groups, sigma, d) for c in coefs]
+
+
+def _filter_learned(grouping: Grouping, channel: int, sigma: float, d: np.ndarray,
+                    group_filter: GroupFilter) -> np.ndarray:
+    """The second pass over one channel with a learned filter instead of the Wiener shrinkage."""
+    coef = grouping.coefs[channel]
+    num = np.zeros_like(coef)
+    den = np.zeros(coef.shape[:2], np.float32)
+    for r0 in range(0, len(grouping.counts), CHUNK_GROUPS):
+        r1 = min(len(grouping.counts), r0 + CHUNK_GROUPS)
+        estimate, weight = group_filter(grouping.chunk(channel, r0, r1), grouping.chunk(channel, r0, r1, True),
+                                        grouping.counts[r0:r1], channel, sigma)
+        estimate = np.ascontiguousarray(estimate, np.float32)
+        K.ungroup(estimate, grouping.counts, r0)
+        K.scatter_groups(estimate, np.ascontiguousarray(weight, np.float32), grouping.ys, grouping.xs,
+                         grouping.counts, r0, num, den)
+    image, weight = K.synthesize(num, den, d)
+    return image / np.maximum(weight, 1e-12)
 
 
 def _reference_grid(h: int, w: int, step: int = REF_STEP) -> Tuple[np.ndarray, np.ndarray]:

@@ -230,3 +230,27 @@ def scatter_groups(filtered, weights, ys, xs, counts, r0, num, den):  # pragma: 
             den[y, x] += wgt
             for c in range(COEFS):
                 num[y, x, c] += wgt * filtered[q, m, c]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def gather_groups(coef, ys, xs, counts, r0, r1):  # pragma: no cover - compiled
+    """Groups r0..r1-1 of one channel in the 3-D transform domain: (r1-r0, G, 64) float32, the
+    Haar transform along the group of each member's patch DCT; rows from counts[r] on are zero."""
+    g_max = ys.shape[1]
+    out = np.zeros((r1 - r0, g_max, COEFS), np.float32)
+    for q in numba.prange(r1 - r0):
+        r = r0 + q
+        k = counts[r]
+        g = out[q]
+        for m in range(k):
+            for c in range(COEFS):
+                g[m, c] = coef[ys[r, m], xs[r, m], c]
+        _haar(g, k, False)
+    return out
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def ungroup(groups, counts, r0):  # pragma: no cover - compiled
+    """Inverse of ``gather_groups``' Haar transform, in place: groups (n, G, 64) -> patch DCTs."""
+    for q in numba.prange(groups.shape[0]):
+        _haar(groups[q], counts[r0 + q], True)

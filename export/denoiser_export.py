@@ -1,0 +1,145 @@
+"""The flow denoiser into a model folder: fitted tables -> ``denoiser.onnx``, verified, in the manifest.
+
+``add_denoiser(fit, folder)`` builds the group flow (``flowrt.prior.group_flow.GroupFlow``) from a
+fit (``flowrt.train.group_fit``'s ``group_flow.npz``), exports it as one graph
+
+    (y, p (N, G, 64) float32, counts (N,) int64, channel (N,) int64, sigma (N,) float32)
+        -> (x_hat (N, G, 64), group_weight (N,), nll (N,))
+
+with the tables as float16 initialisers and the axes in the graph's metadata, and verifies it:
+ONNX Runtime's x_hat against Tweedie's formula y + sigma^2 d/dy log p computed by torch autograd in
+float64, its nll against -log p, and the runtime's numba kernel (``flowrt.denoise.flow``) against
+ONNX Runtime, on groups drawn like real ones. Only then is the graph moved into the folder and
+the manifest rewritten with its hash and the verification figures (``denoiser`` section).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+
+from flowrt.errors import ModelError
+from flowrt.prior.folders import read_manifest, sha256_file
+
+from .manifest import write_manifest
+
+DENOISER_ONNX = "denoiser.onnx"
+TOLERANCE = 1e-4   # max |x_hat error| / sigma and relative nll error the verification accepts
+NAMES_IN = ["y", "p", "counts", "channel", "sigma"]
+NAMES_OUT = ["x_hat", "group_weight", "nll"]
+
+
+def load_fit(path: Path):
+    """The GroupFlow of a fit file (float32 tables rounded to float16, as exported)."""
+    import torch
+
+    from flowrt.prior.group_flow import GroupFlow, TableConfig
+    try:
+        d = np.load(path)
+        meta = json.loads(str(d["meta"]))
+        cfg = TableConfig(**meta["config"])
+        gain, weight = (torch.from_numpy(d[k].astype(np.float16).astype(np.float32)) for k in ("gain", "weight"))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: not a group-flow fit ({type(exc).__name__}: {exc})") from None
+    return GroupFlow(cfg, gain, weight).eval(), meta
+
+
+def probe_groups(model, n: int = 96, seed: int = 0):
+    """Groups like real ones: clean coefficients with decaying spectra, noisy y, pilot p near the
+    clean ones, every group size and channel, sigma from 2 to 70 (0-255 scale)."""
+    import torch
+    gen = np.random.default_rng(seed)
+    g = model.cfg.group
+    sigma = gen.uniform(2, 70, n) / 255.0
+    scale = 0.5 / (1.0 + np.arange(64))[None, None, :] * gen.lognormal(0, 1, (n, 1, 1))
+    x = gen.standard_normal((n, g, 64)) * scale
+    y = x + sigma[:, None, None] * gen.standard_normal(x.shape)
+    p = x + 0.3 * sigma[:, None, None] * gen.standard_normal(x.shape)
+    counts = 2 ** gen.integers(0, int(np.log2(g)) + 1, n)
+    rows = np.arange(g)[None, :, None] < counts[:, None, None]
+    as_t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
+    return (as_t(y * rows, torch.float32), as_t(p * rows, torch.float32), as_t(counts, torch.int64),
+            as_t(gen.integers(0, 3, n), torch.int64), as_t(sigma, torch.float32))
+
+
+def export_graph(model, meta: Dict[str, Any], path: Path, opset: int = 17) -> None:
+    """torch -> ONNX (the TorchScript exporter: dynamic N; tables as initialisers)."""
+    import onnx
+    import torch
+    cfg = model.cfg
+    example = probe_groups(model, 4)
+    torch.onnx.export(model, example, str(path), input_names=NAMES_IN, output_names=NAMES_OUT,
+                      dynamic_axes={k: {0: "groups"} for k in NAMES_IN + NAMES_OUT}, opset_version=opset,
+                      dynamo=False, do_constant_folding=False)  # folding would store float32 tables
+    graph = onnx.load(str(path))
+    axes = [cfg.r_min, cfg.r_max, cfg.r_bins, np.log(cfg.sigma_min), np.log(cfg.sigma_max), cfg.sigma_bins]
+    for key, value in (("axes", ",".join(repr(float(a)) for a in axes)), ("fit", json.dumps(meta))):
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))
+
+
+def verify_graph(model, path: Path) -> Dict[str, float]:
+    """Figures of the checks in the module docstring; ModelError when one fails."""
+    import onnxruntime as ort
+    import torch
+
+    from flowrt.denoise.flow import GroupTables
+    y, p, counts, channel, sigma = probe_groups(model)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x_ort, w_ort, nll_ort = session.run(None, dict(zip(NAMES_IN, (t.numpy() for t in (y, p, counts, channel, sigma)))))
+    exact = model.double()
+    y64 = y.double().requires_grad_(True)
+    log_p = exact.log_prob(y64, p.double(), counts, channel, sigma.double())
+    score, = torch.autograd.grad(log_p.sum(), y64)
+    rows = (torch.arange(y.shape[1])[None, :, None] < counts[:, None, None]).double()
+    tweedie = ((y64 + sigma.double()[:, None, None] ** 2 * score) * rows).detach().numpy()
+    model.float()
+    s = sigma.numpy()[:, None, None]
+    figures = {
+        "tweedie_max_error_over_sigma": float(np.abs(x_ort - tweedie).max() / s.min()),
+        "nll_max_relative_error": float(np.abs(nll_ort + log_p.detach().numpy()).max() / np.abs(nll_ort).max()),
+    }
+    tables = GroupTables.from_graph(path)
+    worst = 0.0
+    for c in range(3):
+        for sg in np.unique(s):
+            pick = (channel.numpy() == c) & (sigma.numpy() == sg)
+            if pick.any():
+                x_nb, _ = tables.filter(y.numpy()[pick], p.numpy()[pick], counts.numpy()[pick].astype(np.int32), c, float(sg))
+                worst = max(worst, float(np.abs(x_nb - x_ort[pick]).max() / sg))
+    figures["kernel_max_error_over_sigma"] = worst
+    bad = {k: v for k, v in figures.items() if not v <= TOLERANCE}
+    if bad:
+        raise ModelError(f"{path.name} failed verification: {bad} (tolerance {TOLERANCE})")
+    return figures
+
+
+def add_denoiser(fit: Path, folder: Path) -> Dict[str, Any]:
+    """Export, verify and publish ``folder/denoiser.onnx`` from ``fit``; returns the manifest's
+    ``denoiser`` section. The folder must hold a verified prior (its manifest is extended)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    model, meta = load_fit(Path(fit))
+    fd, staged = tempfile.mkstemp(prefix=".denoiser-", suffix=".onnx", dir=folder)
+    os.close(fd)
+    try:
+        export_graph(model, meta, Path(staged))
+        os.chmod(staged, 0o644)   # it ships as package data
+        figures = verify_graph(model, Path(staged))
+        os.replace(staged, folder / DENOISER_ONNX)
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)
+    path = folder / DENOISER_ONNX
+    manifest["files"][DENOISER_ONNX] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest["denoiser"] = {
+        "graph": DENOISER_ONNX, "kind": "group flow (flowrt.prior.group_flow), Tweedie estimate",
+        "inputs": NAMES_IN, "outputs": NAMES_OUT, "table_config": meta["config"], "ridge": meta["ridge"],
+        "shards": len(meta["shards"]), "verification": dict(figures, tolerance=TOLERANCE, passed=True),
+    }
+    write_manifest(folder, manifest)
+    return manifest["denoiser"]

@@ -1,0 +1,134 @@
+"""The flow denoiser: the grouped denoiser's second pass done by the group flow's Tweedie estimate.
+
+``flowrt.prior.group_flow.GroupFlow`` is a noise-conditional flow over groups of similar patches;
+its exact score gives the minimum-MSE estimate of a clean group, x_hat = g y + b p, with (g, b)
+read from tables (slot x sigma knots x r knots) by bilinear interpolation. The exported graph
+(``denoiser.onnx`` in a model folder, verified against torch autograd on export) holds those
+tables as initialisers; this module reads them from the graph and evaluates the same formula in a
+numba kernel over the grouped denoiser's groups, because a gather-heavy graph run per coefficient
+was far slower under ONNX Runtime than a fused kernel (``benchmarks/results/flow_denoiser/``).
+``tests/test_flow_denoiser.py`` checks the kernel against ONNX Runtime running the graph.
+
+torch-free: numpy, numba and onnx (to read the initialisers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numba
+import numpy as np
+
+from flowrt.denoise import grouped
+from flowrt.errors import ModelError
+
+DENOISER_ONNX = "denoiser.onnx"
+R_FLOOR = math.exp(-8.0)   # the same constant as flowrt.prior.group_flow (checked by a test)
+
+
+@dataclass(frozen=True)
+class GroupTables:
+    """The flow's parameters: gain, weight (slots, sigma_bins, r_bins) float32; slots (3, sizes,
+    G, 64) int64; axes (r_min, r_max, r_bins, log sigma_min, log sigma_max, sigma_bins) float64."""
+    gain: np.ndarray
+    weight: np.ndarray
+    slots: np.ndarray
+    axes: np.ndarray
+
+    @classmethod
+    def from_graph(cls, path: Path) -> "GroupTables":
+        """Read the tables and axes the exporter stored in ``denoiser.onnx``."""
+        import onnx
+        from onnx import numpy_helper
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:  # any parse failure: a damaged or foreign file
+            raise ModelError(f"{path}: not a readable ONNX graph ({type(exc).__name__})") from None
+        found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        meta = {p.key: p.value for p in model.metadata_props}
+        missing = [k for k in ("gain", "weight", "slots") if k not in found] + \
+                  [k for k in ("axes",) if k not in meta]
+        if missing:
+            raise ModelError(f"{path}: not a group-flow denoiser graph (missing {', '.join(missing)})")
+        axes = np.array([float(v) for v in meta["axes"].split(",")], np.float64)
+        shape = (int(found["slots"].max()) + 1, int(axes[5]), int(axes[2]))
+        gain = found["gain"].astype(np.float32).reshape(shape)
+        weight = found["weight"].astype(np.float32).reshape(shape)
+        return cls(gain, weight, found["slots"].astype(np.int64), axes)
+
+    def at_sigma(self, sigma: float) -> Tuple[np.ndarray, np.ndarray]:
+        """(gain, weight) (slots, r_bins) float32 interpolated to ``sigma`` ([0, 1] units) along
+        the log-sigma knots: what one image's filtering reads, small enough to stay in cache."""
+        knots = int(self.axes[5])
+        u = (math.log(sigma * 255.0) - self.axes[3]) * ((knots - 1) / (self.axes[4] - self.axes[3]))
+        u = min(max(u, 0.0), knots - 1.0)
+        j0 = min(int(math.floor(u)), knots - 2)
+        w = u - j0
+        return tuple(np.ascontiguousarray(t[:, j0] * (1 - w) + t[:, j0 + 1] * w, np.float32)
+                     for t in (self.gain, self.weight))
+
+    def filter(self, y: np.ndarray, p: np.ndarray, counts: np.ndarray, channel: int,
+               sigma: float) -> Tuple[np.ndarray, np.ndarray]:
+        """A ``grouped.GroupFilter``: (x_hat (n, G, 64), weight (n,)) for groups y, p (n, G, 64)."""
+        gain, weight = self.at_sigma(float(sigma))
+        return tweedie_groups(y, p, counts, channel, float(sigma), self.slots, gain, weight, self.axes)
+
+
+class FlowDenoiser:
+    """The ``Denoiser`` of the group flow: ``denoise`` is the grouped denoiser with the flow's
+    Tweedie estimate as its second pass (``coarse`` is the hard-thresholding pass alone, as for
+    the grouped denoiser)."""
+    name = "flow"
+
+    def __init__(self, tables: GroupTables):
+        self.tables = tables
+
+    @classmethod
+    def from_model_dir(cls, folder: Path) -> "FlowDenoiser":
+        path = Path(folder) / DENOISER_ONNX
+        if not path.is_file():
+            raise ModelError(f"the model in {folder} has no flow denoiser ({DENOISER_ONNX}); "
+                             f"use --denoiser grouped, or export one with flowrt export")
+        return cls(GroupTables.from_graph(path))
+
+    def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
+                pilot: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 (H, W, 3) in [0, 1] from ``rgb`` (H, W, 3) in [0, 1] with noise std ``sigma``
+        ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
+        return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot,
+                                   group_filter=None if coarse else self.tables.filter)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _axis(v, lo, hi, knots):  # pragma: no cover - compiled
+    t = (min(max(v, lo), hi) - lo) * ((knots - 1) / (hi - lo))
+    i0 = min(int(math.floor(t)), knots - 2)
+    return i0, t - i0
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def tweedie_groups(y, p, counts, channel, sigma, slots, gain, weight, axes):  # pragma: no cover - compiled
+    """x_hat = g y + b p with (g, b) linear in r within the entry's slot, gain and weight (slots,
+    r_bins) already at ``sigma`` (``GroupTables.at_sigma``), and 1 / sum(g^2) per group: the first
+    two outputs of ``GroupFlow.forward``."""
+    r_min, r_max, r_bins = axes[0], axes[1], int(axes[2])
+    n, g_max = y.shape[0], y.shape[1]
+    out = np.zeros((n, g_max, 64), np.float32)
+    wts = np.zeros(n, np.float32)
+    inv = 1.0 / sigma
+    for i in numba.prange(n):
+        size = int(round(math.log2(counts[i])))
+        energy = 0.0
+        for m in range(counts[i]):
+            for d in range(64):
+                pv = p[i, m, d] * inv
+                i0, wr = _axis(math.log(pv * pv + R_FLOOR), r_min, r_max, r_bins)
+                row = slots[channel, size, m, d]
+                g = gain[row, i0] * (1 - wr) + gain[row, i0 + 1] * wr
+                b = weight[row, i0] * (1 - wr) + weight[row, i0 + 1] * wr
+                out[i, m, d] = g * y[i, m, d] + b * p[i, m, d]
+                energy += g * g
+        wts[i] = 1.0 / max(energy, 1e-6)
+    return out, wts

@@ -1,0 +1,136 @@
+"""Training groups for the learned group filter: clean photos, fresh noise, the runtime's grouping.
+
+A *shard* is one ``.npz`` file of channel-groups drawn from random crops: each crop gets a noise
+std sigma (uniform on ``sigma_255``, 0-255 scale), is noised, rounded and clipped to 8 bits as a
+real file is, and grouped by ``flowrt.denoise.grouped.group_planes``, the very code a restore runs;
+a random subset of its groups is kept, with the clean image's groups at the same positions.
+
+Arrays of a shard (N channel-groups, G = GROUP_WIENER members, 64 DCT coefficients, [0, 1] units):
+``y``, ``p``, ``x`` float32 (N, G, 64): noisy, pilot and clean 3-D coefficients, zero from the
+count on; ``count`` int32 (N,); ``channel`` int8 (N,) (0 luma-like, 1-2 colour opponents);
+``sigma`` float32 (N,) in [0, 1] units. Shards are written atomically and named by their seed,
+so an interrupted run resumes by skipping the shards already there.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from flowrt.denoise import grouped as G
+from flowrt.denoise import kernels as K
+from flowrt.denoise.grouped import group_planes
+from flowrt.io.atomic import atomic_file
+
+log = logging.getLogger("flowrt.train.group_data")
+
+
+def read_photos(folders: Sequence[str], min_side: int) -> List[np.ndarray]:
+    """Every PNG/JPEG/TIFF photo under ``folders`` as uint8 (H, W, 3); smaller ones skipped."""
+    from PIL import Image
+    photos = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+                continue
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+            if min(arr.shape[:2]) >= min_side:
+                photos.append(arr)
+    if not photos:
+        raise SystemExit(f"no photos of at least {min_side} px in {', '.join(folders)}")
+    return photos
+
+
+def noisy_copy(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) -> np.ndarray:
+    """clean float32 (H, W, 3) in [0, 1] plus N(0, sigma^2), rounded and clipped to 8 bits."""
+    noisy = clean * 255.0 + sigma_255 * rng.standard_normal(clean.shape)
+    return (np.clip(np.round(noisy), 0, 255) / 255.0).astype(np.float32)
+
+
+def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """The channel-groups of ``keep`` random references of one crop (float32 (H, W, 3) in [0, 1])."""
+    noisy = noisy_copy(clean, sigma_255, rng)
+    sigma = sigma_255 / 255.0
+    grouping = group_planes(G._planes(noisy, False), sigma)
+    d = K.dct_matrix()
+    clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(clean, False)]
+    refs = np.sort(rng.choice(len(grouping.counts), size=min(keep, len(grouping.counts)), replace=False))
+    ys, xs, counts = grouping.ys[refs], grouping.xs[refs], grouping.counts[refs]
+    parts = {"y": [], "p": [], "x": [], "count": [], "channel": []}
+    n = len(refs)
+    for channel in range(3):
+        for key, coefs in (("y", grouping.coefs), ("p", grouping.pilot_coefs), ("x", clean_coefs)):
+            parts[key].append(K.gather_groups(coefs[channel], ys, xs, counts, 0, n))
+        parts["count"].append(counts.astype(np.int32))
+        parts["channel"].append(np.full(n, channel, np.int8))
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    out["sigma"] = np.full(len(out["count"]), sigma, np.float32)
+    return out
+
+
+def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep: int,
+               sigma_255: Tuple[float, float]) -> Dict[str, np.ndarray]:
+    """One shard: ``crops`` random crops (random photo, position, flip), each its own sigma."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(crops):
+        photo = photos[int(rng.integers(len(photos)))]
+        top = int(rng.integers(photo.shape[0] - crop + 1))
+        left = int(rng.integers(photo.shape[1] - crop + 1))
+        clean = photo[top:top + crop, left:left + crop].astype(np.float32) / 255.0
+        if rng.random() < 0.5:
+            clean = clean[:, ::-1]
+        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def write_shards(photos, out: Path, first_seed: int, shards: int, **kw) -> None:
+    """Write shards ``first_seed .. first_seed + shards - 1`` into ``out``, skipping those present."""
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in range(first_seed, first_seed + shards):
+        path = out / f"shard-{seed:05d}.npz"
+        if path.exists():
+            continue
+        started = time.time()
+        shard = make_shard(photos, seed, **kw)
+        with atomic_file(path) as fh:
+            np.savez(fh, **shard)
+        log.info("%s: %d channel-groups in %.1f s", path.name, len(shard["count"]), time.time() - started)
+
+
+def load_shards(folder: Path, limit: int = 0) -> Dict[str, np.ndarray]:
+    """Concatenate the shards of ``folder`` (sorted by name; the first ``limit`` when > 0)."""
+    paths = sorted(Path(folder).glob("shard-*.npz"))
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise SystemExit(f"no shards in {folder}")
+    parts = [dict(np.load(p)) for p in paths]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", nargs="+", required=True, help="folders of clean photos")
+    ap.add_argument("--out", required=True, help="folder of shards (created; existing shards are kept)")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--shards", type=int, default=20)
+    ap.add_argument("--crops", type=int, default=40, help="crops per shard")
+    ap.add_argument("--crop", type=int, default=96, help="crop side in pixels")
+    ap.add_argument("--keep", type=int, default=48, help="groups kept per crop")
+    ap.add_argument("--sigma", type=float, nargs=2, default=(2.0, 60.0), help="noise std range, 0-255")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    photos = read_photos(args.data, args.crop)
+    log.info("%d photos", len(photos))
+    write_shards(photos, Path(args.out), args.first_seed, args.shards, crops=args.crops, crop=args.crop,
+                 keep=args.keep, sigma_255=tuple(args.sigma))
+
+
+if __name__ == "__main__":
+    main()
