@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import psnr  # noqa: E402
-from protocol import list_photos, load_photo, seed_for  # noqa: E402
+from protocol import blur_and_noise, list_photos, load_photo, seed_for  # noqa: E402
 
 STARTS = ("split", "denoise")
 
@@ -33,15 +33,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def degrade(clean: np.ndarray, blur_std: float, sigma: float, seed: int) -> bytes:
-    """Blur ``clean`` (H, W, 3) uint8 with flowrt's own Gaussian kernel through the numpy chain (the
-    restorer's model, exactly), add rounded noise, encode as PNG."""
-    from flowrt.numeric.chain import build_forward_model
-    from flowrt.numeric.kernels import gaussian_kernel
-    x = clean.astype(np.float32) / 255.0
-    model = build_forward_model(x, sigma=sigma, blur=gaussian_kernel(blur_std))
-    blurred = model.apply(x.transpose(2, 0, 1)[None])[0]
-    noisy = blurred.transpose(1, 2, 0) + np.random.default_rng(seed).normal(0, sigma / 255.0, x.shape)
-    return _png(np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8))
+    """``protocol.blur_and_noise`` (flowrt's own kernel, rounded noise), encoded as PNG."""
+    return _png(blur_and_noise(clean, blur_std, sigma, seed))
 
 
 def measure(args) -> dict:

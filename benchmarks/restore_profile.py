@@ -51,6 +51,7 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     from flowrt.prior.ort_gradient import OrtPriorGradient
     from flowrt.solve.config import SolverConfig
     from flowrt.solve.numpy_solver import Adam
+    from flowrt.denoise.base import GroupedDenoiser
     from flowrt.solve.start import choose_start, denoised_start, jpeg_equivalent_sigma
 
     task = TASKS[task_name]
@@ -68,8 +69,8 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=plan.mask, greyscale=image.mode == "L")
     start_plan = choose_start(SolverConfig(), plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y))
-    out["start"] = _best(lambda: denoised_start(fm, start_plan.denoise_sigma_255, False), repeats)
-    x = denoised_start(fm, start_plan.denoise_sigma_255, False).astype(np.float32)
+    out["start"] = _best(lambda: denoised_start(fm, start_plan.denoise_sigma_255, False, GroupedDenoiser()), repeats)
+    x = denoised_start(fm, start_plan.denoise_sigma_255, False, GroupedDenoiser()).astype(np.float32)
     out["prior"] = _best(lambda: prior.nll_and_grad(x), repeats)
     out["data"] = _best(lambda: fm.nll_and_grad(x), repeats)
     out["discrepancy"] = _best(lambda: (fm.nll(x), fm.expected_nll(x)), repeats)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from flowrt.denoise.base import denoiser_choices
 from flowrt.device import DEVICE_CHOICES
 from flowrt.io.formats import FORMAT_CHOICES
 from flowrt.solve.config import SolverConfig
@@ -79,6 +80,8 @@ _OPTIONS = [
                       "alternates the chain's data term with a grouped denoiser (for --scale or --blur); "
                       "denoise denoises the observation and enlarges it; blur lightly blurs it. auto picks "
                       "split, then denoise, where they apply."),
+    click.option("--denoiser", default="auto", show_default=True, metavar="|".join(denoiser_choices()),
+                 help="The denoiser of the split and denoise starts; auto picks the default one."),
     click.option("--lam", type=click.FloatRange(min=0), default=_SOLVER.lam, show_default=True,
                  help="Prior weight lambda, per observed pixel."),
     click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,

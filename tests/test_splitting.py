@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowrt.denoise import denoise_rgb
+from flowrt.denoise import GroupedDenoiser
 from flowrt.numeric.chain import build_forward_model
 from flowrt.solve import splitting
 from flowrt.solve.splitting import END_FACTOR, SIGMA_START_255, sigma_schedule, split_restore
@@ -56,8 +56,8 @@ def test_split_beats_the_denoised_start_on_an_upscale():
     clean = _scene(64)
     noisy, fm = _observe(clean, 6.0)
     rounds = []
-    split = split_start(fm, 6.0, False, progress=lambda done, total: rounds.append((done, total)))
-    plain = denoised_start(fm, 6.0, False)
+    split = split_start(fm, 6.0, False, GroupedDenoiser(), progress=lambda done, total: rounds.append((done, total)))
+    plain = denoised_start(fm, 6.0, False, GroupedDenoiser())
     truth = clean.transpose(2, 0, 1)[None]
     assert split.shape == truth.shape and split.dtype == np.float32 and 0 <= split.min() and split.max() <= 1
     assert np.mean((split - truth) ** 2) < 0.8 * np.mean((plain - truth) ** 2)
@@ -66,12 +66,11 @@ def test_split_beats_the_denoised_start_on_an_upscale():
 
 def test_split_is_deterministic_and_checks_its_noise_level():
     noisy, fm = _observe(_scene(32), 6.0)
-    denoise = lambda rgb, s, coarse, pilot: denoise_rgb(rgb, s, coarse=coarse, pilot=pilot)  # noqa: E731
-    a = split_restore(fm, denoise, 6.0, rounds=3)
-    b = split_restore(fm, denoise, 6.0, rounds=3)
+    a = split_restore(fm, GroupedDenoiser(), 6.0, rounds=3)
+    b = split_restore(fm, GroupedDenoiser(), 6.0, rounds=3)
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="noise_255"):
-        split_restore(fm, denoise, 0.0)
+        split_restore(fm, GroupedDenoiser(), 0.0)
 
 
 def test_backtracking_stops_on_a_non_finite_data_term():

@@ -53,9 +53,13 @@ class FlowrtMethod:
             return "`flowrt restore` is not available in this environment"
         return None
 
+    def task_arguments(self, item: Degraded) -> list[str]:
+        """The flags describing item's degradation (a benchmark with other tasks overrides this)."""
+        return task_arguments(item)
+
     def command(self, item: Degraded, output: Path) -> list[str]:
         return _COMMAND + ["restore", str(item.path), "-o", str(output)] + \
-            task_arguments(item) + self.extra
+            self.task_arguments(item) + self.extra
 
     def restore(self, item: Degraded, workdir: Path) -> np.ndarray:
         output = Path(workdir) / (item.path.stem + ".png")

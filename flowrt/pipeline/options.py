@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from flowrt.denoise.base import resolve_denoiser
 from flowrt.device import check_device_name
 from flowrt.errors import InputError
 from flowrt.prior.engines import ENGINES
@@ -34,6 +35,8 @@ class RestoreOptions:
         space when the model has its gradient graph, else torch).
     force: restore even when the plan finds nothing to restore (a clean, non-JPEG input with
         no degradation given); otherwise such an input is returned unchanged.
+    denoiser: the denoiser of the denoised and split starts: 'auto' or a name of
+        ``flowrt.denoise.DENOISERS`` (the plan resolves 'auto' once).
     """
     sigma: Union[str, float] = "auto"
     jpeg: Union[str, int] = "auto"
@@ -44,6 +47,7 @@ class RestoreOptions:
     device: str = "auto"
     engine: str = "auto"
     force: bool = False
+    denoiser: str = "auto"
 
     @classmethod
     def from_fields(cls, **fields: Any) -> "RestoreOptions":
@@ -74,5 +78,6 @@ class RestoreOptions:
         if not isinstance(self.scale, (int, float)) or int(self.scale) != self.scale or not 1 <= self.scale <= 16:
             raise InputError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
         check_device_name(self.device)
+        resolve_denoiser(self.denoiser)
         self.solver.validate()
         return self

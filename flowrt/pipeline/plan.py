@@ -14,6 +14,7 @@ from typing import Callable, Optional, Protocol, Tuple
 
 import numpy as np
 
+from flowrt.denoise.base import AUTO, resolve_denoiser
 from flowrt.errors import InputError
 from flowrt.pipeline.options import MAX_SIGMA, RestoreOptions  # noqa: F401 - re-exported
 
@@ -93,6 +94,7 @@ class RestorationPlan:
     mask: Optional[np.ndarray]
     sigma_estimate: Optional[float] = None   # --sigma auto's reading (0-255), whether used or not
     nothing_to_do: Optional[str] = None      # why the input is returned unchanged; None: restore it
+    denoiser: str = AUTO                     # the starts' denoiser, a flowrt.denoise.DENOISERS name
 
     def cut(self, box: Tuple[int, int, int, int]) -> "RestorationPlan":
         """The plan for the region at box (y0, y1, x0, x1) of the input, as if that region were the
@@ -113,6 +115,7 @@ class RestorationPlan:
             parts.append(f"deblur with a {self.blur.shape[1]}x{self.blur.shape[0]} kernel")
         if self.mask is not None:
             parts.append(f"inpaint {int((~self.mask).sum())} missing pixels")
+        parts.append(f"{self.denoiser} denoiser")
         return "; ".join(parts)
 
 
@@ -180,4 +183,4 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
         blur = parse_blur(opts.blur) if opts.blur else None
         mask = read_mask(opts.mask, (h, w)) if opts.mask else None
     return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
-                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask))
+                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask), resolve_denoiser(opts.denoiser))

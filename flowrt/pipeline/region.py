@@ -48,7 +48,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     if numpy_engine or start_plan.kind != "blur":   # the start and the ort engine share one numpy chain
         from flowrt.numeric.chain import build_forward_model
         numeric_fm = build_forward_model(rgb, **chain)
-    start, progress = _start(numeric_fm, start_plan, greyscale, progress)
+    start, progress = _start(numeric_fm, start_plan, greyscale, plan.denoiser, progress)
     if numpy_engine:
         out, fell_back = _numpy_map(numeric_fm, prior, start_plan, start, progress)
     else:
@@ -63,20 +63,24 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _start(numeric_fm, start_plan, greyscale: bool, progress: Progress) -> Tuple[Optional[np.ndarray], Progress]:
+def _start(numeric_fm, start_plan, greyscale: bool, denoiser: str,
+           progress: Progress) -> Tuple[Optional[np.ndarray], Progress]:
     """The MAP's start, (1, 3, H, W) float32 in [0, 1] (None: the solver's own blurred start), made
-    by the numpy chain ``numeric_fm`` for both engines, and the progress callback for the MAP that
-    follows: a split start's rounds and the MAP's iterations count as one run of rounds + iterations."""
+    by the numpy chain ``numeric_fm`` for both engines with the plan's denoiser (a registry name),
+    and the progress callback for the MAP that follows: a split start's rounds and the MAP's
+    iterations count as one run of rounds + iterations."""
     if start_plan.kind == "blur":
         return None, progress
+    from flowrt.denoise.base import get_denoiser
     from flowrt.solve.start import denoised_start, split_start
+    chosen = get_denoiser(denoiser)
     if start_plan.kind == "denoise":
-        return denoised_start(numeric_fm, start_plan.denoise_sigma_255, greyscale), progress
+        return denoised_start(numeric_fm, start_plan.denoise_sigma_255, greyscale, chosen), progress
     from flowrt.solve.splitting import ROUNDS
     if progress is None:
-        return split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale), None
+        return split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale, chosen), None
     iters = start_plan.solver.iters
-    start = split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale,
+    start = split_start(numeric_fm, start_plan.denoise_sigma_255, greyscale, chosen,
                         progress=lambda done, rounds: progress(done, rounds + iters))
     return start, lambda done, total: progress(ROUNDS + done, ROUNDS + total)
 

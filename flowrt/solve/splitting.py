@@ -2,13 +2,14 @@
 
 Denoising the observation on its own grid and enlarging it (``flowrt.solve.start``'s ``denoise``)
 never inverts the chain's blur or downsampling, and the flow prior's MAP from there adds little
-detail. Here the grouped denoiser (``flowrt.denoise``) acts as the prior inside a splitting of
+detail. Here a denoiser (``flowrt.denoise.Denoiser``) acts as the prior inside a splitting of
 
     min_x  nll(x) + (lam / 2) ||x - z||^2 / s_k^2,   z = denoise(x, s_k)
 
 alternating, round k = 1..ROUNDS, with s_k falling geometrically from SIGMA_START_255 to
 END_FACTOR times the observation's noise-equivalent std (Zhang et al., "Plug-and-play image
-restoration with deep denoiser prior", TPAMI 2021, with the grouped denoiser for theirs):
+restoration with deep denoiser prior", TPAMI 2021, with the plan's denoiser, by default the
+grouped one, for theirs):
 
 * the data step: DATA_STEPS accelerated gradient steps on nll(x) + mu_k / 2 ||x - z||^2 from z,
   mu_k = LAM / s_k^2, nll the forward model's own data term (for a JPEG the quantisation
@@ -28,6 +29,8 @@ from __future__ import annotations
 from typing import Callable, Optional, Protocol, Tuple
 
 import numpy as np
+
+from flowrt.denoise.base import Denoiser
 
 ROUNDS = 10             # splitting rounds (one denoiser call each, at the restored size)
 SIGMA_START_255 = 40.0  # the first round's denoiser std, 0-255 scale
@@ -51,12 +54,6 @@ class DataTerm(Protocol):
     def initial_estimate(self, denoise=None) -> np.ndarray: ...
 
 
-# (rgb (h, w, 3) float32 in [0, 1], std in [0, 1], coarse, pilot) -> rgb denoised; coarse: a
-# cheaper estimate will do (an early round, whose output the next data step moves anyway); pilot:
-# None, or an earlier estimate of the clean image (h, w, 3) for the Wiener pass to shrink towards
-Denoise = Callable[[np.ndarray, float, bool, Optional[np.ndarray]], np.ndarray]
-
-
 def sigma_schedule(noise_255: float, rounds: int = ROUNDS) -> np.ndarray:
     """The denoiser std of each round, 0-255 scale, (rounds,): geometric from SIGMA_START_255 to
     END_FACTOR * noise_255 (never rising: a noisier observation starts and ends there)."""
@@ -65,16 +62,20 @@ def sigma_schedule(noise_255: float, rounds: int = ROUNDS) -> np.ndarray:
     return np.geomspace(start, end, rounds)
 
 
-def split_restore(forward_model: DataTerm, denoise: Denoise, noise_255: float, *,
+def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float, *, greyscale: bool = False,
                   rounds: int = ROUNDS, progress: Progress = None) -> np.ndarray:
     """The splitting's estimate, (1, 3, H, W) float32 in [0, 1] at the restored size.
 
-    noise_255: the observation's noise-equivalent std (``start.denoise_sigma``), > 0, which also
-    denoises the first estimate on the observation's grid. progress(done, rounds) after each round.
+    denoiser: the prior step (``flowrt.denoise.Denoiser``); an early round asks it for a coarse
+    estimate (the next data step moves it anyway), a late one hands it the previous round's estimate
+    as its pilot. noise_255: the observation's noise-equivalent std (``start.denoise_sigma``), > 0,
+    which also denoises the first estimate on the observation's grid. greyscale: the image is grey
+    (passed on to the denoiser). progress(done, rounds) after each round.
     """
     if not (np.isfinite(noise_255) and noise_255 > 0):
         raise ValueError(f"noise_255 must be a finite number > 0, got {noise_255}")
-    z = forward_model.initial_estimate(denoise=lambda rgb: denoise(rgb, noise_255 / 255.0, False, None))
+    z = forward_model.initial_estimate(
+        denoise=lambda rgb: denoiser.denoise(rgb, noise_255 / 255.0, greyscale=greyscale))
     z = z.astype(np.float32)
     curvature = _FIRST_CURVATURE
     for k, sigma_255 in enumerate(sigma_schedule(noise_255, rounds)):
@@ -82,7 +83,8 @@ def split_restore(forward_model: DataTerm, denoise: Denoise, noise_255: float, *
         x, curvature = _data_step(forward_model, z, mu, curvature)
         coarse = k < rounds - FULL_ROUNDS
         pilot = None if coarse else np.ascontiguousarray(z[0].transpose(1, 2, 0))
-        rgb = denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0, coarse, pilot)
+        rgb = denoiser.denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0,
+                               greyscale=greyscale, coarse=coarse, pilot=pilot)
         z = np.ascontiguousarray(np.asarray(rgb, np.float32).transpose(2, 0, 1))[None]
         if progress is not None:
             progress(k + 1, rounds)

@@ -2,8 +2,9 @@
 
 Three starts:
 
-* ``denoise``: the observation, hole-filled, denoised on its own grid by the grouped transform-domain
-  denoiser (``flowrt.denoise``), then brought to the restored size. The denoiser is told
+* ``denoise``: the observation, hole-filled, denoised on its own grid by the plan's denoiser (a
+  ``flowrt.denoise.Denoiser``: by default the grouped transform-domain one), then brought to the
+  restored size. The denoiser is told
   the Gaussian noise level and, for a JPEG, the quantisation error's equivalent std
   (``jpeg_equivalent_sigma``); their root sum of squares sets its strength. From there the MAP
   only refines: ITERS_FROM_DENOISED iterations with a fraction of the usual step, which on val
@@ -27,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from flowrt.denoise import denoise_rgb
+from flowrt.denoise.base import Denoiser
 from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_DENOISED, SolverConfig
 from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
@@ -104,20 +105,17 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
     return float(np.hypot(sigma_255 or 0.0, jpeg_sigma_255 or 0.0))
 
 
-def denoised_start(forward_model, sigma_255: float, greyscale: bool):
-    """The forward model's initial estimate computed from its observation denoised by ``denoise_rgb``
+def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser):
+    """The forward model's initial estimate computed from its observation denoised by ``denoiser``
     at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``): (1, 3, H, W) in [0, 1],
     a tensor for a ``flowrt.operators`` chain, a float32 array for a ``flowrt.numeric`` one (both
     hand their ``denoise`` the observation as a numpy (h, w, 3) array)."""
     sigma = float(sigma_255) / 255.0
-    return forward_model.initial_estimate(denoise=lambda rgb: denoise_rgb(rgb, sigma, greyscale=greyscale))
+    return forward_model.initial_estimate(denoise=lambda rgb: denoiser.denoise(rgb, sigma, greyscale=greyscale))
 
 
-def split_start(forward_model, sigma_255: float, greyscale: bool, progress=None) -> np.ndarray:
-    """``flowrt.solve.splitting.split_restore`` of a ``flowrt.numeric`` chain with the grouped
-    denoiser: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
+def split_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser, progress=None) -> np.ndarray:
+    """``flowrt.solve.splitting.split_restore`` of a ``flowrt.numeric`` chain with ``denoiser`` as its
+    prior step: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
     from flowrt.solve.splitting import split_restore
-
-    def denoise(rgb: np.ndarray, sigma: float, coarse: bool, pilot) -> np.ndarray:
-        return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot)
-    return split_restore(forward_model, denoise, float(sigma_255), progress=progress)
+    return split_restore(forward_model, denoiser, float(sigma_255), greyscale=greyscale, progress=progress)

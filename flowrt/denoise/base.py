@@ -1,0 +1,70 @@
+"""What every denoiser offers the starts (``flowrt.solve.start``, ``flowrt.solve.splitting``), and
+the one registry of denoisers by name.
+
+A denoiser removes white Gaussian noise of a given std from an RGB image. The starts call it on
+the observation and, in the splitting, once per round with a falling std; which denoiser runs is
+the restore option ``denoiser`` (``--denoiser``), resolved once by the plan. ``DENOISERS`` is the
+only list of names: a new denoiser is one entry there (and, to make it the default, ``AUTO``).
+Torch-free and light: a denoiser's heavy modules load when it first denoises.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Protocol, Tuple, runtime_checkable
+
+import numpy as np
+
+from flowrt.errors import InputError
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """name: the registry's name for it (what the plan and the summary line say).
+
+    denoise(rgb, sigma, *, greyscale, coarse, pilot): ``rgb`` float32 (H, W, 3) in [0, 1] corrupted
+    by white Gaussian noise of std ``sigma`` ([0, 1] units, > 0) per channel -> float32 (H, W, 3)
+    in [0, 1]. greyscale: the three channels hold one grey image. coarse: a cheaper, rougher
+    estimate will do (an early splitting round). pilot: None, or an earlier estimate of the clean
+    image (H, W, 3) in [0, 1] the denoiser may refine instead of starting afresh.
+    """
+    name: str
+
+    def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
+                pilot: Optional[np.ndarray] = None) -> np.ndarray: ...
+
+
+class GroupedDenoiser:
+    """The grouped transform-domain denoiser (``flowrt.denoise.grouped.denoise_rgb``, BM3D's recipe)."""
+    name = "grouped"
+
+    def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
+                pilot: Optional[np.ndarray] = None) -> np.ndarray:
+        from flowrt.denoise.grouped import denoise_rgb   # numba: loaded on first use
+        return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot)
+
+    def __repr__(self) -> str:
+        return "GroupedDenoiser()"
+
+
+# name -> a factory of that denoiser
+DENOISERS: Dict[str, Callable[[], Denoiser]] = {
+    GroupedDenoiser.name: GroupedDenoiser,
+}
+AUTO = GroupedDenoiser.name   # what ``denoiser='auto'`` resolves to
+
+
+def denoiser_choices() -> Tuple[str, ...]:
+    """Every value the ``denoiser`` option takes: 'auto' and the registry's names."""
+    return ("auto",) + tuple(DENOISERS)
+
+
+def resolve_denoiser(name: str) -> str:
+    """The registry name ``name`` stands for ('auto' -> AUTO); InputError (one line) for an unknown one."""
+    resolved = AUTO if name == "auto" else name
+    if resolved not in DENOISERS:
+        raise InputError(f"--denoiser must be one of {', '.join(denoiser_choices())}, not {name!r}")
+    return resolved
+
+
+def get_denoiser(name: str) -> Denoiser:
+    """A fresh denoiser by registry name (or 'auto')."""
+    return DENOISERS[resolve_denoiser(name)]()
