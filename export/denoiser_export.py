@@ -23,11 +23,10 @@ from typing import Any, Dict
 import numpy as np
 
 from flowrt.errors import ModelError
-from flowrt.prior.folders import read_manifest, sha256_file
+from flowrt.prior.folders import DENOISER_ONNX, read_manifest, sha256_file
 
 from .manifest import write_manifest
 
-DENOISER_ONNX = "denoiser.onnx"
 TOLERANCE = 1e-4   # max |x_hat error| / sigma and relative nll error the verification accepts
 NAMES_IN = ["y", "p", "counts", "channel", "sigma"]
 NAMES_OUT = ["x_hat", "group_weight", "nll"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -23,8 +24,8 @@ import numpy as np
 
 from flowrt.denoise import grouped
 from flowrt.errors import ModelError
+from flowrt.prior.folders import DENOISER_ONNX
 
-DENOISER_ONNX = "denoiser.onnx"
 R_FLOOR = math.exp(-8.0)   # the same constant as flowrt.prior.group_flow (checked by a test)
 
 
@@ -88,7 +89,7 @@ class FlowDenoiser:
     @classmethod
     def from_model_dir(cls, folder: Path) -> "FlowDenoiser":
         path = Path(folder) / DENOISER_ONNX
-        if not path.is_file():
+        if not path.is_file():  # pragma: no cover - open_model_dir checks listed files first
             raise ModelError(f"the model in {folder} has no flow denoiser ({DENOISER_ONNX}); "
                              f"use --denoiser grouped, or export one with flowrt export")
         return cls(GroupTables.from_graph(path))
@@ -99,6 +100,14 @@ class FlowDenoiser:
         ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
         return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot,
                                    group_filter=None if coarse else self.tables.filter)
+
+
+@lru_cache(maxsize=1)
+def packaged_flow_denoiser() -> FlowDenoiser:
+    """The FlowDenoiser of the packaged default model folder, read once per process."""
+    from flowrt.prior.folders import open_model_dir
+    folder, _ = open_model_dir(None, [DENOISER_ONNX])
+    return FlowDenoiser.from_model_dir(folder)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

@@ -39,7 +39,9 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
     chain = dict(sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                  mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
     start_plan = choose_start(solver, plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y),
-                              inverts=plan.scale > 1 or plan.blur is not None)
+                              inverts=plan.scale > 1 or plan.blur is not None,
+                              denoiser_is_estimate=plan.denoiser == "flow" and jpeg is None and plan.mask is None
+                              and plan.scale == 1 and plan.blur is None)
     iters = start_plan.solver.iters
     log.info("%s: %s start (noise-equivalent std %.1f), then %s MAP iterations", name, start_plan.kind,
              start_plan.denoise_sigma_255, "the default number of" if iters is None else iters)

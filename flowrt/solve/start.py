@@ -64,10 +64,12 @@ class StartPlan:
 
 
 def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float],
-                 inverts: bool = False) -> StartPlan:
+                 inverts: bool = False, denoiser_is_estimate: bool = False) -> StartPlan:
     """Resolve ``solver.start`` for a data term with Gaussian noise std ``sigma_255`` (None: no noise
     level) and a JPEG term whose quantisation acts like noise of std ``jpeg_sigma_255`` (None: no
-    JPEG term); ``inverts``: the chain downsamples or blurs. Fields the user set are kept."""
+    JPEG term); ``inverts``: the chain downsamples or blurs. ``denoiser_is_estimate``: the damage is
+    Gaussian noise alone and the denoiser is a minimum-MSE one (the flow's Tweedie estimate), so a
+    denoised start is the restore: no MAP iterations by default. Fields the user set are kept."""
     jpeg = jpeg_sigma_255 is not None
     strength = denoise_sigma(sigma_255, jpeg_sigma_255)
     kind = _start_kind(solver.start, strength >= MIN_DENOISE_SIGMA, inverts)
@@ -77,6 +79,8 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
         return StartPlan(kind, replace(solver, lr=lr, start_blur=blur), strength)
     scale = JPEG_DENOISED_STEP_SCALE if jpeg else DENOISED_STEP_SCALE
     iters = ITERS_AFTER_SPLIT if kind == "split" else ITERS_FROM_DENOISED
+    if kind == "denoise" and denoiser_is_estimate and not jpeg:
+        iters = 0   # MAP steps from a posterior-mean estimate move it towards the mode: lower PSNR
     if kind == "split":
         scale *= SPLIT_STEP_SCALE
     resolved = replace(solver, lr=lr, start_blur=0.0, iters=iters if solver.iters is None else solver.iters,
