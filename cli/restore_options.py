@@ -81,7 +81,7 @@ _OPTIONS = [
                       "denoise denoises the observation and enlarges it; blur lightly blurs it. auto picks "
                       "split, then denoise, where they apply."),
     click.option("--denoiser", default="auto", show_default=True, metavar="|".join(denoiser_choices()),
-                 help="The denoiser of the split and denoise starts; auto picks the default one."),
+                 help="flow: the group flow's Tweedie estimate (for noise alone it is the restore; for other damage the start the MAP refines); grouped: the classical grouped denoiser (BM3D's recipe) as the start; auto: flow."),
     click.option("--lam", type=click.FloatRange(min=0), default=_SOLVER.lam, show_default=True,
                  help="Prior weight lambda, per observed pixel."),
     click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,

@@ -142,3 +142,22 @@ def add_denoiser(fit: Path, folder: Path) -> Dict[str, Any]:
     }
     write_manifest(folder, manifest)
     return manifest["denoiser"]
+
+
+def main(argv=None) -> None:
+    """python -m flowrt.export.denoiser_export FIT FOLDER: add a verified denoiser.onnx to FOLDER."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(description="Export a group-flow fit into a model folder as denoiser.onnx, verified.")
+    ap.add_argument("fit", help="group_flow.npz from python -m flowrt.train.group_fit")
+    ap.add_argument("folder", help="an exported prior's folder (its manifest gains the denoiser)")
+    args = ap.parse_args(argv)
+    try:
+        section = add_denoiser(Path(args.fit), Path(args.folder))
+    except ModelError as exc:
+        sys.exit(f"error: {exc}")
+    print(json.dumps(section["verification"]))
+
+
+if __name__ == "__main__":
+    main()
