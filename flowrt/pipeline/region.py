@@ -51,7 +51,9 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, solv
         from flowrt.numeric.chain import build_forward_model
         numeric_fm = build_forward_model(rgb, **chain)
     start, progress = _start(numeric_fm, start_plan, greyscale, plan.denoiser, progress)
-    if numpy_engine:
+    if start is not None and start_plan.solver.iters == 0:   # the start is the estimate: no MAP to run
+        out, fell_back = np.asarray(start, np.float32)[0].transpose(1, 2, 0), False
+    elif numpy_engine:
         out, fell_back = _numpy_map(numeric_fm, prior, start_plan, start, progress)
     else:
         out, fell_back = _torch_map(rgb, chain, prior, start_plan, start, device, progress)
