@@ -81,6 +81,18 @@ def test_a_no_flags_restore_of_the_copy_applies_the_jpeg_term(tmp_path):
     assert plan_for(copy, jpeg="off").jpeg is None  # --jpeg off still turns it off
 
 
+def test_noise_that_went_through_a_jpeg_is_not_called_clean(tmp_path):
+    """The multi chain (x1/2, noise 8, JPEG 50): the JPEG zeroes most of the noise, but not the blocks."""
+    rng = np.random.default_rng(6)
+    small = np.asarray(Image.fromarray(photo_like(128, 160, seed=6)).resize((80, 64), Image.BICUBIC), np.float64)
+    noisy = np.clip(np.round(small + rng.normal(0, 8, small.shape)), 0, 255).astype(np.uint8)
+    copy = tmp_path / "multi.png"
+    Image.fromarray(jpeg_decode(noisy, 50)).save(copy)
+    plan = plan_for(copy)
+    assert plan.jpeg is not None and abs(plan.jpeg.quality - 50) <= QUALITY_TOLERANCE
+    assert plan.nothing_to_do is None
+
+
 def test_a_clean_png_still_has_nothing_to_do(tmp_path):
     clean = tmp_path / "clean.png"
     Image.fromarray(photo_like(64, 80, seed=5, noise=0.0)).save(clean)

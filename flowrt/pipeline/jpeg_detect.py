@@ -4,8 +4,8 @@ what quality?
 A JPEG decoder's luma blocks are inverse DCTs of integers times the quantisation table, so on the
 8x8 grid the encoder used, each DCT coefficient of the decoded luma lies within rounding error
 (a fraction of a grey level) of a multiple of its table entry q. The periodicity of the
-coefficients with period q, ``mean(cos(2 pi c / q))`` over the coefficients that are not near
-zero, is then close to 1; for a photo that never went through JPEG it is close to 0. A table
+coefficients with period q, ``mean(cos(2 pi c / q))`` over the coefficients the table quantises to
+non-zero levels, is then close to 1; for a photo that never went through JPEG it is close to 0. A table
 entry that is a divisor of the true one also fits, so every IJG quality 1-100 is scored with its
 whole luma table and the best one wins (a wrong quality misses on most of the 64 entries).
 
@@ -17,18 +17,15 @@ is searched: that is where a copy of a JPEG, or a crop of one at a multiple of 8
 and the re-encoding data term (``flowrt.pipeline.plan.JpegQuality``) restores that grid alone.
 
 The chroma table is the IJG chroma table of the same quality (what libjpeg and Pillow write);
-chroma is assumed 4:2:0, the encoders' default.
+chroma is assumed 4:2:0, the encoders' default. Noise that went through the JPEG is mostly
+zeroed by it and reads low to flowrt.pipeline.noise_level, but the blocking is found, so such an
+image is restored with the JPEG term rather than called clean.
 
-Noise that went through the JPEG (``jpeg_noise_sigma``): the fraction of coefficients quantised
-to zero at a frequency, in the blocks flat enough that their content is noise, is
-2 Phi(q / (2 sigma)) - 1 for Gaussian noise of std sigma; sigma is read off where q is small
-enough for noise to survive. Nothing here imports torch.
+Nothing here imports torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 
 from flowrt.io.colour import LUMA_601, LUMA_LEVEL_SHIFT
@@ -147,3 +144,4 @@ def detect_jpeg(rgb: np.ndarray) -> JpegEvidence:
     best = int(np.argmax(fits))
     off_fit, _ = _periodicity(block_coefficients(luma, (BLOCK // 2, BLOCK // 2)), tables[best:best + 1])
     return JpegEvidence(int(QUALITIES[best]), float(fits[best]), float(off_fit[0]), int(scored[best]))
+
