@@ -60,7 +60,8 @@ _OPTIONS = [
     click.option("--sigma", type=SigmaParam(), default="auto", show_default=True,
                  help="Gaussian noise std on the 0-255 scale; 'auto' estimates it from the image."),
     click.option("--jpeg", type=JpegParam(), default="auto", show_default=True,
-                 help="JPEG data term: auto (a JPEG input uses its own tables), off, or the quality Q a PNG was once saved at."),
+                 help="JPEG data term: auto (a JPEG input uses its own tables; any other input is checked for 8x8 "
+                      "JPEG blocking and its quality estimated), off, or the quality Q a PNG was once saved at."),
     click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
                  help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
     click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file.  [default: none]"),

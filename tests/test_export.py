@@ -179,7 +179,7 @@ def test_natural_image_is_dequantised_and_inside_the_unit_interval():
 
 
 def test_cli_exports_then_verifies(invoke_flowrt, checkpoint, tmp_path):
-    result = invoke_flowrt("export", checkpoint, "-o", tmp_path / "p")
+    result = invoke_flowrt("export", checkpoint, "-o", tmp_path / "p", "--no-gradients")  # default: test_own_prior
     assert result.exit_code == 0, result.output
     assert "exported" in result.output and "checks passed" in result.output
     result = invoke_flowrt("export", "--verify", tmp_path / "p", "-v")

@@ -23,8 +23,9 @@ class RestoreOptions:
     """A restore's options. Every field has the default ``flowrt restore`` uses.
 
     sigma: 'auto' (estimated from the image) or the Gaussian noise std on the 0-255 scale, 0-255.
-    jpeg: 'auto' (a JPEG input uses its own tables), 'off', or the IJG quality 1-100 a (non-JPEG)
-        input was once compressed at.
+    jpeg: 'auto' (a JPEG input uses its own tables; another input found to hold JPEG blocking,
+        flowrt.pipeline.jpeg_detect, its estimated quality), 'off', or the IJG quality 1-100 a
+        (non-JPEG) input was once compressed at.
     scale: integer super-resolution factor 1-16 (the input was Pillow-bicubic downsampled by it).
     blur: None, 'gaussian:S' (std in pixels) or the path of a kernel image / .npy file.
     mask: None or the path of a mask image at the input's size, white = missing.

@@ -124,11 +124,26 @@ def _resolve_jpeg(source, opts: RestoreOptions) -> tuple:
     if opts.jpeg == "off":
         return None, "off"
     if opts.jpeg == "auto":
-        return (FileJpeg(source.jpeg), "the file's own tables") if source.jpeg is not None else (None, "off (not a JPEG)")
+        if source.jpeg is not None:
+            return FileJpeg(source.jpeg), "the file's own tables"
+        return _detected_jpeg(source)
     if source.jpeg is not None:
         raise InputError(f"{source.name} is a JPEG with its own tables; --jpeg {opts.jpeg} is for images "
                          "that were JPEG-compressed before being saved losslessly (use --jpeg auto or off)")
     return JpegQuality(int(opts.jpeg), source.greyscale), f"quality {opts.jpeg}"
+
+
+def _detected_jpeg(source) -> tuple:
+    """``--jpeg auto`` on a decoded image that is not a JPEG file: (JpegQuality, 'detected ...')
+    when its 8x8 blocking says it was once a JPEG (flowrt.pipeline.jpeg_detect), else (None, 'off')."""
+    from flowrt.pipeline.jpeg_detect import DETECT_SIDE, detect_jpeg
+    w, h = source.size
+    y0, x0 = (max(h - DETECT_SIDE, 0) // 2) // 16 * 16, (max(w - DETECT_SIDE, 0) // 2) // 16 * 16  # on the grid
+    evidence = detect_jpeg(source.read_rgb(y0, min(h, y0 + DETECT_SIDE), x0, min(w, x0 + DETECT_SIDE)))
+    log.info("%s", evidence.describe())
+    if not evidence.detected:
+        return None, "off (no JPEG blocking found)"
+    return JpegQuality(evidence.quality, source.greyscale), f"detected JPEG blocking, quality {evidence.quality}"
 
 
 def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, width: int) -> np.ndarray:

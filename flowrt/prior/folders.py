@@ -32,8 +32,9 @@ TORCH_WEIGHTS = "model.pt"
 PRIOR_GRAD_ONNX = "prior_grad.onnx"
 GENERATOR_VJP_ONNX = "generator_vjp.onnx"
 MODEL_FILES = (FORWARD_ONNX, INVERSE_ONNX, TORCH_WEIGHTS)  # every export writes these
-# The MAP gradients on ONNX Runtime: written on request (``export_checkpoint(gradients=True)``;
-# their export takes about a minute even for a tiny flow), listed in the manifest when present.
+# The MAP gradients on ONNX Runtime: ``flowrt export`` writes prior_grad.onnx unless --no-gradients,
+# the Python ``export_checkpoint(gradients=...)`` on request (their export takes about a minute even
+# for a tiny flow); listed in the manifest when present.
 GRADIENT_FILES = (PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX)
 # The flow denoiser (flowrt.denoise.flow): its own graph, added to a folder by
 # flowrt.export.denoiser_export and listed in the manifest when present.

@@ -1,6 +1,7 @@
 """The MAP gradients of an exported prior on ONNX Runtime (numpy in, numpy out), and a torch adapter.
 
-``OrtPriorGradient`` opens a folder exported with gradients (``export_checkpoint(gradients=True)``),
+``OrtPriorGradient`` opens a folder exported with gradients (``flowrt export``'s default, or
+``export_checkpoint(gradients=True)``),
 refusing it unless prior_grad.onnx (and, when asked for, generator_vjp.onnx) match the sha256 in
 its manifest. Conventions are the torch model's (onnx_backend.py): x (B,3,H,W) float32 in [0,1],
 H and W divisible by ``multiple``; u the latent of the same shape.
@@ -41,7 +42,7 @@ class OrtPriorGradient:
         except ModelError as exc:
             if "lists no sha256" in str(exc):
                 raise ModelError(f"{exc}: this prior was exported without gradient graphs; "
-                                 "re-export it with gradients (export_checkpoint(gradients=True))") from None
+                                 "re-export it with `flowrt export CHECKPOINT -o DIR`, which writes it by default") from None
             raise
         self._requested = select_providers(device)
         self._threads = threads
