@@ -52,11 +52,17 @@ def noisy_copy(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) ->
     return (np.clip(np.round(noisy), 0, 255) / 255.0).astype(np.float32)
 
 
-def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    """The channel-groups of ``keep`` random references of one crop (float32 (H, W, 3) in [0, 1])."""
+def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.Generator,
+                pilot_filter=None) -> Dict[str, np.ndarray]:
+    """The channel-groups of ``keep`` random references of one crop (float32 (H, W, 3) in [0, 1]).
+    pilot_filter: a ``grouped.GroupFilter`` whose estimate is the pilot (a second stage's groups)
+    instead of the hard-thresholding pass."""
     noisy = noisy_copy(clean, sigma_255, rng)
     sigma = sigma_255 / 255.0
-    grouping = group_planes(G._planes(noisy, False), sigma)
+    pilot = None
+    if pilot_filter is not None:
+        pilot = G._planes(G.denoise_rgb(noisy, sigma, group_filter=pilot_filter), False)
+    grouping = group_planes(G._planes(noisy, False), sigma, pilot)
     d = K.dct_matrix()
     clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(clean, False)]
     refs = np.sort(rng.choice(len(grouping.counts), size=min(keep, len(grouping.counts)), replace=False))
@@ -74,7 +80,7 @@ def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.G
 
 
 def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep: int,
-               sigma_255: Tuple[float, float]) -> Dict[str, np.ndarray]:
+               sigma_255: Tuple[float, float], pilot_filter=None) -> Dict[str, np.ndarray]:
     """One shard: ``crops`` random crops (random photo, position, flip), each its own sigma."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -85,7 +91,7 @@ def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep:
         clean = photo[top:top + crop, left:left + crop].astype(np.float32) / 255.0
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
-        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng))
+        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng, pilot_filter))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -124,12 +130,17 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=96, help="crop side in pixels")
     ap.add_argument("--keep", type=int, default=48, help="groups kept per crop")
     ap.add_argument("--sigma", type=float, nargs=2, default=(2.0, 60.0), help="noise std range, 0-255")
+    ap.add_argument("--pilot-model", help="a model folder whose flow denoiser makes the pilot (second-stage groups)")
     args = ap.parse_args(argv)
+    pilot_filter = None
+    if args.pilot_model:
+        from flowrt.denoise.flow import FlowDenoiser
+        pilot_filter = FlowDenoiser.from_model_dir(Path(args.pilot_model)).tables.filter
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     photos = read_photos(args.data, args.crop)
     log.info("%d photos", len(photos))
     write_shards(photos, Path(args.out), args.first_seed, args.shards, crops=args.crops, crop=args.crop,
-                 keep=args.keep, sigma_255=tuple(args.sigma))
+                 keep=args.keep, sigma_255=tuple(args.sigma), pilot_filter=pilot_filter)
 
 
 if __name__ == "__main__":
