@@ -62,7 +62,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
     device, prior = open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
     summary = run_batch(job, opts, prior, device=device, output=output,
                         report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
-                        model=model_key(model_dir), progress=batch_progress(len(job.pairs), opts.solver.iters, quiet))
+                        model=model_key(model_dir), progress=batch_progress(len(job.pairs), quiet))
     click.echo(summary.line(), err=True)
     if report_path:
         _write_report(report_path, summary, opts, model_dir, input_dir)

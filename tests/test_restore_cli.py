@@ -100,8 +100,8 @@ CASES = {
     "chain_on_jpeg": ("jpg", ["--blur", "gaussian:1", "--scale", "2", "--sigma", "5"], 2,
                       ["noise sigma 5.0", "JPEG data term from the file's own tables", "x2 super-resolution",
                        "deblur with a 7x7 kernel"]),
-    "latent": ("png", ["--space", "latent", "--sigma", "10"], 1, ["latent space, 3 iterations"]),
-    "image": ("png", ["--space", "image", "--sigma", "10"], 1, ["image space, 3 iterations"]),
+    "latent": ("png", ["--space", "latent", "--sigma", "10"], 1, ["3 flow-MAP iterations in latent space; engine torch"]),
+    "image": ("png", ["--space", "image", "--sigma", "10"], 1, ["3 flow-MAP iterations; engine"]),
     "sigma_auto": ("png", ["--sigma", "auto"], 1, ["estimated"]),
 }
 
@@ -392,18 +392,23 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_on_a_terminal(monkeypatch):
-    from flowrt.cli.progress import iteration_bar
+def test_progress_bars_on_a_terminal_one_per_stage(monkeypatch):
+    """On a terminal each phase gets its own bar (its total from the first frame, kept on screen), so
+    the denoiser's time never counts as MAP steps; off a terminal nothing is drawn."""
+    from flowrt.cli.progress import stage_bars
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    update, close = iteration_bar(True, 3)
-    assert update is not None
-    assert "0/3" in sys.stderr.getvalue()  # the total from the first frame
+    update, close = stage_bars("a.png")
+    update("denoise", 0, 1)
+    assert "denoise" in sys.stderr.getvalue() and "0/1" in sys.stderr.getvalue()
+    update("denoise", 1, 1)
     for i in range(1, 4):
-        update(i, 3)
+        update("MAP", i, 3)
     close()
     shown = sys.stderr.getvalue()
-    assert "MAP" in shown and "3/3" in shown.rsplit("\r", 1)[-1] and shown.endswith("\n")  # kept on screen
+    assert "denoise: 100%" in shown and "MAP: 100%" in shown and "3/3" in shown.rsplit("\r", 1)[-1]
+    assert shown.endswith("\n")   # kept on screen
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    update, close = iteration_bar(True, 3)
-    assert update is None
+    update, close = stage_bars("a.png")
+    update("MAP", 1, 3)     # FLOWRT_PROGRESS_EVERY is inf under the tests: silent
     close()
+    assert sys.stderr.getvalue() == ""

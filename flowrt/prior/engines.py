@@ -86,7 +86,9 @@ def load_prior(model_dir: ModelDir, engine: str = "auto", device=None):
     return open_engine(model_dir, engine, name)[1]
 
 
-def runs_without_torch(prior) -> bool:
-    """Whether ``prior`` is the ort engine's (the numpy MAP loop runs it) rather than a torch module."""
+def engine_of(prior) -> str:
+    """'ort' for the ort engine's prior (an ``OrtPriorGradient``, run by the numpy MAP loop), 'torch'
+    for a torch module: the one place a prior's type says which loop runs it (``RestorationPlan.
+    with_engine`` records the answer in the plan)."""
     from flowrt.prior.ort_gradient import OrtPriorGradient
-    return isinstance(prior, OrtPriorGradient)
+    return "ort" if isinstance(prior, OrtPriorGradient) else "torch"

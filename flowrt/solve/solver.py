@@ -176,7 +176,6 @@ def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
     start: (1, 3, H, W) in [0, 1], where the iterations begin (None: the forward model's initial
     estimate, smoothed by ``cfg.start_blur``). ``cfg.iters`` None means ITERS_FROM_OBSERVATION.
     """
-    cfg.validate()
     if cfg.iters is None:
         cfg = replace(cfg, iters=ITERS_FROM_OBSERVATION)
     t0 = time.perf_counter()
