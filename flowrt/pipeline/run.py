@@ -1,8 +1,7 @@
 """One image file in, one out, whole or tile by tile: the code path ``flowrt restore`` and ``flowrt batch`` share.
 
-Whole-image MAP keeps the flow's autograd activations for every pixel: peak RSS measured 0.46, 0.85
-and 1.9 GB for 256^2, 512^2 and 1024^2 with the default prior architecture (3 levels x 4 steps,
-width 64; ``--iters 2``, CPU), about 1.35 GB per output megapixel. So an output larger than
+Whole-image MAP keeps the flow's activations for every pixel, so its peak memory grows with the
+output (benchmarks/results/restore_scaling.md, tiled_rss_torch.md). So an output larger than
 ``AUTO_TILE_PIXELS`` (640 x 640) is restored in tiles of at most ``DEFAULT_TILE`` unless ``--tile 0`` says
 otherwise; smaller images go exactly the way they always did.
 
@@ -47,7 +46,7 @@ log = logging.getLogger("flowrt.pipeline")
 # Output pixels above which --tile auto tiles: whole restores cost more per pixel as they grow
 # (benchmarks/results/restore_scaling.md), so only images up to about 640 x 640 stay whole.
 AUTO_TILE_PIXELS = 640 * 640
-DEFAULT_TILE = 512               # output pixels, the largest automatic tile; ~0.85 GB peak per tile
+DEFAULT_TILE = 512               # output pixels, the largest automatic tile
 TILE_ROUNDING = 64               # automatic tiles are multiples of this (every tile alignment divides it)
 DEFAULT_OVERLAP = 32
 Progress = Optional[Callable[[int, int], None]]
@@ -329,11 +328,12 @@ def _copy_file(src: str, dest: str) -> None:
     """Copy src's bytes to dest atomically, in bounded memory (a streamed input may be huge)."""
     import shutil
 
+    from flowrt.errors import storage_error
     from flowrt.io.atomic import atomic_file
     if Path(dest).exists() and os.path.samefile(src, dest):
         raise InputError(f"{dest}: refusing to overwrite the input image")
     try:
         with open(src, "rb") as fin, atomic_file(dest) as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
-    except OSError as exc:
-        raise InputError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+    except OSError as exc:  # a storage failure (ARCHITECTURE.md), not the user's input
+        raise storage_error(dest, exc) from None

@@ -10,11 +10,9 @@
                imports torch.
   * ``auto``   ort on the CPU in image space when the model folder has ``prior_grad.onnx`` (the
                packaged prior does); torch otherwise (latent space, CUDA, a folder without the
-               gradient graph). Measured (benchmarks/results/restore_speed.md, 512x512 noise 25 at the
-               defaults, both cores): on this project's shared 2-core machine at load ~5, ort 24.5 s
-               against torch 80.3 s (ort / torch 0.305), ort's rounds steady, torch's 58-103 s (its
-               OpenMP threads contend with other work); on a quiet machine, before the numpy loop,
-               ort took 1.13x torch's time. CUDA was not measured, so it stays torch.
+               gradient graph); ort wherever torch is not installed (``pip install flowrt`` brings
+               no torch; the torch engine comes with ``flowrt[torch]``). Why ort on the CPU: benchmarks/results/restore_speed.md; CUDA was not
+               measured, so it stays torch.
 
 ``open_engine`` resolves the engine and the device together: the torch engine gets a torch.device
 (``flowrt.device.resolve_device``), the ort engine the device its ORT session really uses ('cpu' or
