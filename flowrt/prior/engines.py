@@ -32,6 +32,11 @@ def choose_engine(engine: str, device_name: str = "auto", space: str = "image", 
     """The engine ``engine`` stands for ('auto' resolved, see the module docstring) for a restore on
     ``device_name`` (auto, cpu, cuda, cuda:N) in ``space`` with the prior in ``model_dir``. For
     ``--device auto`` torch is imported to ask for CUDA only where a GPU driver is loaded."""
+    from flowrt.errors import missing_torch, torch_installed
+    if engine == "ort" or (engine == "auto" and not torch_installed()):
+        return _ort_or_why_not(space, model_dir) if engine == "auto" else "ort"
+    if not torch_installed():
+        raise missing_torch("--engine torch")
     if engine != "auto":
         return engine
     if space != "image" or device_name.startswith("cuda") or not has_gradient_graph(model_dir):
@@ -40,6 +45,16 @@ def choose_engine(engine: str, device_name: str = "auto", space: str = "image", 
     if device_name == "cpu" or not gpu_driver_loaded():
         return "ort"
     return "ort" if resolve_device(device_name).type == "cpu" else "torch"
+
+
+def _ort_or_why_not(space: str, model_dir: ModelDir) -> str:
+    """'ort' for an install without torch, or the one line saying why this restore needs torch."""
+    from flowrt.errors import missing_torch
+    if space != "image":
+        raise missing_torch("--space latent (the torch engine)")
+    if not has_gradient_graph(model_dir):
+        raise missing_torch("a prior exported without its gradient graph (prior_grad.onnx)")
+    return "ort"
 
 
 def has_gradient_graph(model_dir: ModelDir) -> bool:
