@@ -3,6 +3,7 @@ BMP, ``-o -`` refused on a terminal), the clean-input fast path and --force, the
 -q, --device spelling, and help texts that show defaults and examples. In-process, tiny prior."""
 from __future__ import annotations
 
+import io
 import os
 import pty
 import subprocess
@@ -200,3 +201,30 @@ def test_help_shows_defaults(command):
 def test_restore_help_has_examples():
     text = CliRunner().invoke(cli, ["restore", "--help"]).output
     assert "Examples:" in text and "flowrt restore noisy.png -o out/ --sigma 25" in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal_one_per_stage(monkeypatch):
+    """On a terminal each phase gets its own bar (its total from the first frame, kept on screen), so
+    the denoiser's time never counts as MAP steps; off a terminal nothing is drawn."""
+    from flowrt.cli.progress import stage_bars
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    update, close = stage_bars("a.png")
+    update("denoise", 0, 1)
+    assert "denoise" in sys.stderr.getvalue() and "0/1" in sys.stderr.getvalue()
+    update("denoise", 1, 1)
+    for i in range(1, 4):
+        update("MAP", i, 3)
+    close()
+    shown = sys.stderr.getvalue()
+    assert "denoise: 100%" in shown and "MAP: 100%" in shown and "3/3" in shown.rsplit("\r", 1)[-1]
+    assert shown.endswith("\n")   # kept on screen
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    update, close = stage_bars("a.png")
+    update("MAP", 1, 3)     # FLOWRT_PROGRESS_EVERY is inf under the tests: silent
+    close()
+    assert sys.stderr.getvalue() == ""

@@ -385,30 +385,3 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(images, restore, tmp_path
     assert_ok(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr  # the summary line, no bar
     assert "noise sigma 5.0 (given)" in result.stderr
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bars_on_a_terminal_one_per_stage(monkeypatch):
-    """On a terminal each phase gets its own bar (its total from the first frame, kept on screen), so
-    the denoiser's time never counts as MAP steps; off a terminal nothing is drawn."""
-    from flowrt.cli.progress import stage_bars
-    monkeypatch.setattr(sys, "stderr", _Terminal())
-    update, close = stage_bars("a.png")
-    update("denoise", 0, 1)
-    assert "denoise" in sys.stderr.getvalue() and "0/1" in sys.stderr.getvalue()
-    update("denoise", 1, 1)
-    for i in range(1, 4):
-        update("MAP", i, 3)
-    close()
-    shown = sys.stderr.getvalue()
-    assert "denoise: 100%" in shown and "MAP: 100%" in shown and "3/3" in shown.rsplit("\r", 1)[-1]
-    assert shown.endswith("\n")   # kept on screen
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-    update, close = stage_bars("a.png")
-    update("MAP", 1, 3)     # FLOWRT_PROGRESS_EVERY is inf under the tests: silent
-    close()
-    assert sys.stderr.getvalue() == ""
