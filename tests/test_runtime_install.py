@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -65,8 +66,11 @@ def runtime_venv(tmp_path_factory):
     (Path(purelib) / "runtime_deps.pth").write_text(str(_link_farm(base / "deps")) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(OMP_NUM_THREADS="1", NO_COLOR="1", PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    source = base / "source"   # a copy: building in the checkout would leave build/ there
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "tests", "benchmarks", "runs"))
     installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                                "--no-build-isolation", str(ROOT)], capture_output=True, text=True,
+                                "--no-build-isolation", str(source)], capture_output=True, text=True,
                                timeout=900, env=env, cwd=base)
     assert installed.returncode == 0, installed.stderr[-2000:]
     return python, env, base
