@@ -54,7 +54,7 @@ def measure(args) -> dict:
         row = {"photo": path.name, "input_db": round(psnr(clean, image.rgb), 2)}
         for start in STARTS:
             t0 = time.perf_counter()
-            out = restore_loaded(image, plan, prior, SolverConfig(start=start))
+            out = restore_loaded(image, plan.with_method(SolverConfig(start=start)).with_engine(prior), prior)
             row[f"{start}_db"] = round(psnr(clean, np.round(out * 255).astype(np.uint8)), 2)
             row[f"{start}_s"] = round(time.perf_counter() - t0, 2)
         rows.append(row)

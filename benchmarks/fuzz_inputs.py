@@ -71,7 +71,7 @@ def _restore(src: Path, out: Path, model_dir, tile: Optional[int], prior=None) -
     from flowrt.pipeline.run import TilingOptions, model_key, prepare_restore, run_restore
     from flowrt.prior.engines import load_prior
     from flowrt.solve.solver import SolverConfig
-    opts = RestoreOptions(solver=SolverConfig(iters=1)).validate()
+    opts = RestoreOptions(solver=SolverConfig(iters=1))
     tiling = TilingOptions(tile=tile, overlap=4)
     job = prepare_restore(str(src), str(out), opts, tiling)
     with job.source:  # closed by run_restore too; here also when loading the prior fails

@@ -46,7 +46,7 @@ def restore_one(prior, observed_file: bytes, task, solver, torch_device):
     image = read_image(observed_file)
     opts = RestoreOptions(sigma=task.sigma if task.sigma > 0 else "auto", scale=task.scale, solver=solver)
     plan = plan_restoration(from_image(image), opts)
-    return restore_loaded(image, plan, prior, solver, device=torch_device), image
+    return restore_loaded(image, plan.with_engine(prior, torch_device), prior, device=torch_device), image
 
 
 def main(argv=None) -> int:

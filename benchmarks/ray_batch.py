@@ -55,7 +55,7 @@ def options(iters: int):
     import dataclasses
     from flowrt.pipeline.plan import RestoreOptions
     from flowrt.solve.solver import SolverConfig
-    return RestoreOptions(sigma=15.0, solver=dataclasses.replace(SolverConfig(), iters=iters), device="cpu").validate()
+    return RestoreOptions(sigma=15.0, solver=dataclasses.replace(SolverConfig(), iters=iters), device="cpu")
 
 
 def run_local(src: Path, out: Path, iters: int) -> dict:

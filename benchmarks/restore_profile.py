@@ -47,12 +47,10 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     from flowrt.io.image_file import read_image, write_image
     from flowrt.numeric.chain import build_forward_model
     from flowrt.pipeline.plan import RestoreOptions, plan_restoration
+    from flowrt.pipeline.region import make_start
     from flowrt.pipeline.source import from_image
     from flowrt.prior.ort_gradient import OrtPriorGradient
-    from flowrt.solve.config import SolverConfig
     from flowrt.solve.numpy_solver import Adam
-    from flowrt.denoise.base import GroupedDenoiser
-    from flowrt.solve.start import choose_start, denoised_start, jpeg_equivalent_sigma
 
     task = TASKS[task_name]
     clean = load_photo(photo, side)
@@ -68,9 +66,11 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     jpeg = plan.jpeg.for_region(image.rgb, (0, image.rgb.shape[0], 0, image.rgb.shape[1])) if plan.jpeg else None
     fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
                              mask=plan.mask, greyscale=image.mode == "L")
-    start_plan = choose_start(SolverConfig(), plan.sigma, None if jpeg is None else jpeg_equivalent_sigma(jpeg.quant_y))
-    out["start"] = _best(lambda: denoised_start(fm, start_plan.denoise_sigma_255, False, GroupedDenoiser()), repeats)
-    x = denoised_start(fm, start_plan.denoise_sigma_255, False, GroupedDenoiser()).astype(np.float32)
+    greyscale = image.mode == "L"
+    # the plan's own start (denoised, split or none), as restore_region makes it
+    out["start"] = _best(lambda: make_start(fm, plan, greyscale), repeats)
+    x = make_start(fm, plan, greyscale)
+    x = np.clip(fm.initial_estimate(), 0, 1).astype(np.float32) if x is None else x.astype(np.float32)
     out["prior"] = _best(lambda: prior.nll_and_grad(x), repeats)
     out["data"] = _best(lambda: fm.nll_and_grad(x), repeats)
     out["discrepancy"] = _best(lambda: (fm.nll(x), fm.expected_nll(x)), repeats)
@@ -85,7 +85,8 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     with tempfile.TemporaryDirectory() as tmp:
         rgb = np.clip(x[0].transpose(1, 2, 0), 0, 1)
         out["write"] = _best(lambda: write_image(Path(tmp) / "o.png", rgb, image), repeats)
-    out["iters"] = start_plan.solver.iters
+    out["start_kind"] = plan.start.kind
+    out["iters"] = plan.solver.iters
     out["output_pixels"] = int(x.shape[-1] * x.shape[-2])
     return out
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import report_errors, setup_logging
+from .common import report_errors, score_map_prior, setup_logging
 from .progress import batch_progress
 from .restore_options import build_options, build_output, build_tiling, restoration_options, tiling_options
 
@@ -62,7 +62,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
     device, prior = open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
     summary = run_batch(job, opts, prior, device=device, output=output,
                         report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
-                        model=model_key(model_dir), progress=batch_progress(len(job.pairs), opts.solver.iters, quiet))
+                        model=model_key(model_dir), progress=batch_progress(len(job.pairs), quiet))
     click.echo(summary.line(), err=True)
     if report_path:
         _write_report(report_path, summary, opts, model_dir, input_dir)
@@ -71,9 +71,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
 
 
 def _write_report(report_path, summary, opts, model_dir, input_dir) -> None:
-    from flowrt.prior.folders import load_torch_prior
     from flowrt.report.batch_page import settings_rows, write_batch_report
-
     write_batch_report(report_path, summary, settings=settings_rows(opts, model_dir),
-                       flow=load_torch_prior(model_dir), input_dir=input_dir)
+                       flow=score_map_prior(model_dir), input_dir=input_dir)
     click.echo(f"report: {report_path}", err=True)

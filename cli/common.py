@@ -21,6 +21,12 @@ def report_errors(func):
             return func(*args, **kwargs)
         except FlowrtError as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:  # an install without an extra: say which (flowrt's runtime needs no torch)
+            if exc.name not in ("torch", "onnx", "onnxscript"):
+                raise
+            from flowrt.errors import TORCH_EXTRA
+            raise click.ClickException(f"this command needs {exc.name}, which this install lacks: "
+                                       f"{TORCH_EXTRA}") from None
         except OSError as exc:  # the library wraps its own I/O; this is the last guard for the rest
             from flowrt.errors import storage_error
             raise click.ClickException(str(storage_error(exc.filename or "I/O", exc, "continue"))) from None
@@ -41,3 +47,14 @@ def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("flowrt").setLevel(level if verbose else logging.WARNING)
+
+
+def score_map_prior(model_dir):
+    """The torch FlowModel that draws a report's bits/dim maps, or None (with one line saying so)
+    where torch is not installed: the page is then written without maps."""
+    from flowrt.errors import TORCH_EXTRA, torch_installed
+    if not torch_installed():
+        click.echo(f"note: no score maps on the page: they need torch ({TORCH_EXTRA})", err=True)
+        return None
+    from flowrt.prior.folders import load_torch_prior
+    return load_torch_prior(model_dir)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import report_errors
+from .common import report_errors, score_map_prior
 
 
 @click.command("compare")
@@ -36,10 +36,7 @@ def compare(before, after, page_path, model_dir, maps, title):
     from flowrt.report.page import render_page, write_page
 
     started = time.perf_counter()
-    flow = None
-    if maps:
-        from flowrt.prior.folders import load_torch_prior
-        flow = load_torch_prior(model_dir)
+    flow = score_map_prior(model_dir) if maps else None
     item = load_item(Path(after).name, before, after, flow=flow,
                      details=(("before", str(before)), ("after", str(after))))
     notes = [f"{before} (left, before) against {after} (right, after)",

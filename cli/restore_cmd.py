@@ -6,7 +6,7 @@ import time
 import click
 
 from .common import refuse_terminal_stdout, report_errors, setup_logging
-from .progress import iteration_bar, tile_bar
+from .progress import stage_bars, tile_bar
 from .restore_options import build_options, build_output, build_tiling, restoration_options, tiling_options
 
 EXAMPLES = """\b
@@ -35,7 +35,7 @@ def restore(input_path, output_path, model_dir, fmt, quality, bit_depth, quiet, 
     With no options, a JPEG is restored with its own quantisation tables and the noise
     level is estimated from the image; a clean PNG/TIFF/WebP/BMP with nothing to restore
     is written unchanged (say --sigma S, another degradation, or --force). Images above
-    1024x1024 output pixels are restored in overlapping tiles (TIFF to TIFF streams, in
+    640x640 output pixels are restored in overlapping tiles (TIFF to TIFF streams, in
     bounded memory); --resume continues an interrupted tiled run. One summary line on
     stderr at the end (-q: none).
     """
@@ -50,17 +50,17 @@ def restore(input_path, output_path, model_dir, fmt, quality, bit_depth, quiet, 
     job = prepare_restore(input_path, output_path, opts, tiling, output=output)
     if job.unchanged:  # no prior, no torch: a clean image comes back in about a second
         run_restore(job, None, opts)
-        _say(job.summary(time.monotonic() - start, 0), quiet)
+        _say(job.summary(time.monotonic() - start), quiet)
         return
     try:
         device, prior = _load(model_dir, opts)
     except BaseException:
         job.source.close()
         raise
-    _run(job, prior, opts, device, model_dir, verbose)
+    _run(job, prior, opts, device, model_dir, verbose, quiet)
     if verbose:
         click.echo(f"wrote {job.out_path}", err=True)
-    _say(job.summary(time.monotonic() - start, opts.solver.iters, device), quiet)
+    _say(job.summary(time.monotonic() - start), quiet)
 
 
 def _say(line: str, quiet: bool) -> None:
@@ -75,22 +75,22 @@ def _load(model_dir, opts):
     return open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
 
 
-def _run(job, prior, opts, device, model_dir, verbose) -> None:
-    """run_restore with a progress bar of MAP iterations (whole) or tiles (tiled)."""
+def _run(job, prior, opts, device, model_dir, verbose, quiet) -> None:
+    """run_restore with progress by stage (whole) or by tile (tiled); -v first says what will run."""
     from flowrt.pipeline.run import model_key, run_restore
-    from flowrt.prior.engines import runs_without_torch
     settings = job.settings(prior.multiple)
+    stages = job.plan.stages()
     if verbose:
-        iters = "auto" if opts.solver.iters is None else opts.solver.iters
-        engine = "ort (numpy loop)" if runs_without_torch(prior) else "torch"
-        click.echo(f"{job.headline()}; {opts.solver.space} space, {iters} iterations on {device}, engine {engine}"
+        bound = job.plan.with_engine(prior, device)   # what run_restore binds: named before the work starts
+        w, h = job.size
+        click.echo(f"{job.name}: {w}x{h} {job.source.format}; {bound.describe()}"
                    + (f"; {settings.describe()}" if settings else ""), err=True)
     if settings is None:
-        on_tile, (on_iteration, close) = None, iteration_bar(True, opts.solver.iters)
+        on_tile, (on_step, close) = None, stage_bars(job.name, quiet)
     else:
-        on_tile, on_iteration, close = tile_bar(settings.count, bool(verbose))
+        on_tile, on_step, close = tile_bar(settings.count, stages, quiet)
     try:
         run_restore(job, prior, opts, device=device, model=model_key(model_dir) if settings else "",
-                    on_iteration=on_iteration, on_tile=on_tile)
+                    on_step=on_step, on_tile=on_tile)
     finally:
         close()

@@ -1,6 +1,8 @@
 """The options ``restore`` and ``batch`` share, and their mapping onto the runtime's frozen option
-dataclasses (``RestoreOptions``, ``OutputOptions``, ``TilingOptions``): each flag is one field,
-and what a value means is checked there, not here. Defaults shown in --help are the library's."""
+dataclasses (``RestoreOptions``, ``OutputOptions``, ``TilingOptions``): each flag is one field.
+Click checks only a value's form (a number, a word from a list); what it means (its range) is
+checked in those dataclasses, whose one-line error becomes a usage error here (exit 2). Defaults
+shown in --help are the library's."""
 from __future__ import annotations
 
 import click
@@ -8,7 +10,8 @@ import click
 from flowrt.denoise.base import denoiser_choices
 from flowrt.device import DEVICE_CHOICES
 from flowrt.io.formats import FORMAT_CHOICES
-from flowrt.solve.config import SolverConfig
+from flowrt.prior.engines import ENGINES
+from flowrt.solve.config import SPACES, STARTS, SolverConfig
 
 _SOLVER = SolverConfig()
 
@@ -20,12 +23,9 @@ class SigmaParam(click.ParamType):
         if isinstance(value, (int, float)) or value == "auto":
             return value
         try:
-            sigma = float(value)
+            return float(value)   # its range: RestoreOptions.validate
         except ValueError:
             self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-        if not 0 <= sigma <= 255:  # also refuses nan; above 255 overflowed the data term
-            self.fail(f"noise sigma must be from 0 to 255 (0-255 scale), got {value}", param, ctx)
-        return sigma
 
 
 class JpegParam(click.ParamType):
@@ -35,12 +35,9 @@ class JpegParam(click.ParamType):
         if value in ("auto", "off") or isinstance(value, int):
             return value
         try:
-            quality = int(value)
+            return int(value)     # its range: RestoreOptions.validate
         except ValueError:
             self.fail(f"{value!r} is not auto, off or a quality 1-100", param, ctx)
-        if not 1 <= quality <= 100:
-            self.fail(f"JPEG quality must be 1-100, got {quality}", param, ctx)
-        return quality
 
 
 class DeviceParam(click.ParamType):
@@ -62,7 +59,7 @@ _OPTIONS = [
     click.option("--jpeg", type=JpegParam(), default="auto", show_default=True,
                  help="JPEG data term: auto (a JPEG input uses its own tables; any other input is checked for 8x8 "
                       "JPEG blocking and its quality estimated), off, or the quality Q a PNG was once saved at."),
-    click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
+    click.option("--scale", type=int, default=1, show_default=True,
                  help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
     click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file.  [default: none]"),
     click.option("--mask", type=click.Path(dir_okay=False),
@@ -71,11 +68,11 @@ _OPTIONS = [
                  help="Restore even a clean input with no degradation given (else it is written unchanged)."),
     click.option("--model", "model_dir", type=click.Path(file_okay=False),
                  help="Exported prior folder.  [default: the packaged prior]"),
-    click.option("--space", type=click.Choice(["image", "latent"]), default=_SOLVER.space, show_default=True,
+    click.option("--space", type=click.Choice(SPACES), default=_SOLVER.space, show_default=True,
                  help="Optimise over the image or the flow's latent."),
-    click.option("--iters", type=click.IntRange(min=0), default=None,
+    click.option("--iters", type=int, default=None,
                  help="MAP iterations.  [default: 10 after a split start, 20 after a denoised one, 150 otherwise]"),
-    click.option("--start", type=click.Choice(["auto", "split", "denoise", "blur"]), default=_SOLVER.start,
+    click.option("--start", type=click.Choice(STARTS), default=_SOLVER.start,
                  show_default=True,
                  help="Where the MAP starts (split and denoise need a noise level or a JPEG term): split "
                       "alternates the chain's data term with a grouped denoiser (for --scale or --blur); "
@@ -83,13 +80,13 @@ _OPTIONS = [
                       "split, then denoise, where they apply."),
     click.option("--denoiser", default="auto", show_default=True, metavar="|".join(denoiser_choices()),
                  help="flow: the group flow's Tweedie estimate (for noise alone it is the restore; for other damage the start the MAP refines); grouped: the classical grouped denoiser (BM3D's recipe) as the start; auto: flow."),
-    click.option("--lam", type=click.FloatRange(min=0), default=_SOLVER.lam, show_default=True,
+    click.option("--lam", type=float, default=_SOLVER.lam, show_default=True,
                  help="Prior weight lambda, per observed pixel."),
-    click.option("--coarse-prior", type=click.FloatRange(min=0), default=_SOLVER.coarse_prior, show_default=True,
+    click.option("--coarse-prior", type=float, default=_SOLVER.coarse_prior, show_default=True,
                  help="With --scale > 1: weight (times lambda) of the prior on the estimate downsampled back to the input's grid."),
     click.option("--device", type=DeviceParam(), default="auto", show_default=True, metavar=DEVICE_CHOICES,
                  help="Where the MAP runs: auto (CUDA when there is one), cpu, cuda, or cuda:N (GPU N)."),
-    click.option("--engine", type=click.Choice(["auto", "torch", "ort"]), default="auto", show_default=True,
+    click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
                  help="What runs the MAP: ort (the exported ONNX Runtime gradient, numpy loop, no torch), "
                       "torch (autograd; latent space, CUDA), or auto (ort on the CPU when the model has its "
                       "gradient graph, else torch)."),
@@ -99,7 +96,7 @@ _OPTIONS = [
                       "instead of failing."),
     click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
                  help="Output format.  [default: from OUT's suffix; batch: as the input, PNG for a JPEG or WebP]"),
-    click.option("--quality", type=click.IntRange(1, 100), default=None,
+    click.option("--quality", type=int, default=None,
                  help="JPEG/WebP output quality.  [default: JPEG 95 with full-resolution colour, WebP lossless]"),
     click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
                  help="Output bits per sample.  [default: as the input; 8 for JPEG, WebP, BMP]"),
@@ -114,23 +111,33 @@ def restoration_options(func):
     return func
 
 
+def _usage_error(make):
+    """``make()``, a dataclass that validates itself; its InputError becomes a click usage error."""
+    from flowrt.errors import InputError
+    try:
+        return make()
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def build_options(**fields):
     """RestoreOptions from the CLI values (None: keep the library default)."""
     from flowrt.pipeline.options import RestoreOptions
-    return RestoreOptions.from_fields(**fields)
+    return _usage_error(lambda: RestoreOptions.from_fields(**fields))
 
 
 def build_output(fmt, quality, bit_depth):
     """OutputOptions from the CLI values."""
     from flowrt.pipeline.output import OutputOptions
-    return OutputOptions(format=fmt, quality=quality, bit_depth=int(bit_depth) if bit_depth else None).validate()
+    return _usage_error(lambda: OutputOptions(format=fmt, quality=quality,
+                                              bit_depth=int(bit_depth) if bit_depth else None))
 
 
 _TILING_OPTIONS = [
-    click.option("--tile", type=click.IntRange(min=0), default=None, metavar="N",
+    click.option("--tile", type=int, default=None, metavar="N",
                  help="Restore in N x N tiles (output pixels; 0 = whole image).  [default: whole up to "
-                      "1024x1024 output pixels, tiles of 512 above]"),
-    click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
+                      "640x640 output pixels, tiles of at most 512 above]"),
+    click.option("--overlap", type=int, default=32, show_default=True,
                  help="Pixels neighbouring tiles share (blended smoothly)."),
     click.option("--resume", is_flag=True, help="Continue an interrupted tiled restore from its finished tiles."),
 ]
@@ -146,4 +153,4 @@ def build_tiling(tile, overlap, resume):
     """TilingOptions from the CLI values."""
     from flowrt.pipeline.run import TilingOptions
 
-    return TilingOptions(tile=tile, overlap=overlap, resume=resume).validate()
+    return _usage_error(lambda: TilingOptions(tile=tile, overlap=overlap, resume=resume))

@@ -29,7 +29,10 @@ def score(image, model_dir, dequant, seed, device, map_path):
     from flowrt.prior.scoring import crop_note, read_rgb8, score_rgb8
 
     if map_path:
+        from flowrt.errors import missing_torch, torch_installed
         from flowrt.report.heatmap import check_png_destination
+        if not torch_installed():   # before any work: the map is drawn by the torch model
+            raise missing_torch("--map")
         check_png_destination(map_path, image)
     rgb8, bit_depth = read_rgb8(image)
     prior = Prior(model_dir, device=device)

@@ -7,7 +7,7 @@ the result ``flowrt.Restored`` and the option dataclasses ``flowrt.RestoreOption
 """
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.1.0: the 150-iteration MAP from the blurred observation (README)
 
 _LAZY = {
     "restore": "flowrt.api", "load_prior": "flowrt.api", "score": "flowrt.api", "estimate_noise": "flowrt.api",

@@ -73,7 +73,7 @@ def _load(image: ImageLike):
 def _options(options: Optional[RestoreOptions], fields: dict) -> RestoreOptions:
     if options is not None and fields:
         raise InputError("pass either options=RestoreOptions(...) or option keywords, not both")
-    return options.validate() if options is not None else RestoreOptions.from_fields(**fields)
+    return options if options is not None else RestoreOptions.from_fields(**fields)  # valid by construction
 
 
 def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model: Optional[Union[str, Path]] = None,
@@ -88,8 +88,10 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
         ``force=True`` (restore a clean image too; by default it is returned unchanged, fast).
     model: an exported prior's folder or packaged name (default: the packaged prior); ignored when
         ``prior`` (from ``load_prior``, to reuse across calls) is given.
-    tiling: TilingOptions (default: whole up to 1024x1024 output pixels, 512-pixel tiles above).
-    progress: callback(done, total) per MAP iteration.
+    tiling: TilingOptions (default: whole up to 640x640 output pixels, tiles of at most 512 above).
+    progress: callback(stage, done, total) per step of each phase of ``plan.stages()``: 'denoise'
+        (the denoised start, one step), 'split' (the splitting start's rounds), 'MAP' (iterations);
+        of the current tile when tiled.
     InputError / ModelError (both flowrt.errors.FlowrtError) for a bad image, option or model.
     """
     from flowrt.io.arrays import like_array
@@ -98,7 +100,7 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
     from flowrt.pipeline.source import from_image
     start = time.monotonic()
     opts = _options(options, fields)
-    tiling = (tiling or TilingOptions()).validate()
+    tiling = tiling or TilingOptions()
     loaded, dtype, squeeze = _load(image)
     w, h = loaded.size
     source = from_image(loaded, loaded.source or loaded.name, tiling.tile_side(h * opts.scale, w * opts.scale))
@@ -108,8 +110,9 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
             rgb = loaded.rgb
         else:
             device, prior = _engine(model, prior, opts)
+            plan = plan.with_engine(prior, device)
             settings = _settings(source, plan, prior, tiling)
-            rgb = restore_in_memory(source, plan, prior, opts, settings, device=device, on_iteration=progress)
+            rgb = restore_in_memory(source, plan, prior, settings, device=device, on_step=progress)
     return Restored(like_array(rgb, loaded, dtype, squeeze), plan, opts, time.monotonic() - start)
 
 
@@ -124,10 +127,10 @@ def _settings(source, plan: RestorationPlan, prior, tiling: TilingOptions):
 def _engine(model, prior, opts: RestoreOptions):
     """(device, prior): ``prior`` if given (its engine decides the loop; a torch prior runs on the
     options' device), else the options' engine loaded (``flowrt.prior.engines.open_engine``)."""
-    from flowrt.prior.engines import open_engine, runs_without_torch
+    from flowrt.prior.engines import engine_of, open_engine
     if prior is None:
         return open_engine(model, opts.engine, opts.device, opts.solver.space)
-    if runs_without_torch(prior):
+    if engine_of(prior) == "ort":
         if opts.solver.space != "image":
             raise InputError("this prior runs on ONNX Runtime (engine 'ort'), which optimises over the image; "
                              "the latent space needs a torch prior")
@@ -145,7 +148,7 @@ def load_prior(name_or_dir: Optional[Union[str, Path]] = None, *, engine: str = 
     ModelError for a missing or tampered folder.
     """
     from flowrt.prior.engines import open_engine
-    RestoreOptions(engine=engine, device=device).validate()
+    RestoreOptions(engine=engine, device=device)  # checks both names
     return open_engine(name_or_dir, engine, device)[1]
 
 

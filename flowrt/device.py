@@ -34,10 +34,14 @@ def gpu_driver_loaded() -> bool:
 def resolve_device(name: str):
     """torch.device for 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.
 
-    InputError when CUDA is asked for and torch cannot see a CUDA device, or N is not one of them.
+    InputError when CUDA is asked for and torch cannot see a CUDA device, or N is not one of them,
+    and when torch is not installed (the runtime's own engine, ort, needs no torch device).
     """
-    import torch
+    from .errors import missing_torch, torch_installed
     check_device_name(name)
+    if not torch_installed():
+        raise missing_torch(f"--device {name} with the torch engine")
+    import torch
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError(f"--device {name} was asked for but CUDA is not available here")

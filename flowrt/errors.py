@@ -33,3 +33,18 @@ def storage_error(path, exc: OSError, doing: str = "write") -> StorageError:
     """One line for an OSError met while ``doing`` (read, write, create...) ``path``."""
     reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)) or type(exc).__name__
     return StorageError(f"{path}: cannot {doing} ({reason})")
+
+
+# The extra that brings torch (the torch engine, training, export, score maps): ``pip install "flowrt[torch]"``.
+TORCH_EXTRA = 'pip install "flowrt[torch]"'
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported here, found without importing it (about 2 s)."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+def missing_torch(what: str) -> InputError:
+    """One line for ``what`` asked of an install without torch (flowrt's runtime needs none)."""
+    return InputError(f"{what} needs torch, which this install lacks: {TORCH_EXTRA}")

@@ -94,6 +94,39 @@ def test_options_as_a_dataclass_or_keywords(quick, tiny_prior):
         quick(np.zeros((4, 4, 5), np.uint8))
 
 
+def test_options_are_checked_when_made_and_never_again():
+    """A RestoreOptions (and its SolverConfig) that exists is valid: a bad value fails at
+    construction and through dataclasses.replace, so no caller validates it again."""
+    import dataclasses
+    with pytest.raises(InputError, match="--scale"):
+        flowrt.RestoreOptions(scale=0)
+    with pytest.raises(InputError, match="--lam"):
+        flowrt.SolverConfig(lam=-1.0)
+    with pytest.raises(InputError, match="--jpeg"):
+        dataclasses.replace(flowrt.RestoreOptions(), jpeg=101)
+
+
+def test_the_plan_names_what_ran(quick):
+    """Restored.plan says which start, denoiser, iteration count and engine did the work, and a
+    progress callback hears each phase in turn with its own total."""
+    seen = []
+    result = quick(noisy_photo(), sigma=12, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    plan = result.plan
+    assert plan.start.kind == "denoise" and plan.denoiser == "grouped" and plan.solver.iters == 2
+    assert plan.engine in ("ort", "torch") and plan.device == "cpu"
+    assert plan.stages() == (("denoise", 1), ("MAP", 2))
+    assert seen == [("denoise", 0, 1), ("denoise", 1, 1), ("MAP", 1, 2), ("MAP", 2, 2)]
+    assert plan.describe().endswith(f"grouped denoiser then 2 flow-MAP iterations; engine {plan.engine} on cpu")
+    blurred = quick(noisy_photo(), sigma=12, start="blur", iters=3).plan
+    assert blurred.stages() == (("MAP", 3),) and "blurred start" in blurred.describe_method()
+
+
+def test_a_given_sigma_reads_no_noise_sample(quick, monkeypatch):
+    import flowrt.pipeline.plan as plan_module
+    monkeypatch.setattr(plan_module, "noise_sample", lambda *args: pytest.fail("the noise sample was read"))
+    assert quick(noisy_photo(), sigma=12).plan.sigma_source == "given"
+
+
 def test_a_clean_image_is_returned_unchanged_without_a_solver_run(quick, no_solver):
     yy, xx = np.mgrid[0:30, 0:40]
     clean = np.stack([(60 + 3 * xx + 2 * yy).astype(np.uint8)] * 3, axis=2)

@@ -181,17 +181,19 @@ class _Terminal(io.StringIO):
 def test_progress_bars_on_a_terminal_show_totals_at_once_and_stay(monkeypatch):
     from flowrt.cli.progress import batch_progress
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    progress = batch_progress(2, 3, quiet=False)
+    progress = batch_progress(2, quiet=False)
     first = sys.stderr.getvalue()
-    assert "0/2" in first and "0/3" in first and "?it/s]" in first and "0it" not in first
-    progress.iteration(3, 3)
+    assert "0/2" in first and "?img/s]" in first and "0it" not in first
+    progress.step("denoise", 1, 1)
+    progress.step("MAP", 3, 3)
+    assert "MAP: 100%" in sys.stderr.getvalue() and "3/3" in sys.stderr.getvalue()  # one stage at a time
     progress.image_done(1, 2, "a.png", 1.0, "")
     progress.image_done(2, 2, "b.png", 1.0, "")
     progress.close()
     shown = sys.stderr.getvalue()
     assert shown.endswith("\n") and "images: 100%" in shown.rsplit("\r", 1)[-1]  # the last frame stays
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert batch_progress(2, 3, quiet=False).iteration is None
+    assert batch_progress(2, quiet=False).step is None
 
 
 def test_format_and_quality_choose_the_output_files(photos, batch, tmp_path):

@@ -3,6 +3,7 @@ BMP, ``-o -`` refused on a terminal), the clean-input fast path and --force, the
 -q, --device spelling, and help texts that show defaults and examples. In-process, tiny prior."""
 from __future__ import annotations
 
+import io
 import os
 import pty
 import subprocess
@@ -156,9 +157,21 @@ def test_summary_line_after_a_restore_and_quiet(run, photo, tmp_path):
     assert result.exit_code == 0, result.output
     line, = result.stderr.splitlines()
     assert line.startswith(f"{photo} -> {tmp_path / 'out.png'}: noise sigma ") and "(estimated)" in line
-    assert "2 MAP iterations on cpu" in line and line.endswith(" s")
+    assert "then 2 flow-MAP iterations; engine " in line and " on cpu" in line and line.endswith(" s")
     quiet = run(photo, "-o", tmp_path / "out2.png", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_long_restore_off_a_terminal_logs_its_stages(run, photo, tmp_path, monkeypatch):
+    """Off a terminal, a restore says where it is every LOG_EVERY_S seconds (here every step):
+    the denoiser's stage, then the MAP's iterations, each with its own count."""
+    monkeypatch.setenv("FLOWRT_PROGRESS_EVERY", "0")
+    result = run(photo, "-o", tmp_path / "out.png", "--sigma", "12")
+    assert result.exit_code == 0, result.output
+    *steps, summary = result.stderr.splitlines()
+    assert [line.split(": ", 1)[1].rsplit(",", 1)[0] for line in steps] == ["denoise 0/1", "denoise 1/1",
+                                                                            "MAP 1/2", "MAP 2/2"]
+    assert "grouped denoiser then 2 flow-MAP iterations" in summary
 
 
 # ---------------------------------------------------------------- device and help
@@ -178,8 +191,8 @@ def test_device_spelling_and_missing_gpus_are_one_line(run, photo, tmp_path, one
 @pytest.mark.parametrize("command", ["restore", "batch"])
 def test_help_shows_defaults(command):
     text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
-    for shown in ("--iters INTEGER RANGE MAP iterations. [default: 10 after a split start, 20 after a denoised one, 150 otherwise]",
-                  "[default: 0.5;", "[default: 0.6;",
+    for shown in ("--iters INTEGER MAP iterations. [default: 10 after a split start, 20 after a denoised one, 150 otherwise]",
+                  "[default: 0.5]", "[default: 0.6]",
                   "Random seed (0 to 2^63-1). [default: 0]", "[default: auto]", "auto|cpu|cuda|cuda:N",
                   "--space [image|latent]", "--format [png|tif|jpg|webp|bmp]", "--quality"):
         assert shown in text, shown
@@ -188,3 +201,30 @@ def test_help_shows_defaults(command):
 def test_restore_help_has_examples():
     text = CliRunner().invoke(cli, ["restore", "--help"]).output
     assert "Examples:" in text and "flowrt restore noisy.png -o out/ --sigma 25" in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_on_a_terminal_one_per_stage(monkeypatch):
+    """On a terminal each phase gets its own bar (its total from the first frame, kept on screen), so
+    the denoiser's time never counts as MAP steps; off a terminal nothing is drawn."""
+    from flowrt.cli.progress import stage_bars
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    update, close = stage_bars("a.png")
+    update("denoise", 0, 1)
+    assert "denoise" in sys.stderr.getvalue() and "0/1" in sys.stderr.getvalue()
+    update("denoise", 1, 1)
+    for i in range(1, 4):
+        update("MAP", i, 3)
+    close()
+    shown = sys.stderr.getvalue()
+    assert "denoise: 100%" in shown and "MAP: 100%" in shown and "3/3" in shown.rsplit("\r", 1)[-1]
+    assert shown.endswith("\n")   # kept on screen
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    update, close = stage_bars("a.png")
+    update("MAP", 1, 3)     # FLOWRT_PROGRESS_EVERY is inf under the tests: silent
+    close()
+    assert sys.stderr.getvalue() == ""

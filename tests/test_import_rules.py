@@ -81,3 +81,50 @@ def test_the_ort_engines_path_is_torch_free(part):
                                                   or m.startswith(torch_side))
                  for p in paths}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+# Package-level import cycles still to break, each with its owner's reason: io/tiff_stream imports
+# tiling.resume.fsync_dir (it belongs in io, beside the atomic writer).
+KNOWN_CYCLES = {frozenset({"io", "tiling"})}
+
+
+def package_graph() -> dict:
+    """{package: packages it imports} over flowrt/'s packages and top-level modules, lazy imports included."""
+    graph = {}
+    for path in runtime_files():
+        parts = path.relative_to(RUNTIME).parts
+        own = parts[0] if len(parts) > 1 else parts[0][:-3]
+        for name in imported_modules(path):
+            if name and name.startswith("flowrt.") and name.split(".")[1] != own:
+                graph.setdefault(own, set()).add(name.split(".")[1])
+    return graph
+
+
+def cycles(graph: dict) -> list:
+    """The strongly connected components of more than one package (Tarjan)."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = set()
+            while not component or node not in component:
+                component.add(stack.pop())
+            if len(component) > 1:
+                found.append(frozenset(component))
+    for node in list(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_packages():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]  # the finder finds
+    assert set(cycles(package_graph())) <= KNOWN_CYCLES

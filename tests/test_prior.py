@@ -253,23 +253,6 @@ def test_ort_nll_and_grad_match_torch_autograd(ort_gradient, tiny_grad_prior):
         ort_gradient.nll_and_grad(images(1, 10, 12))
 
 
-def test_ort_generator_terms_match_torch_autograd(ort_gradient, tiny_grad_prior):
-    model = load_torch_prior(tiny_grad_prior)
-    rng = np.random.default_rng(5)
-    u, v = (rng.standard_normal((1, 3, 8, 12)).astype(np.float32) for _ in range(2))
-    x, logdet, e_prior, e_grad, vjp = ort_gradient.generator_terms(u, v)
-    ut = torch.from_numpy(u).requires_grad_(True)
-    xt, ld = model.inverse(ut)
-    e = 0.5 * ut.pow(2).sum() + ld.sum()
-    (expected_e_grad,) = torch.autograd.grad(e, ut, retain_graph=True)
-    (expected_vjp,) = torch.autograd.grad(xt, ut, grad_outputs=torch.from_numpy(v))
-    np.testing.assert_allclose(x, xt.detach().numpy(), atol=1e-5)
-    np.testing.assert_allclose(e_prior, [float(e.detach())], rtol=1e-5)
-    np.testing.assert_allclose(logdet, ld.detach().numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(e_grad, expected_e_grad.numpy(), atol=1e-5 * float(expected_e_grad.abs().max()))
-    np.testing.assert_allclose(vjp, expected_vjp.numpy(), atol=1e-5 * float(expected_vjp.abs().max()))
-
-
 def test_torch_adapter_runs_the_solver_like_the_torch_prior(ort_gradient, tiny_grad_prior):
     """map_restore(OrtTorchPrior, ...) in image space: the torch solver unchanged, the prior on ORT."""
     from flowrt.operators import build_forward_model

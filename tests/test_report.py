@@ -123,7 +123,8 @@ def test_batch_report_into_the_new_output_folder(tiny_prior, tmp_path):
     text = report.read_text()
     assert_self_contained(text)
     assert text.count('type="range"') == 1 and "a.png" in text and "Not restored" in text and "bad.png" in text
-    assert "noise sigma 10.0" in text and "2 iterations" in text and re.search(r"<td>\d+\.\d s</td>", text)
+    assert "noise sigma 10.0" in text and re.search(r"<td>\d+\.\d s</td>", text)
+    assert "then 2 flow-MAP iterations; engine torch on cpu" in text   # what ran, not only what was asked
     assert f"report: {report}" in result.stderr
 
 

@@ -100,8 +100,8 @@ CASES = {
     "chain_on_jpeg": ("jpg", ["--blur", "gaussian:1", "--scale", "2", "--sigma", "5"], 2,
                       ["noise sigma 5.0", "JPEG data term from the file's own tables", "x2 super-resolution",
                        "deblur with a 7x7 kernel"]),
-    "latent": ("png", ["--space", "latent", "--sigma", "10"], 1, ["latent space, 3 iterations"]),
-    "image": ("png", ["--space", "image", "--sigma", "10"], 1, ["image space, 3 iterations"]),
+    "latent": ("png", ["--space", "latent", "--sigma", "10"], 1, ["3 flow-MAP iterations in latent space; engine torch"]),
+    "image": ("png", ["--space", "image", "--sigma", "10"], 1, ["3 flow-MAP iterations; engine"]),
     "sigma_auto": ("png", ["--sigma", "auto"], 1, ["estimated"]),
 }
 
@@ -385,25 +385,3 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(images, restore, tmp_path
     assert_ok(result)
     assert len(result.stderr.splitlines()) == 1, result.stderr  # the summary line, no bar
     assert "noise sigma 5.0 (given)" in result.stderr
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bar_on_a_terminal(monkeypatch):
-    from flowrt.cli.progress import iteration_bar
-    monkeypatch.setattr(sys, "stderr", _Terminal())
-    update, close = iteration_bar(True, 3)
-    assert update is not None
-    assert "0/3" in sys.stderr.getvalue()  # the total from the first frame
-    for i in range(1, 4):
-        update(i, 3)
-    close()
-    shown = sys.stderr.getvalue()
-    assert "MAP" in shown and "3/3" in shown.rsplit("\r", 1)[-1] and shown.endswith("\n")  # kept on screen
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-    update, close = iteration_bar(True, 3)
-    assert update is None
-    close()

@@ -85,8 +85,9 @@ def test_backtracking_stops_on_a_non_finite_data_term():
     assert curvature == 2.0 ** splitting.MAX_DOUBLINGS
 
 
-def test_progress_counts_the_rounds_then_the_map_iterations():
-    """One restore with a split start reports (done, rounds + iterations), never going back."""
+def test_progress_reports_the_rounds_then_the_map_iterations():
+    """One restore with a split start reports its stages in order, split rounds then MAP
+    iterations, each with its own total and never going back."""
     from flowrt.pipeline.plan import RestorationPlan
     from flowrt.pipeline.region import restore_region
     from flowrt.prior.architecture import ModelConfig
@@ -94,11 +95,14 @@ def test_progress_counts_the_rounds_then_the_map_iterations():
     from flowrt.solve.config import SolverConfig
     prior = FlowModel(ModelConfig(levels=2, steps_per_level=1, width=8))
     noisy, _ = _observe(_scene(32), 6.0)
-    plan = RestorationPlan(6.0, "given", None, "test", 2, None, None)
+    plan = RestorationPlan(6.0, "given", None, "test", 2, None, None).with_method(SolverConfig(iters=3))
+    assert plan.stages() == (("split", splitting.ROUNDS), ("MAP", 3))
     seen = []
-    out = restore_region(noisy, (0, 16, 0, 16), plan, prior, SolverConfig(iters=3), greyscale=False,
-                         progress=lambda done, total: seen.append((done, total)))
+    out = restore_region(noisy, (0, 16, 0, 16), plan.with_engine(prior), prior, greyscale=False,
+                         progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert out.shape == (32, 32, 3)
-    total = splitting.ROUNDS + 3
-    assert seen[-1] == (total, total) and all(t == total for _, t in seen)
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) == total
+    rounds = [(d, t) for s, d, t in seen if s == "split"]
+    iterations = [(d, t) for s, d, t in seen if s == "MAP"]
+    assert rounds == [(d, splitting.ROUNDS) for d in range(splitting.ROUNDS + 1)]
+    assert iterations == [(d, 3) for d in (1, 2, 3)]
+    assert [s for s, _, _ in seen] == ["split"] * (splitting.ROUNDS + 1) + ["MAP"] * 3

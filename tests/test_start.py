@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowrt.errors import InputError
-from flowrt.solve.config import ITERS_AFTER_SPLIT
+from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_OBSERVATION
 from flowrt.solve.solver import ITERS_FROM_DENOISED, SolverConfig, map_restore
 from flowrt.solve.start import (DENOISED_STEP_SCALE, JPEG_DENOISED_STEP_SCALE, SPLIT_STEP_SCALE, choose_start,
                                 denoise_sigma, jpeg_equivalent_sigma)
@@ -23,7 +23,7 @@ def test_start_policy():
     assert choose_start(SolverConfig(start="denoise"), 0.5, None).kind == "blur"   # nothing to denoise
     blurred = choose_start(SolverConfig(start="blur"), 25.0, None)
     assert blurred.kind == "blur" and blurred.solver.start_blur == pytest.approx(1.0)
-    assert blurred.solver.iters is None                                # map_restore's own default
+    assert blurred.solver.iters == ITERS_FROM_OBSERVATION               # resolved in the plan, not by the loop
     assert choose_start(SolverConfig(iters=7), 25.0, None).solver.iters == 7
     with pytest.raises(InputError, match="--start"):
         SolverConfig(start="bm3d").validate()

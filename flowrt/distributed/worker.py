@@ -89,9 +89,9 @@ def restore_file(spec: PriorSpec, src: str, dst: str, opts, tiling, bit_depth: O
         if job.source.route is not Route.WHOLE:
             job.source.close()
             return _outcome("tiled", start)
-        described = job.plan.describe()
         prior, device = cached_prior(spec)
         run_restore(job, prior, opts, device=device, model=spec.model)
+        described = job.plan.nothing_to_do or job.plan.describe()  # bound to the engine by run_restore
     except Exception as exc:  # noqa: BLE001 - reported for this image; the batch goes on
         return _outcome("failed", start, failure_message(Path(src), exc))
     return _outcome("done", start, described)
@@ -105,7 +105,7 @@ def restore_pixels(spec: PriorSpec, src: str, image, plan, opts) -> Tuple[Option
     start = time.perf_counter()
     try:
         prior, device = cached_prior(spec)
-        restored = restore_loaded(image, plan, prior, opts.solver, device=device)
+        restored = restore_loaded(image, plan.with_engine(prior, device), prior, device=device)
     except Exception as exc:  # noqa: BLE001
         return None, _outcome("failed", start, failure_message(Path(src), exc))
     return restored, _outcome("done", start)
@@ -119,6 +119,6 @@ def restore_tile(spec: PriorSpec, tile_rgb: np.ndarray, plan, opts, greyscale: b
     start = time.perf_counter()
     prior, device = cached_prior(spec)
     h, w = tile_rgb.shape[:2]
-    restored = restore_region(tile_rgb, (0, h, 0, w), plan, prior, opts.solver, greyscale=greyscale,
-                              device=device)
+    restored = restore_region(tile_rgb, (0, h, 0, w), plan.with_engine(prior, device), prior,
+                              greyscale=greyscale, device=device)
     return restored, _outcome("done", start)

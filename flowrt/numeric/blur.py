@@ -11,6 +11,7 @@ from typing import Tuple
 import numpy as np
 
 from flowrt.numeric.kernels import Taps, blur_layout
+from flowrt.numeric.padding import edge_pad_vjp
 
 
 def correlate(x: np.ndarray, taps: Taps, out_hw: Tuple[int, int]) -> np.ndarray:
@@ -30,19 +31,6 @@ def correlate_vjp(g: np.ndarray, taps: Taps, in_hw: Tuple[int, int]) -> np.ndarr
     for a, b, k in taps:
         out[..., a:a + h, b:b + w] += g * g.dtype.type(k)
     return out
-
-
-def edge_pad_vjp(g: np.ndarray, pad: Tuple[int, int, int, int]) -> np.ndarray:
-    """The transpose of ``np.pad(x, (top, bottom), (left, right), mode='edge')`` over the last two axes:
-    the padded border's gradient is summed onto the edge rows and columns it copied."""
-    left, right, top, bottom = pad
-    g = g.copy()
-    hp, wp = g.shape[-2:]
-    g[..., top, :] += g[..., :top, :].sum(-2)
-    g[..., hp - bottom - 1, :] += g[..., hp - bottom:, :].sum(-2)
-    g[..., :, left] += g[..., :, :left].sum(-1)
-    g[..., :, wp - right - 1] += g[..., :, wp - right:].sum(-1)
-    return g[..., top:hp - bottom, left:wp - right]
 
 
 class Blur:

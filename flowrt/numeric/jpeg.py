@@ -21,6 +21,7 @@ from flowrt.io.jpeg_coefficients import JpegInfo
 from flowrt.numeric.jpeg_layout import (BLOCK, LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, dct_matrix,
                                         standard_normal_draws)
 from flowrt.numeric.normal import log_interval_prob, log_interval_prob_and_grad
+from flowrt.numeric.padding import edge_pad_vjp
 
 _DCT = dct_matrix()
 
@@ -71,7 +72,7 @@ class JpegLikelihood:
             pooled = np.zeros((plane.shape[0], ph // fy, pw // fx))
             pooled[:, :plane.shape[1], :plane.shape[2]] = plane
             full = np.repeat(np.repeat(pooled, fy, axis=1), fx, axis=2) / (fy * fx)
-            g_ycc[:, c] = _edge_pad_vjp(full, (h, w))
+            g_ycc[:, c] = edge_pad_vjp(full, (0, full.shape[-1] - w, 0, full.shape[-2] - h))
         return (255.0 * np.einsum("ij,bihw->bjhw", YCBCR, g_ycc)).astype(dtype)
 
     def nll(self, z: np.ndarray) -> np.ndarray:
@@ -108,13 +109,3 @@ class JpegLikelihood:
             ks = [np.round((coef + self.layout.std[c] * n) / self._q[c]) for c, (coef, n) in enumerate(zip(coefs, noise))]
             total += self._interval_nll(coefs, ks)
         return total / draws
-
-
-def _edge_pad_vjp(g: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
-    """The adjoint of edge-padding (B, h, w) at the bottom and right to g's size: (B, h, w)."""
-    h, w = hw
-    out = g[:, :h, :w].copy()
-    out[:, h - 1, :] += g[:, h:, :w].sum(1)
-    out[:, :, w - 1] += g[:, :h, w:].sum(2)
-    out[:, h - 1, w - 1] += g[:, h:, w:].sum(axis=(1, 2))
-    return out

@@ -23,11 +23,19 @@ DIRECT_MAX_TAPS = 64  # non-zero taps above which a non-separable kernel goes th
 Taps = Tuple[Tuple[int, int, float], ...]
 
 
+def gaussian_taps(std: float, dtype=np.float64, min_radius: int = 0) -> np.ndarray:
+    """The one Gaussian of flowrt: (2 r + 1,) taps exp(-t^2 / (2 std^2)) for t = -r..r, r = max(min_radius,
+    ceil(3 std)), summing to 1, computed in ``dtype`` (the start's smoothing in both loops, ``--blur
+    gaussian:S``'s kernel)."""
+    radius = max(min_radius, int(math.ceil(3 * std)))
+    t = np.arange(-radius, radius + 1).astype(dtype)
+    g = np.exp(-0.5 * (t / np.dtype(dtype).type(std)) ** 2)
+    return g / g.sum()
+
+
 def gaussian_kernel(std: float) -> np.ndarray:
-    """Normalised 2-D Gaussian of standard deviation `std` pixels, side 2 * ceil(3 std) + 1."""
-    radius = max(1, int(math.ceil(3 * std)))
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-0.5 * (t / std) ** 2)
+    """Normalised 2-D Gaussian of standard deviation `std` pixels, side 2 * max(1, ceil(3 std)) + 1."""
+    g = gaussian_taps(std, np.float64, min_radius=1)
     k = np.outer(g, g)
     return (k / k.sum()).astype(np.float32)
 

@@ -3,8 +3,8 @@
 The kernel's centre is at (kh // 2, kw // 2), as scipy.ndimage.convolve places it; kernels are
 parsed, checked and factored in ``flowrt.numeric.kernels`` (shared with the numpy engine). A rank-1
 kernel (a Gaussian, a box) runs as two 1-D passes and a small general kernel as one 2-D pass,
-each a sum of shifted slices with its own adjoint (on one CPU thread 3-5x faster than
-torch's single-channel conv2d, forward and backward); a large general kernel runs through the FFT.
+each a sum of shifted slices with its own adjoint (faster than torch's single-channel conv2d on
+the CPU: benchmarks/results/operator_speed.md); a large general kernel runs through the FFT.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ quantisation, a scale, a blur kernel, a mask) into a ``ForwardModel`` whose ``nl
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -68,18 +68,13 @@ class ForwardModel(TensorHolder):
                 return stage.apply(x)
         return None
 
-    def initial_estimate(self, denoise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Tensor:
+    def initial_estimate(self) -> Tensor:
         """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
 
         For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
-        denoise: applied to the hole-filled y on the observation's own grid, where its noise is white,
-        as a numpy (h, w, 3) float32 array in [0, 1] -> the same (the numpy chain's convention too,
-        so one denoiser, ``flowrt.denoise.denoise_rgb``, serves both engines).
+        Denoised and split starts are made by the numpy chain for both engines (``flowrt.pipeline.region``).
         """
         y = fill_holes(self.observed, self.observed_mask)
-        if denoise is not None:
-            rgb = np.asarray(denoise(np.ascontiguousarray(y[0].permute(1, 2, 0).cpu().numpy())), np.float32)
-            y = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device=y.device, dtype=y.dtype)
         if self.scale > 1:
             y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
         return y.clamp(0, 1)

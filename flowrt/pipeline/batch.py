@@ -19,8 +19,9 @@ log = logging.getLogger("flowrt.pipeline.batch")
 
 class BatchProgress(Protocol):
     """What a batch reports as it goes (the CLI draws it: flowrt.cli.progress).
-    iteration: None or callback(done, total) per MAP iteration of the current image."""
-    iteration: Optional[Callable[[int, int], None]]
+    step: None or callback(stage, done, total) per step of each phase of the current image
+    (``RestorationPlan.stages``: denoise, split rounds, MAP iterations)."""
+    step: Optional[Callable[[str, int, int], None]]
 
     def image_done(self, index: int, total: int, name: str, seconds: float, note: str) -> None: ...
 
@@ -28,7 +29,7 @@ class BatchProgress(Protocol):
 
 
 class _Silent:
-    iteration = None
+    step = None
 
     def image_done(self, index: int, total: int, name: str, seconds: float, note: str) -> None:
         pass
@@ -165,7 +166,7 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     tiling: ``restore_tiled.TilingOptions`` (default: automatic, as ``flowrt restore``); large
     images are tiled exactly as ``flowrt restore`` tiles them. model: the prior's ``model_key``.
     output: format, quality, bit depth (``bit_depth`` overrides its). progress: told of every
-    iteration and finished image (default: silent); closed at the end.
+    step and finished image (default: silent); closed at the end.
     """
     from flowrt.pipeline.run import TilingOptions, prepare_restore, run_restore
 
@@ -182,8 +183,8 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                 with _output_folder(dst.parent):
                     work = prepare_restore(str(src), str(dst), opts, tiling, bit_depth=bit_depth, output=output)
                     if verbose:
-                        report(f"{src.name}: {work.plan.nothing_to_do or work.plan.describe()}")
-                    run_restore(work, prior, opts, device=device, model=model, on_iteration=progress.iteration)
+                        report(f"{src.name}: {work.plan.nothing_to_do or work.plan.with_engine(prior, device).describe()}")
+                    run_restore(work, prior, opts, device=device, model=model, on_step=progress.step)
                 summary.done += 1
                 if work.unchanged:
                     summary.unchanged += 1

@@ -1,6 +1,8 @@
 """What the user asks a restore to do: ``RestoreOptions``, the one frozen dataclass the CLI, the
 Python API (``flowrt.restore``) and the pipeline share. Each CLI flag maps to one field, and the
-meaning of every field is checked here, in ``validate``, and nowhere else."""
+meaning of every field is checked here, in ``validate``, and nowhere else: it runs when an instance
+is made (``__post_init__``, also on ``dataclasses.replace``), so a RestoreOptions that exists is valid
+and no caller validates it again. The CLI's click types check only the form of a value."""
 from __future__ import annotations
 
 import dataclasses
@@ -62,7 +64,10 @@ class RestoreOptions:
             raise InputError(f"unknown restore option(s): {', '.join(unknown)}")
         given = {k: v for k, v in fields.items() if v is not None}
         solver = dataclasses.replace(SolverConfig(), **{k: v for k, v in given.items() if k in solver_names})
-        return cls(solver=solver, **{k: v for k, v in given.items() if k in own}).validate()
+        return cls(solver=solver, **{k: v for k, v in given.items() if k in own})
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> "RestoreOptions":
         if self.engine not in ENGINES:
@@ -80,5 +85,6 @@ class RestoreOptions:
             raise InputError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
         check_device_name(self.device)
         resolve_denoiser(self.denoiser)
-        self.solver.validate()
+        if not isinstance(self.solver, SolverConfig):
+            raise InputError(f"solver must be a SolverConfig, not {type(self.solver).__name__}")
         return self

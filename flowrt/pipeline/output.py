@@ -20,6 +20,9 @@ class OutputOptions:
     quality: Optional[int] = None
     bit_depth: Optional[int] = None
 
+    def __post_init__(self) -> None:  # valid by construction, as RestoreOptions
+        self.validate()
+
     def validate(self) -> "OutputOptions":
         if self.format is not None and self.format.lower() not in FORMAT_NAMES:
             raise InputError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {self.format!r}")

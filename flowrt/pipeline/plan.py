@@ -1,9 +1,12 @@
 """From a loaded image and the user's options to a restored image: the library behind
 ``flowrt restore`` and ``flowrt batch``.
 
-``plan_restoration`` resolves every "auto" (the noise level, the JPEG tables) of one opened
-``Source`` (decoded or streamed: one planner for both) into a ``RestorationPlan`` that says
-exactly what will be done; ``flowrt.pipeline.region`` then runs it on the whole image or a tile.
+``plan_restoration`` resolves every "auto" of one opened ``Source`` (decoded or streamed: one
+planner for both) into a ``RestorationPlan`` that says exactly what will be done, each decision
+made once, here: the noise level, the JPEG tables, the start (denoiser, splitting or blurred
+observation), the iteration count and the solver's schedule; the engine is added when the prior is
+opened (``RestorationPlan.with_engine``). ``flowrt.pipeline.region`` then runs it on the whole
+image or a tile, unchanged per tile.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 from flowrt.denoise.base import AUTO, resolve_denoiser
 from flowrt.errors import InputError
 from flowrt.pipeline.options import MAX_SIGMA, RestoreOptions  # noqa: F401 - re-exported
+from flowrt.solve.config import SolverConfig
 
 log = logging.getLogger("flowrt.pipeline.plan")
 
@@ -30,11 +34,15 @@ NOISE_THRESHOLD = 2.0
 # the whole image below it, NOISE_SAMPLE_CROP-square crops spread over a larger one.
 NOISE_SAMPLE_PIXELS = 2048 * 2048
 NOISE_SAMPLE_CROP = 512
+# The phases a restore reports progress in, in order: progress(stage, done, total).
+STAGE_DENOISE, STAGE_SPLIT, STAGE_MAP = "denoise", "split", "MAP"
+StageProgress = Optional[Callable[[str, int, int], None]]
 
 
 class JpegTerm(Protocol):
     """The JPEG part of a plan: the quantised coefficients of any MCU-aligned region of the input."""
     mcu: Tuple[int, int]   # (rows, cols) of one MCU: interior tile borders must fall on multiples
+    quant_y: np.ndarray    # (8, 8) luma quantisation table, the same for every region
 
     def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]): ...
 
@@ -49,6 +57,10 @@ class FileJpeg:
     @property
     def mcu(self) -> Tuple[int, int]:
         return self.info.mcu
+
+    @property
+    def quant_y(self) -> np.ndarray:
+        return self.info.quant_y
 
     def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]):
         """The file's coefficient blocks over box (y0, y1, x0, x1) of the input; rgb is unused."""
@@ -74,6 +86,11 @@ class JpegQuality:
     def mcu(self) -> Tuple[int, int]:
         return (8, 8) if self.greyscale else (16, 16)  # jpeg_info_for_quality encodes colour 4:2:0
 
+    @property
+    def quant_y(self) -> np.ndarray:
+        """IJG's luma table at this quality, whatever the pixels (read from a tiny encode)."""
+        return self.for_region(np.zeros((8, 8, 3), np.float32), (0, 8, 0, 8)).quant_y
+
     def for_region(self, rgb: np.ndarray, box: Tuple[int, int, int, int]):
         from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
         return jpeg_info_for_quality(rgb, self.quality, greyscale=self.greyscale)
@@ -84,7 +101,7 @@ class JpegQuality:
 
 @dataclass
 class RestorationPlan:
-    """Every decision resolved: what the forward model is and why."""
+    """Every decision resolved: what the forward model is and why, and how it is inverted."""
     sigma: Optional[float]          # Gaussian noise std (0-255) in the data term; None = noise floor only
     sigma_source: str               # 'given', 'estimated', or 'estimated, below threshold'
     jpeg: Optional[JpegTerm]        # FileJpeg, JpegQuality or None
@@ -94,7 +111,40 @@ class RestorationPlan:
     mask: Optional[np.ndarray]
     sigma_estimate: Optional[float] = None   # --sigma auto's reading (0-255), whether used or not
     nothing_to_do: Optional[str] = None      # why the input is returned unchanged; None: restore it
-    denoiser: str = AUTO                     # the starts' denoiser, a flowrt.denoise.DENOISERS name
+    start: Optional[object] = None  # flowrt.solve.start.StartPlan (start, iterations, schedule); None: not resolved
+    denoiser: str = AUTO            # the denoiser of the denoised or split start (a DENOISERS name)
+    engine: Optional[str] = None    # 'ort' or 'torch' once the prior is opened (with_engine); None before
+    device: Optional[str] = None    # where the engine runs ('cpu', 'cuda', 'cuda:1'), with the engine
+
+    @property
+    def inverts(self) -> bool:
+        """The chain downsamples or blurs: enlarging a denoised observation would not undo it."""
+        return self.scale > 1 or self.blur is not None
+
+    @property
+    def solver(self) -> SolverConfig:
+        """The MAP's settings with everything the start decides resolved (``iters`` never None)."""
+        if self.start is None:
+            raise ValueError("this plan's method is not resolved (with_method)")
+        return self.start.solver
+
+    def with_method(self, solver: SolverConfig) -> "RestorationPlan":
+        """The plan with its start, iteration count and schedule resolved from ``solver``
+        (``flowrt.solve.start.choose_start``), for this noise level and JPEG term."""
+        from flowrt.solve.start import choose_start, jpeg_equivalent_sigma
+        jpeg_sigma = None if self.jpeg is None else jpeg_equivalent_sigma(self.jpeg.quant_y)
+        # For Gaussian noise alone the flow denoiser's Tweedie estimate is the restore (no MAP after it)
+        alone = self.denoiser == "flow" and self.jpeg is None and self.mask is None and not self.inverts
+        return dataclasses.replace(self, start=choose_start(solver, self.sigma, jpeg_sigma, inverts=self.inverts,
+                                                            denoiser_is_estimate=alone))
+
+    def with_engine(self, prior, device=None) -> "RestorationPlan":
+        """The plan bound to the engine that runs ``prior`` (the one place a prior's type says which
+        loop runs it: ``flowrt.prior.engines.engine_of``) on ``device`` (None: the CPU)."""
+        from flowrt.prior.engines import engine_of
+        engine = engine_of(prior)
+        where = getattr(prior, "device", None) if engine == "ort" else device
+        return dataclasses.replace(self, engine=engine, device="cpu" if where is None else str(where))
 
     def cut(self, box: Tuple[int, int, int, int]) -> "RestorationPlan":
         """The plan for the region at box (y0, y1, x0, x1) of the input, as if that region were the
@@ -105,7 +155,17 @@ class RestorationPlan:
         return dataclasses.replace(self, jpeg=None if self.jpeg is None else self.jpeg.cut(box),
                                    mask=None if self.mask is None else self.mask[y0:y1, x0:x1].copy())
 
-    def describe(self) -> str:
+    def stages(self) -> Tuple[Tuple[str, int], ...]:
+        """The phases a restore of one region runs, in order: (stage, steps) with stage one of
+        STAGE_DENOISE (one step), STAGE_SPLIT (its rounds) and STAGE_MAP (its iterations)."""
+        if self.start is None:
+            return ()
+        from flowrt.solve.splitting import ROUNDS
+        first = {"denoise": ((STAGE_DENOISE, 1),), "split": ((STAGE_SPLIT, ROUNDS),)}.get(self.start.kind, ())
+        return first + (((STAGE_MAP, self.solver.iters),) if self.solver.iters else ())
+
+    def describe_model(self) -> str:
+        """The forward model in words: the noise, JPEG, scale, blur and mask terms."""
         parts = [f"noise sigma {self.sigma:.1f} ({self.sigma_source})" if self.sigma is not None
                  else f"no noise term ({self.sigma_source})"]
         parts.append(f"JPEG data term from {self.jpeg_source}" if self.jpeg is not None else "no JPEG term")
@@ -115,8 +175,34 @@ class RestorationPlan:
             parts.append(f"deblur with a {self.blur.shape[1]}x{self.blur.shape[0]} kernel")
         if self.mask is not None:
             parts.append(f"inpaint {int((~self.mask).sum())} missing pixels")
-        parts.append(f"{self.denoiser} denoiser")
         return "; ".join(parts)
+
+    def describe_method(self) -> str:
+        """What runs, in words: "grouped denoiser then 20 flow-MAP iterations", "splitting start
+        (grouped denoiser), 10 rounds, then 10 flow-MAP iterations", "blurred start (1.0 px) then
+        150 flow-MAP iterations", with the engine once it is bound."""
+        if self.start is None:
+            return ""
+        cfg = self.solver
+        space = "" if cfg.space == "image" else f" in {cfg.space} space"
+        iterations = f"{cfg.iters} flow-MAP iteration{'' if cfg.iters == 1 else 's'}{space}" if cfg.iters \
+            else "no flow-MAP iterations"
+        first = dict(self.stages()).get(STAGE_SPLIT)
+        if self.start.kind == "denoise" and not cfg.iters:
+            words = f"{self.denoiser} denoiser alone (no flow-MAP iterations)"
+        elif self.start.kind == "denoise":
+            words = f"{self.denoiser} denoiser then {iterations}"
+        elif self.start.kind == "split":
+            words = f"splitting start ({self.denoiser} denoiser), {first} rounds, then {iterations}"
+        else:
+            start = f"blurred start ({cfg.start_blur:g} px)" if cfg.start_blur else "start from the observation"
+            words = f"{start} then {iterations}"
+        return words + (f"; engine {self.engine} on {self.device}" if self.engine else "")
+
+    def describe(self) -> str:
+        """The whole plan in words: the forward model, then what runs (``describe_method``)."""
+        method = self.describe_method()
+        return self.describe_model() + (f"; {method}" if method else "")
 
 
 def _resolve_jpeg(source, opts: RestoreOptions) -> tuple:
@@ -161,9 +247,9 @@ def noise_sample(read: Callable[[int, int, int, int], np.ndarray], height: int, 
     return np.concatenate(rows, axis=0)
 
 
-def resolve_sigma(sample: np.ndarray, opts: RestoreOptions, jpeg) -> tuple:
+def resolve_sigma(sample: Optional[np.ndarray], opts: RestoreOptions, jpeg) -> tuple:
     """(sigma or None, how it was decided, the estimate or None) from the options and, for 'auto',
-    ``noise_sample``'s pixels."""
+    ``noise_sample``'s pixels (None when the sigma is given)."""
     from flowrt.pipeline.noise_level import estimate_sigma
     if opts.sigma != "auto":
         return float(opts.sigma), "given", None
@@ -185,17 +271,21 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, blur, mask) -> O
 
 
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
-    """Resolve the options against one opened input (a flowrt.pipeline.source.Source, decoded or
-    streamed; ``source.from_image`` wraps a LoadedImage) and read the mask and blur files."""
-    opts.validate()
+    """Resolve the options (valid by construction) against one opened input (a
+    flowrt.pipeline.source.Source, decoded or streamed; ``source.from_image`` wraps a LoadedImage),
+    read the mask and blur files and, unless there is nothing to do, resolve the start, the
+    iteration count and the schedule. The noise sample is read only for ``--sigma auto``."""
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
-    sigma, sigma_source, estimate = resolve_sigma(noise_sample(source.read_rgb, h, w), opts, jpeg)
+    sample = noise_sample(source.read_rgb, h, w) if opts.sigma == "auto" else None
+    sigma, sigma_source, estimate = resolve_sigma(sample, opts, jpeg)
     blur = mask = None
     if opts.blur or opts.mask:
         from flowrt.numeric.kernels import parse_blur
         from flowrt.numeric.observation import read_mask
         blur = parse_blur(opts.blur) if opts.blur else None
         mask = read_mask(opts.mask, (h, w)) if opts.mask else None
-    return RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
-                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask), resolve_denoiser(opts.denoiser))
+    plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
+                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask),
+                           denoiser=resolve_denoiser(opts.denoiser))
+    return plan if plan.nothing_to_do else plan.with_method(opts.solver)

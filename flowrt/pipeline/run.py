@@ -1,8 +1,7 @@
 """One image file in, one out, whole or tile by tile: the code path ``flowrt restore`` and ``flowrt batch`` share.
 
-Whole-image MAP keeps the flow's autograd activations for every pixel: peak RSS measured 0.46, 0.85
-and 1.9 GB for 256^2, 512^2 and 1024^2 with the default prior architecture (3 levels x 4 steps,
-width 64; ``--iters 2``, CPU), about 1.35 GB per output megapixel. So an output larger than
+Whole-image MAP keeps the flow's activations for every pixel, so its peak memory grows with the
+output (benchmarks/results/restore_scaling.md, tiled_rss_torch.md). So an output larger than
 ``AUTO_TILE_PIXELS`` (640 x 640) is restored in tiles of at most ``DEFAULT_TILE`` unless ``--tile 0`` says
 otherwise; smaller images go exactly the way they always did.
 
@@ -34,7 +33,7 @@ import numpy as np
 
 from flowrt.errors import InputError
 from flowrt.pipeline.output import OutputOptions
-from flowrt.pipeline.plan import RestorationPlan, RestoreOptions
+from flowrt.pipeline.plan import RestorationPlan, RestoreOptions, StageProgress
 from flowrt.pipeline.region import restore_region
 from flowrt.pipeline.source import Route, Source, open_source
 
@@ -47,7 +46,7 @@ log = logging.getLogger("flowrt.pipeline")
 # Output pixels above which --tile auto tiles: whole restores cost more per pixel as they grow
 # (benchmarks/results/restore_scaling.md), so only images up to about 640 x 640 stay whole.
 AUTO_TILE_PIXELS = 640 * 640
-DEFAULT_TILE = 512               # output pixels, the largest automatic tile; ~0.85 GB peak per tile
+DEFAULT_TILE = 512               # output pixels, the largest automatic tile
 TILE_ROUNDING = 64               # automatic tiles are multiples of this (every tile alignment divides it)
 DEFAULT_OVERLAP = 32
 Progress = Optional[Callable[[int, int], None]]
@@ -61,6 +60,9 @@ class TilingOptions:
     tile: Optional[int] = None
     overlap: int = DEFAULT_OVERLAP
     resume: bool = False
+
+    def __post_init__(self) -> None:  # valid by construction, as RestoreOptions
+        self.validate()
 
     def validate(self) -> "TilingOptions":
         if self.tile is not None and self.tile < 0:
@@ -126,13 +128,13 @@ def tile_settings(height: int, width: int, plan: RestorationPlan, multiple: int,
     return TileSettings(side, overlap, align, grid.count)
 
 
-def tile_restorer(plan: RestorationPlan, prior, solver, *, greyscale: bool = False, device=None,
-                  progress: Progress = None, name: str = "<image>") -> Callable:
+def tile_restorer(plan: RestorationPlan, prior, *, greyscale: bool = False, device=None,
+                  progress: StageProgress = None, name: str = "<image>") -> Callable:
     """restore_tile(tile_in float32 (h, w, 3) [0, 1], box (y0, y1, x0, x1) input pixels) -> float32
     (h*scale, w*scale, 3) [0, 1]: MAP with the plan's forward model cut to the box. The box must be
-    aligned as ``tile_alignment`` says (the tiler makes it so)."""
+    aligned as ``tile_alignment`` says (the tiler makes it so); the plan bound to prior's engine."""
     def restore_tile(tile_in: np.ndarray, box) -> np.ndarray:
-        return restore_region(tile_in, tuple(int(b) for b in box), plan, prior, solver, greyscale=greyscale,
+        return restore_region(tile_in, tuple(int(b) for b in box), plan, prior, greyscale=greyscale,
                               device=device, progress=progress, name=f"{name} tile {tuple(int(b) for b in box)}")
     return restore_tile
 
@@ -171,21 +173,15 @@ class RestoreJob:
         w, h = self.source.size
         return tile_settings(h, w, self.plan, multiple, self.source.tile, self.tiling.overlap)
 
-    def headline(self) -> str:
-        w, h = self.source.size
-        return f"{self.name}: {w}x{h} {self.source.format}; {self.plan.describe()}"
-
-    def summary(self, seconds: float, iters: int, device=None) -> str:
-        """The line a finished restore ends with: what was done, the noise estimate, the time."""
+    def summary(self, seconds: float) -> str:
+        """The line a finished restore ends with: what was done and how (``plan.describe()``: the
+        forward model, the start, the denoiser, the iterations, the engine), the noise estimate, the time."""
         target = "stdout" if self.out_path == "-" else self.out_path
         if self.unchanged:
             return f"{self.name}: {self.plan.nothing_to_do}; wrote it unchanged to {target} ({seconds:.1f} s)"
         estimate = "" if self.plan.sigma_estimate is None or self.plan.sigma_source == "estimated" \
             else f"; estimated noise {self.plan.sigma_estimate:.1f}"
-        where = f" on {device}" if device is not None else ""
-        return (f"{self.name} -> {target}: {self.plan.describe()}{estimate}; "
-                f"{'default' if iters is None else iters} MAP iterations{where}; "
-                f"{seconds:.1f} s")
+        return f"{self.name} -> {target}: {self.plan.describe()}{estimate}; {seconds:.1f} s"
 
 
 def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: TilingOptions = TilingOptions(),
@@ -201,10 +197,7 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
     from flowrt.io.image_file import check_destination
     from flowrt.pipeline.output import output_path
     from flowrt.pipeline.plan import plan_restoration
-    opts.validate()
-    tiling.validate()
     output = dataclasses.replace(output or OutputOptions(), **({"bit_depth": bit_depth} if bit_depth else {}))
-    output.validate()
     out_path = output_path(str(in_path), str(out_path), output)
     if tiling.resume and "-" in (str(in_path), str(out_path)):
         raise InputError("--resume continues from files next to OUT; IN and OUT must be files, not '-'")
@@ -215,8 +208,6 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
             format_for_path(out_path, output.format)
             if output.quality is not None:
                 raise InputError("--quality is for JPEG and WebP output, not TIFF")
-            if output.bit_depth not in (None, 8, 16):
-                raise InputError(f"cannot write TIFF with {output.bit_depth}-bit samples")
             check_output_path(out_path, source.in_path)
         else:  # a bad OUT fails now, not after the MAP run
             check_destination(out_path, source.image, bit_depth=output.bit_depth, fmt=output.format,
@@ -238,7 +229,7 @@ def model_key(model_dir=None) -> str:
 
 def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
     """What a resumed run must share with the interrupted one: model, options, resolved plan."""
-    described = {"model": model, "options": dataclasses.asdict(opts), "plan": job.plan.describe(),
+    described = {"model": model, "options": dataclasses.asdict(opts), "plan": job.plan.describe_model(),
                  "bit_depth": job.bit_depth}
     described["options"].pop("device")  # a run may resume on another device
     described["options"].pop("force")   # a tiled run is a restore, forced or not
@@ -247,25 +238,27 @@ def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
 
 
 def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, model: str = "",
-                on_iteration: Progress = None, on_tile: Progress = None) -> None:
-    """Restore ``job`` with ``prior`` (a frozen FlowModel) and write its output (atomically); closes
-    the job's source.
+                on_step: StageProgress = None, on_tile: Progress = None) -> None:
+    """Restore ``job`` with ``prior`` (``flowrt.prior.engines.open_engine``'s) and write its output
+    (atomically); closes the job's source. ``job.plan`` is bound to the prior's engine here, so the
+    job's summary names it.
 
-    Whole image: on_iteration(done, total) per MAP iteration. Tiled: on_iteration per iteration of
-    the current tile and on_tile(done, total) after each tile. model: ``model_key`` of the prior
-    (part of the resume key). A job with nothing to restore (``job.unchanged``) is written as its
-    input was (prior may then be None).
+    on_step(stage, done, total) per step of each of ``plan.stages()`` (of the current tile when
+    tiled), on_tile(done, total) after each tile. model: ``model_key`` of the prior (part of the
+    resume key). A job with nothing to restore (``job.unchanged``) is written as its input was
+    (prior may then be None).
     """
     with job.source:
         if job.unchanged:
             _write_unchanged(job)
             return
+        job.plan = job.plan.with_engine(prior, device)
         settings = job.settings(prior.multiple)
         if settings is None:
-            _run_whole(job, prior, opts, device, on_iteration)
+            _run_whole(job, prior, device, on_step)
             return
-        restore_tile = tile_restorer(job.plan, prior, opts.solver, greyscale=job.source.greyscale, device=device,
-                                     progress=on_iteration, name=job.name)
+        restore_tile = tile_restorer(job.plan, prior, greyscale=job.source.greyscale, device=device,
+                                     progress=on_step, name=job.name)
         run_tiled(job, restore_tile, settings, opts, model=model, on_tile=on_tile)
 
 
@@ -282,16 +275,16 @@ def run_tiled(job: RestoreJob, restore_tile: Callable, settings: TileSettings, o
                       run_key=run_key(job, opts, model), bit_depth=job.bit_depth)
 
 
-def restore_in_memory(source: Source, plan: RestorationPlan, prior, opts: RestoreOptions,
-                      settings: Optional[TileSettings], *, device=None, on_iteration: Progress = None,
-                      on_tile: Progress = None) -> np.ndarray:
-    """Restore a decoded source whole (``settings`` None) or tile by tile in memory; float32
-    (H*scale, W*scale, 3) in [0, 1]. Nothing is written: the Python API and the pipes use it."""
+def restore_in_memory(source: Source, plan: RestorationPlan, prior, settings: Optional[TileSettings], *,
+                      device=None, on_step: StageProgress = None, on_tile: Progress = None) -> np.ndarray:
+    """Restore a decoded source whole (``settings`` None) or tile by tile in memory with ``plan``
+    bound to ``prior``'s engine; float32 (H*scale, W*scale, 3) in [0, 1]. Nothing is written: the
+    Python API and the pipes use it."""
     from flowrt.pipeline.region import restore_loaded
     if settings is None:
-        return restore_loaded(source.image, plan, prior, opts.solver, device=device, progress=on_iteration)
-    restore_tile = tile_restorer(plan, prior, opts.solver, greyscale=source.greyscale, device=device,
-                                 progress=on_iteration, name=source.name)
+        return restore_loaded(source.image, plan, prior, device=device, progress=on_step)
+    restore_tile = tile_restorer(plan, prior, greyscale=source.greyscale, device=device,
+                                 progress=on_step, name=source.name)
     return _tiles_in_memory(source, plan, restore_tile, settings, on_tile)
 
 
@@ -306,10 +299,10 @@ def _tiles_in_memory(source: Source, plan: RestorationPlan, restore_tile: Callab
     return sink.pixels
 
 
-def _run_whole(job: RestoreJob, prior, opts: RestoreOptions, device, on_iteration: Progress) -> None:
+def _run_whole(job: RestoreJob, prior, device, on_step: StageProgress) -> None:
     if job.tiling.resume:
         log.info("%s is restored whole; --resume has nothing to resume", job.name)
-    _write(job, restore_in_memory(job.source, job.plan, prior, opts, None, device=device, on_iteration=on_iteration))
+    _write(job, restore_in_memory(job.source, job.plan, prior, None, device=device, on_step=on_step))
 
 
 def _write(job: RestoreJob, restored: np.ndarray) -> None:
@@ -335,11 +328,12 @@ def _copy_file(src: str, dest: str) -> None:
     """Copy src's bytes to dest atomically, in bounded memory (a streamed input may be huge)."""
     import shutil
 
+    from flowrt.errors import storage_error
     from flowrt.io.atomic import atomic_file
     if Path(dest).exists() and os.path.samefile(src, dest):
         raise InputError(f"{dest}: refusing to overwrite the input image")
     try:
         with open(src, "rb") as fin, atomic_file(dest) as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
-    except OSError as exc:
-        raise InputError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+    except OSError as exc:  # a storage failure (ARCHITECTURE.md), not the user's input
+        raise storage_error(dest, exc) from None

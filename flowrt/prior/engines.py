@@ -10,11 +10,9 @@
                imports torch.
   * ``auto``   ort on the CPU in image space when the model folder has ``prior_grad.onnx`` (the
                packaged prior does); torch otherwise (latent space, CUDA, a folder without the
-               gradient graph). Measured (benchmarks/results/restore_speed.md, 512x512 noise 25 at the
-               defaults, both cores): on this project's shared 2-core machine at load ~5, ort 24.5 s
-               against torch 80.3 s (ort / torch 0.305), ort's rounds steady, torch's 58-103 s (its
-               OpenMP threads contend with other work); on a quiet machine, before the numpy loop,
-               ort took 1.13x torch's time. CUDA was not measured, so it stays torch.
+               gradient graph); ort wherever torch is not installed (``pip install flowrt`` brings
+               no torch; the torch engine comes with ``flowrt[torch]``). Why ort on the CPU: benchmarks/results/restore_speed.md; CUDA was not
+               measured, so it stays torch.
 
 ``open_engine`` resolves the engine and the device together: the torch engine gets a torch.device
 (``flowrt.device.resolve_device``), the ort engine the device its ORT session really uses ('cpu' or
@@ -34,6 +32,11 @@ def choose_engine(engine: str, device_name: str = "auto", space: str = "image", 
     """The engine ``engine`` stands for ('auto' resolved, see the module docstring) for a restore on
     ``device_name`` (auto, cpu, cuda, cuda:N) in ``space`` with the prior in ``model_dir``. For
     ``--device auto`` torch is imported to ask for CUDA only where a GPU driver is loaded."""
+    from flowrt.errors import missing_torch, torch_installed
+    if engine == "ort" or (engine == "auto" and not torch_installed()):
+        return _ort_or_why_not(space, model_dir) if engine == "auto" else "ort"
+    if not torch_installed():
+        raise missing_torch("--engine torch")
     if engine != "auto":
         return engine
     if space != "image" or device_name.startswith("cuda") or not has_gradient_graph(model_dir):
@@ -42,6 +45,16 @@ def choose_engine(engine: str, device_name: str = "auto", space: str = "image", 
     if device_name == "cpu" or not gpu_driver_loaded():
         return "ort"
     return "ort" if resolve_device(device_name).type == "cpu" else "torch"
+
+
+def _ort_or_why_not(space: str, model_dir: ModelDir) -> str:
+    """'ort' for an install without torch, or the one line saying why this restore needs torch."""
+    from flowrt.errors import missing_torch
+    if space != "image":
+        raise missing_torch("--space latent (the torch engine)")
+    if not has_gradient_graph(model_dir):
+        raise missing_torch("a prior exported without its gradient graph (prior_grad.onnx)")
+    return "ort"
 
 
 def has_gradient_graph(model_dir: ModelDir) -> bool:
@@ -86,7 +99,9 @@ def load_prior(model_dir: ModelDir, engine: str = "auto", device=None):
     return open_engine(model_dir, engine, name)[1]
 
 
-def runs_without_torch(prior) -> bool:
-    """Whether ``prior`` is the ort engine's (the numpy MAP loop runs it) rather than a torch module."""
+def engine_of(prior) -> str:
+    """'ort' for the ort engine's prior (an ``OrtPriorGradient``, run by the numpy MAP loop), 'torch'
+    for a torch module: the one place a prior's type says which loop runs it (``RestorationPlan.
+    with_engine`` records the answer in the plan)."""
     from flowrt.prior.ort_gradient import OrtPriorGradient
-    return isinstance(prior, OrtPriorGradient)
+    return "ort" if isinstance(prior, OrtPriorGradient) else "torch"

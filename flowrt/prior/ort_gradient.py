@@ -2,12 +2,13 @@
 
 ``OrtPriorGradient`` opens a folder exported with gradients (``flowrt export``'s default, or
 ``export_checkpoint(gradients=True)``),
-refusing it unless prior_grad.onnx (and, when asked for, generator_vjp.onnx) match the sha256 in
-its manifest. Conventions are the torch model's (onnx_backend.py): x (B,3,H,W) float32 in [0,1],
-H and W divisible by ``multiple``; u the latent of the same shape.
+refusing it unless prior_grad.onnx matches the sha256 in its manifest. Conventions are the torch
+model's (onnx_backend.py): x (B,3,H,W) float32 in [0,1], H and W divisible by ``multiple``.
 
     nll_and_grad(x)        -> nll (B,) float64 = -log p(x) nats, grad = d nll/dx float32 like x
-    generator_terms(u, v)  -> x = T(u), logdet, e_prior, d e_prior/du, v^T dx/du (generator_vjp.onnx)
+
+(The export also writes generator_vjp.onnx, the latent-space terms, verified there; no runtime
+path runs it yet: the latent MAP runs on the torch engine.)
 
 ``--engine ort`` hands the bare ``OrtPriorGradient`` to the numpy MAP loop
 (``flowrt.solve.numpy_solver``), which imports no torch. ``OrtTorchPrior`` wraps it for the torch
@@ -22,12 +23,12 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from flowrt.errors import ModelError
-from flowrt.prior.folders import GENERATOR_VJP_ONNX, PRIOR_GRAD_ONNX, check_files, open_model_dir
+from flowrt.prior.folders import PRIOR_GRAD_ONNX, open_model_dir
 from flowrt.prior.onnx_backend import CUDA, Prior, open_session, select_providers
 
 
 class OrtPriorGradient:
-    """-log p(x) and its gradient (and the generator's terms) from the gradient graphs of a model folder."""
+    """-log p(x) and its gradient from the gradient graph of a model folder."""
 
     # Same validation as the density graphs: (B, C, H, W), sides divisible by multiple, finite floats.
     check_batch = Prior.check_batch
@@ -44,10 +45,7 @@ class OrtPriorGradient:
                 raise ModelError(f"{exc}: this prior was exported without gradient graphs; "
                                  "re-export it with `flowrt export CHECKPOINT -o DIR`, which writes it by default") from None
             raise
-        self._requested = select_providers(device)
-        self._threads = threads
-        self._grad = open_session(self.model_dir / PRIOR_GRAD_ONNX, self._requested, threads)
-        self._vjp = None  # opened (and hash-checked) on first use: image-space MAP never needs it
+        self._grad = open_session(self.model_dir / PRIOR_GRAD_ONNX, select_providers(device), threads)
         self.providers: List[str] = list(self._grad.get_providers())
         self.levels: int = int(self.manifest["architecture"]["levels"])
         self.channels: int = int(self.manifest["architecture"].get("channels", 3))
@@ -71,23 +69,6 @@ class OrtPriorGradient:
         """
         nll, grad = self._grad.run(None, {"x": self.check_batch(x, "image")})
         return nll.astype(np.float64), grad
-
-    def generator_terms(self, u: np.ndarray, v: np.ndarray) -> Tuple[np.ndarray, ...]:
-        """u, v (B,3,H,W) -> (x = T(u), log|det dx/du| (B,), e_prior (B,), d e_prior/du, v^T dx/du).
-
-        e_prior = 0.5 ||u||^2 + log|det dx/du| (nats; -log p(T(u)) up to a constant), float64;
-        the rest float32. For E(u) = E_data(T(u)) + lam * e_prior(u), with v = dE_data/dx at T(u),
-        dE/du = vjp + lam * e_prior_grad.
-        """
-        if self._vjp is None:
-            check_files(self.model_dir, self.manifest, [GENERATOR_VJP_ONNX])
-            self._vjp = open_session(self.model_dir / GENERATOR_VJP_ONNX, self._requested, self._threads)
-        u = self.check_batch(u, "latent")
-        v = self.check_batch(v, "cotangent")
-        if u.shape != v.shape:
-            raise ModelError(f"latent {u.shape} and cotangent {v.shape} must have one shape")
-        x, logdet, e_prior, e_grad, vjp = self._vjp.run(None, {"u": u, "v": v})
-        return x, logdet, e_prior.astype(np.float64), e_grad, vjp
 
 
 def OrtTorchPrior(backend: Union[OrtPriorGradient, str, Path, None] = None, **kwargs):

@@ -16,11 +16,14 @@ from flowrt.report.preview import PREVIEW_SIDE
 
 
 def settings_rows(opts, model_dir: Optional[str]) -> Tuple[Tuple[str, str], ...]:
-    """(label, text) rows for what every image of the batch shares: the options asked for and the prior."""
+    """(label, text) rows for what every image of the batch shares: the options asked for and the
+    prior. What ran on each image (its start, denoiser, iterations, engine) is its record's plan."""
     solver = opts.solver
     return (("asked", f"sigma {opts.sigma}, jpeg {opts.jpeg}, scale x{opts.scale}"
                       + (f", blur {opts.blur}" if opts.blur else "") + (f", mask {opts.mask}" if opts.mask else "")),
-            ("solver", f"MAP in {solver.space} space, {solver.iters} iterations, lam {solver.lam}, seed {solver.seed}"),
+            ("asked of the solver", f"start {solver.start}, "
+             + ("iterations by start" if solver.iters is None else f"{solver.iters} flow-MAP iterations")
+             + f" in {solver.space} space, lam {solver.lam}, seed {solver.seed}, engine {opts.engine}"),
             ("prior", str(model_dir) if model_dir else "the packaged default prior"))
 
 

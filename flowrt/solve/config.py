@@ -39,6 +39,9 @@ class SolverConfig:
     seed: int = 0               # 0 <= seed <= MAX_SEED (torch's generator takes 64 bits)
     accept_fallback: bool = False  # pipeline: write the starting estimate when the optimiser fails
 
+    def __post_init__(self) -> None:  # every instance is valid (dataclasses.replace included)
+        self.validate()
+
     def validate(self) -> "SolverConfig":
         if self.space not in SPACES:
             raise InputError(f"--space must be one of {', '.join(SPACES)}, not {self.space!r}")

@@ -153,7 +153,6 @@ def map_restore_numpy(prior, forward_model, cfg: SolverConfig = SolverConfig(), 
     estimate, smoothed by ``cfg.start_blur``). ``cfg.iters`` None means ITERS_FROM_OBSERVATION.
     progress(done, total) after every iteration.
     """
-    cfg.validate()
     if cfg.space != "image":
         raise ValueError("the numpy MAP loop optimises over the image; latent space needs the torch engine")
     if cfg.iters is None:

@@ -1,14 +1,14 @@
 """The MAP loop's rules that need no tensors, shared by the torch loop (``flowrt.solve.solver``) and
 the numpy one (``flowrt.solve.numpy_solver``) so the two engines follow one schedule: the step and
 start smoothing for a noise level, the learning-rate schedule, which iterates are averaged, the
-discrepancy principle's update, how an image is padded to the prior's multiple, and the NaN guard's
-retries.
+discrepancy principle's update and the NaN guard's retries (how an image is padded to the prior's
+multiple is ``flowrt.numeric.padding.padding_for``).
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from flowrt.solve.config import SolverConfig
 
@@ -23,9 +23,8 @@ def step_for_noise(sigma_255: Optional[float]) -> float:
     """Image-space Adam step for a data term with noise std ``sigma_255`` (None: JPEG/noise floor only).
 
     Adam moves every pixel by about the step per iteration, so the step follows the size of
-    what is to be removed: 0.02 at sigma 25, down to 0.005 for a clean or JPEG-only input.
-    Measured on val crops: noise 25 gained 0.6-1 dB from 0.01 -> 0.02; the x2 multi task
-    lost 0.1-0.3 dB at 0.02 against 0.005; JPEG q20 did not care (benchmarks/results/map_settings.md).
+    what is to be removed: 0.02 at sigma 25, down to 0.005 for a clean or JPEG-only input
+    (chosen on val crops: benchmarks/results/map_settings.md).
     """
     sigma = 0.0 if sigma_255 is None else float(sigma_255)
     return 0.02 * min(1.0, max(0.25, sigma / 25.0))
@@ -36,9 +35,8 @@ def start_blur_for_noise(sigma_255: Optional[float], jpeg: bool) -> float:
 
     Starting from y itself, Adam spends most of its iterations walking pixels out of the noise;
     a lightly blurred y starts near the answer in flat regions, and the data term restores what
-    the blur took from edges. On 128x128 val crops at sigma 25 a 1 px blur raised a smooth photo
-    from 31.1 to 36.7 dB after 150 iterations and left a textured one unchanged. JPEG data
-    terms start from the decoder's output instead (no blur).
+    the blur took from edges (benchmarks/results/map_settings.md). JPEG data terms start from
+    the decoder's output instead (no blur).
     """
     if jpeg or sigma_255 is None:
         return 0.0
@@ -49,9 +47,8 @@ def lr_schedule(it: int, cfg: SolverConfig) -> float:
     """The step at iteration ``it`` as a fraction of its peak: linear warm-up, then cosine decay to
     ``final_lr`` over the run.
 
-    The warm-up protects the first steps from the prior's stiff curvature at a noisy start:
-    cutting it to 2-3 iterations lost several dB at sigma 25, and fewer than 150 iterations
-    of this shape lost more than 0.1 dB on noise (benchmarks/results/map_iterations/).
+    The warm-up protects the first steps from the prior's stiff curvature at a noisy start
+    (its length and the schedule's: benchmarks/results/map_iterations/).
     """
     if it < cfg.warmup:
         return (it + 1) / cfg.warmup
@@ -78,13 +75,6 @@ def rebalanced_weight(weight: float, misfit: float, expected: float, cfg: Solver
     if not math.isfinite(ratio):
         return weight
     return min(MAX_DATA_WEIGHT, max(1.0, weight * ratio))
-
-
-def padding_for(h: int, w: int, multiple: int) -> Tuple[int, int, str]:
-    """(rows, columns, mode) to add at the bottom and right so both sides divide by ``multiple``;
-    mode 'reflect' when the image is larger than its padding, else 'replicate'."""
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return ph, pw, "reflect" if ph < h and pw < w else "replicate"
 
 
 def with_halving_retries(attempt: Callable[[float], T], lr: float, retries: int) -> Optional[T]:

@@ -21,12 +21,15 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
                                  STARTS, SolverConfig)  # re-exported: callers import them from here
-from flowrt.solve.schedule import (lr_schedule, padding_for, rebalanced_weight, rebalances_at,
+from flowrt.numeric.kernels import gaussian_taps
+from flowrt.numeric.padding import padding_for
+from flowrt.solve.schedule import (lr_schedule, rebalanced_weight, rebalances_at,
                                    start_blur_for_noise, step_for_noise, tail_start,  # noqa: F401 - re-exported
                                    with_halving_retries)
 
@@ -44,9 +47,8 @@ class MapResult:
 def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
     """Separable Gaussian blur of (B, C, H, W) with reflect padding (replicate on tiny images)."""
     radius = int(math.ceil(3 * std))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / std) ** 2)
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
+    k = torch.from_numpy(gaussian_taps(std, np.float32)).to(x.device, x.dtype)
+    k = k.view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
     mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
     x = F.pad(x, (radius, radius, radius, radius), mode=mode)
     x = F.conv2d(x, k, groups=x.shape[1])
@@ -69,8 +71,7 @@ class _Objective:
     observed pixel and one lam serves every scale. When upscaling, the noise was added on the
     observation's grid: there it is white and the prior sees it as noise, while on the restored
     grid it has become smooth blobs the prior barely penalises; so the prior is also applied to
-    the estimate brought back to that grid (benchmarks/results/map_settings_multi: +0.45 dB on
-    the multi task, 31.44 against 30.99 without the term).
+    the estimate brought back to that grid (its gain: benchmarks/results/map_settings_multi/).
     """
 
     def __init__(self, prior, forward_model, cfg: SolverConfig, size, latent_scale=None):
@@ -176,7 +177,6 @@ def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
     start: (1, 3, H, W) in [0, 1], where the iterations begin (None: the forward model's initial
     estimate, smoothed by ``cfg.start_blur``). ``cfg.iters`` None means ITERS_FROM_OBSERVATION.
     """
-    cfg.validate()
     if cfg.iters is None:
         cfg = replace(cfg, iters=ITERS_FROM_OBSERVATION)
     t0 = time.perf_counter()
@@ -194,7 +194,7 @@ def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
             x_start = gaussian_blur(x_start, cfg.start_blur)
     history: List[float] = []
     if cfg.iters and cfg.space == "latent" and cfg.latent_warm_start > 0:
-        # T^-1 of a damaged image is far out of distribution (FINDINGS: |u| ~ 150), so the
+        # T^-1 of a damaged image is far out of distribution (its latent norm far above a sample's), so the
         # latent run starts from a short image-space MAP instead of from T^-1(y).
         warm_iters, total = int(round(cfg.iters * cfg.latent_warm_start)), cfg.iters
         outer = progress

@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from flowrt.denoise.base import Denoiser
-from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_DENOISED, SolverConfig
+from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, SolverConfig
 from flowrt.solve.schedule import start_blur_for_noise, step_for_noise
 
 log = logging.getLogger("flowrt.solve.start")
@@ -55,8 +55,9 @@ def jpeg_equivalent_sigma(luma_quant: Optional[np.ndarray]) -> float:
 
 @dataclass(frozen=True)
 class StartPlan:
-    """The start chosen for one region: ``kind`` 'split', 'denoise' or 'blur', the solver settings with
-    every start-dependent field resolved (lr, start_blur, iters, step_scale), and the denoiser's
+    """The start chosen for a restore (once, in its plan: every region of an image starts alike):
+    ``kind`` 'split', 'denoise' or 'blur', the solver settings with every start-dependent field
+    resolved (lr, start_blur, iters, step_scale; ``solver.iters`` is never None), and the denoiser's
     noise std ``denoise_sigma_255`` (0-255 scale; used unless kind is 'blur')."""
     kind: str
     solver: SolverConfig
@@ -76,7 +77,8 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
     lr = solver.lr if solver.lr is not None else step_for_noise(sigma_255)
     if kind == "blur":
         blur = solver.start_blur if solver.start_blur is not None else start_blur_for_noise(sigma_255, jpeg)
-        return StartPlan(kind, replace(solver, lr=lr, start_blur=blur), strength)
+        iters = ITERS_FROM_OBSERVATION if solver.iters is None else solver.iters
+        return StartPlan(kind, replace(solver, lr=lr, start_blur=blur, iters=iters), strength)
     scale = JPEG_DENOISED_STEP_SCALE if jpeg else DENOISED_STEP_SCALE
     iters = ITERS_AFTER_SPLIT if kind == "split" else ITERS_FROM_DENOISED
     if kind == "denoise" and denoiser_is_estimate and not jpeg:
@@ -112,8 +114,7 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
 def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser):
     """The forward model's initial estimate computed from its observation denoised by ``denoiser``
     at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``): (1, 3, H, W) in [0, 1],
-    a tensor for a ``flowrt.operators`` chain, a float32 array for a ``flowrt.numeric`` one (both
-    hand their ``denoise`` the observation as a numpy (h, w, 3) array)."""
+    from a ``flowrt.numeric`` chain (whichever engine runs the MAP that follows)."""
     sigma = float(sigma_255) / 255.0
     return forward_model.initial_estimate(denoise=lambda rgb: denoiser.denoise(rgb, sigma, greyscale=greyscale))
 
