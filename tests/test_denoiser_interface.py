@@ -41,8 +41,8 @@ def test_registry_names_and_auto():
     assert resolve_denoiser("auto") in DENOISERS and resolve_denoiser("grouped") == "grouped"
     denoiser = get_denoiser("auto")
     assert isinstance(denoiser, Denoiser) and isinstance(RecordingDenoiser(), Denoiser)
-    assert denoiser.name == "grouped"
-    with pytest.raises(InputError, match="--denoiser must be one of auto, grouped"):
+    assert denoiser.name == "flow" and get_denoiser("grouped").name == "grouped"
+    with pytest.raises(InputError, match="--denoiser must be one of auto, flow, grouped"):
         get_denoiser("bm3d")
 
 
@@ -61,8 +61,10 @@ def test_option_is_validated_and_planned():
     from flowrt.pipeline.plan import plan_restoration
     from flowrt.pipeline.source import from_image
     plan = plan_restoration(from_image(loaded_from_array(_noisy())), RestoreOptions(sigma=10))
-    assert plan.denoiser == "grouped" and "grouped denoiser" in plan.describe()
-    assert plan.cut((0, 8, 0, 8)).denoiser == "grouped"
+    assert plan.denoiser == "flow" and "flow denoiser alone" in plan.describe()   # noise alone: no MAP
+    assert plan.cut((0, 8, 0, 8)).denoiser == "flow"
+    plan = plan_restoration(from_image(loaded_from_array(_noisy())), RestoreOptions(sigma=10, denoiser="grouped"))
+    assert "grouped denoiser then 20 flow-MAP iterations" in plan.describe()
 
 
 def test_cli_refuses_an_unknown_denoiser_in_one_line(tmp_path):
@@ -73,8 +75,9 @@ def test_cli_refuses_an_unknown_denoiser_in_one_line(tmp_path):
         done = subprocess.run([sys.executable, "-m", "flowrt.cli.main", *command, "--denoiser", "nope"],
                               capture_output=True, text=True)
         assert done.returncode != 0
-        assert done.stderr.strip().splitlines() == [
-            "Error: --denoiser must be one of auto, grouped, not 'nope'"], done.stderr
+        assert done.stderr.strip().splitlines()[-1] == \
+            "Error: --denoiser must be one of auto, flow, grouped, not 'nope'", done.stderr
+        assert "Traceback" not in done.stderr
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "out").exists()
 
 
@@ -114,7 +117,8 @@ def test_restore_runs_the_planned_denoiser(monkeypatch):
     monkeypatch.setitem(base.DENOISERS, "recording", lambda: fake)
     plan = RestorationPlan(10.0, "given", None, "test", 1, None, None, denoiser="recording")
     prior = FlowModel(ModelConfig(levels=2, steps_per_level=1, width=8))
-    restore_region(_noisy(16, 16), (0, 16, 0, 16), plan, prior, SolverConfig(iters=0), greyscale=False)
+    plan = plan.with_method(SolverConfig(iters=0)).with_engine(prior)
+    restore_region(_noisy(16, 16), (0, 16, 0, 16), plan, prior, greyscale=False)
     assert len(fake.calls) == 1 and fake.calls[0]["sigma"] == pytest.approx(10 / 255)
 
 
