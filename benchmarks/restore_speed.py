@@ -1,8 +1,9 @@
 """Seconds for one 512x512 noise-25 restore, side by side in one invocation: flowrt's old path (torch,
-150 Adam iterations from the blurred observation), flowrt's current defaults (a denoised start and
-20 iterations) on each engine, ``--engine torch`` (torch autograd, the torch loop) and ``--engine ort``
-(ONNX Runtime's prior gradient under the numpy loop, no torch imported), and BM3D (the ``bm3d``
-package, sigma 25). The engines are named explicitly, whatever ``--engine auto`` picks; the report
+150 Adam iterations from the blurred observation; ``--skip-old`` leaves it out), flowrt's defaults
+(the flow denoiser, no MAP), the previous defaults (``--denoiser grouped``: the grouped denoiser
+and 20 MAP iterations) on each engine, ``--engine torch`` (torch autograd, the torch loop) and
+``--engine ort`` (ONNX Runtime's prior gradient under the numpy loop, no torch imported), and BM3D
+(the ``bm3d`` package, sigma 25). The engines are named explicitly, whatever ``--engine auto`` picks; the report
 gives their ratio, ort seconds / torch seconds (below 1: ort is faster).
 
     python benchmarks/restore_speed.py --data ../shared/data/val --photo plasma_Kite.png
@@ -103,15 +104,17 @@ def write_report(args, report: dict, load_before: list) -> None:
     rows, ort_over_torch = report["rows"], report["ort_over_torch"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "restore_speed.json").write_text(json.dumps(report, indent=2))
-    table = "".join(f"| {r['method']} | {r['median_s']} | {r['speedup_vs_old']}x | {r['psnr_db']} |\n" for r in rows)
+    table = "".join(f"| {r['method']} | {r['median_s']} | {r['speedup_vs_first']}x | {r['psnr_db']} |\n" for r in rows)
     (args.out / "restore_speed.md").write_text(
         "# One 512x512 noise-25 restore, side by side (this CPU)\n\n"
         f"512x512 centre crop of `{args.photo}` with N(0, 25^2) noise; each run a fresh process (start-up, "
         f"model load, I/O included); OMP_NUM_THREADS {report['threads']}; median of {args.repeats} round(s), "
         f"the methods taking turns; load average before {load_before}, at the end {report['load_average']}.\n\n"
-        "| method | wall (s) | speed-up vs old path | PSNR (dB) |\n| --- | --- | --- | --- |\n" + table
-        + f"\nAt the defaults, --engine ort / --engine torch = {ort_over_torch} (wall-clock ratio of the medians).\n"
+        f"| method | wall (s) | speed-up vs {rows[0]['method']} | PSNR (dB) |\n| --- | --- | --- | --- |\n" + table
+        + f"\nWith --denoiser grouped, --engine ort / --engine torch = {ort_over_torch}; flowrt defaults / BM3D = "
+        + f"{report['defaults_over_bm3d']} (wall-clock ratios of the medians).\n"
         + "\nCommand: `python benchmarks/restore_speed.py" + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
+        + (" --skip-old" if args.skip_old else "")
         + (f" --threads {args.threads}" if args.threads else "") + "`\n")
 
 
@@ -122,26 +125,32 @@ def main(argv: list | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of every run (default: unset, all cores)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--skip-old", action="store_true", help="leave out flowrt 0.1.0's path (the slowest run)")
     args = ap.parse_args(argv)
     task = TASKS["noise"]
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
-    defaults = f"flowrt defaults (denoised start, {ITERS_FROM_DENOISED} iterations)"
+    grouped = f"--denoiser grouped (grouped denoiser, {ITERS_FROM_DENOISED} MAP iterations)"
 
     def flowrt_run(extra):
         return lambda src, out: time_flowrt(src, out, extra, args.threads)
-    runners = {"flowrt old path (torch, 150 Adam)": flowrt_run(OLD_PATH),
-               f"{defaults}, --engine torch": flowrt_run(["--engine", "torch"]),
-               f"{defaults}, --engine ort": flowrt_run(["--engine", "ort"]),
-               "BM3D (sigma 25)": lambda src, out: time_bm3d(src, out, args.threads)}
+    runners = {} if args.skip_old else {"flowrt old path (torch, 150 Adam)": flowrt_run(OLD_PATH)}
+    runners.update({"flowrt defaults (flow denoiser, no MAP)": flowrt_run([]),
+                    f"{grouped}, --engine torch": flowrt_run(["--denoiser", "grouped", "--engine", "torch"]),
+                    f"{grouped}, --engine ort": flowrt_run(["--denoiser", "grouped", "--engine", "ort"]),
+                    "BM3D (sigma 25)": lambda src, out: time_bm3d(src, out, args.threads)})
     load_before = [round(v, 2) for v in os.getloadavg()]
     rows = take_turns(encoded, ".png", runners, args.repeats, clean)
+    by_name = {row["method"]: row for row in rows}
     base = rows[0]["median_s"]
     for row in rows:
-        row["speedup_vs_old"] = round(base / row["median_s"], 2)
-    ort_over_torch = round(rows[2]["median_s"] / rows[1]["median_s"], 3)
+        row["speedup_vs_first"] = round(base / row["median_s"], 2)
+    seconds = {name: row["median_s"] for name, row in by_name.items()}
+    ort_over_torch = round(seconds[f"{grouped}, --engine ort"] / seconds[f"{grouped}, --engine torch"], 3)
+    defaults_over_bm3d = round(seconds["flowrt defaults (flow denoiser, no MAP)"] / seconds["BM3D (sigma 25)"], 3)
     report = {"photo": args.photo, "size": [512, 512], "threads": args.threads or f"unset ({os.cpu_count()} cores)",
-              "rows": rows, "ort_over_torch": ort_over_torch, "load_average_before": load_before,
+              "rows": rows, "ort_over_torch": ort_over_torch, "defaults_over_bm3d": defaults_over_bm3d,
+              "load_average_before": load_before,
               "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
     write_report(args, report, load_before)
     print(json.dumps(report))
