@@ -79,8 +79,10 @@ class GroupTables:
 
 class FlowDenoiser:
     """The ``Denoiser`` of the group flow: ``denoise`` is the grouped denoiser with the flow's
-    Tweedie estimate as its second pass (``coarse`` is the hard-thresholding pass alone, as for
-    the grouped denoiser)."""
+    Tweedie estimate as its second pass. ``coarse`` is the hard-thresholding pass alone, as for the
+    grouped denoiser; with a ``pilot`` (the splitting's last rounds) the second pass is the Wiener
+    shrinkage, because the tables are fitted to hard-thresholding pilots: given a better pilot
+    they lost 0.3 dB on val-photos (benchmarks/results/flow_denoiser/README.md)."""
     name = "flow"
 
     def __init__(self, tables: GroupTables):
@@ -99,7 +101,7 @@ class FlowDenoiser:
         """float32 (H, W, 3) in [0, 1] from ``rgb`` (H, W, 3) in [0, 1] with noise std ``sigma``
         ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
         return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot,
-                                   group_filter=None if coarse else self.tables.filter)
+                                   group_filter=None if coarse or pilot is not None else self.tables.filter)
 
 
 @lru_cache(maxsize=1)
