@@ -93,7 +93,7 @@ def overview_table(summary: dict, tasks: list[str], methods: list[str], n_photos
     lines = ["| method | " + " | ".join(tasks) + " |", "| --- |" + " --- |" * len(tasks)]
     inputs = [summary[t]["input"] for t in tasks]
     lines.append("| input | " + " | ".join(f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in inputs) + " |")
-    for method in methods:
+    for method in [m for m in methods if any(m in summary[t]["methods"] for t in tasks)]:
         cells = []
         for task in tasks:
             row = summary[task]["methods"].get(method)
@@ -102,7 +102,7 @@ def overview_table(summary: dict, tasks: list[str], methods: list[str], n_photos
                 continue
             cell = f"{row['psnr']:.2f} / {row['ssim']:.3f} ({_seconds(row['seconds'])} s)"
             if row["photos"] < n_photos:
-                cell += f" [{row['photos']} photos]"
+                cell += f" [{row['photos']} photo{'s' * (row['photos'] != 1)}]"
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
