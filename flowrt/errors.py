@@ -33,3 +33,15 @@ def storage_error(path, exc: OSError, doing: str = "write") -> StorageError:
     """One line for an OSError met while ``doing`` (read, write, create...) ``path``."""
     reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)) or type(exc).__name__
     return StorageError(f"{path}: cannot {doing} ({reason})")
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised while handling, a KeyboardInterrupt (Ctrl-C landing inside a
+    numba kernel surfaces as a SystemError whose context is the interrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

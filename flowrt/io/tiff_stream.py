@@ -109,7 +109,8 @@ class TiffSource:
         """Shape, type and strip/tile geometry from the page's tags, each checked."""
         page = self._page
         self.shape = _page_layout(self.path, page)
-        check_pixels(self.path, self.shape[1], self.shape[0])
+        check_pixels(self.path, self.shape[1], self.shape[0], streamed=True, file_size=os.path.getsize(self.path),
+                     bytes_per_pixel=self.shape[2] * page.dtype.itemsize)
         self.dtype = page.dtype
         self._check_extent()
         self._segment_shape = ((int(page.tilelength), int(page.tilewidth)) if page.is_tiled

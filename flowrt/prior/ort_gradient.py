@@ -22,6 +22,7 @@ import numpy as np
 
 from flowrt.errors import ModelError
 from flowrt.prior.folders import GENERATOR_VJP_ONNX, PRIOR_GRAD_ONNX, check_files, open_model_dir
+from flowrt.prior.graph_checks import check_graph_geometry
 from flowrt.prior.onnx_backend import CUDA, Prior, open_session, select_providers
 
 
@@ -46,6 +47,7 @@ class OrtPriorGradient:
         self._requested = select_providers(device)
         self._threads = threads
         self._grad = open_session(self.model_dir / PRIOR_GRAD_ONNX, self._requested, threads)
+        check_graph_geometry(self._grad, self.manifest, self.model_dir / PRIOR_GRAD_ONNX)
         self._vjp = None  # opened (and hash-checked) on first use: image-space MAP never needs it
         self.providers: List[str] = list(self._grad.get_providers())
         self.levels: int = int(self.manifest["architecture"]["levels"])
