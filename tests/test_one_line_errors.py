@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from flowrt.errors import InputError, was_interrupted
+from flowrt.errors import InputError
 
 
 def _env() -> dict:
@@ -57,6 +57,7 @@ def test_a_broken_pipe_on_stdout_is_a_failure(noisy, tiny_prior):
 
 def test_an_interrupt_inside_a_numba_kernel_is_one_line():
     from cli.common import report_errors
+    from flowrt.errors import was_interrupted
 
     @click.command()
     @report_errors

@@ -37,11 +37,15 @@ def test_a_device_fifo_or_link_to_one_is_never_replaced(noisy, tmp_path, tiny_pr
 
 
 def test_an_overwritten_output_keeps_its_mode(noisy, tmp_path, tiny_prior, invoke_flowrt):
-    for tiling in (("--tile", "0"), ("--tile", "16", "--overlap", "4")):
-        out = tmp_path / f"out{len(tiling)}.png"
+    import tifffile
+    streamed_in = tmp_path / "n.tif"
+    tifffile.imwrite(streamed_in, np.asarray(Image.open(noisy)), photometric="rgb", tile=(16, 16))
+    for source, suffix, tiling in ((noisy, ".png", ("--tile", "0")), (noisy, ".png", ("--tile", "16", "--overlap", "4")),
+                                   (streamed_in, ".tif", ("--tile", "16", "--overlap", "4"))):
+        out = tmp_path / f"out{len(tiling)}{suffix}"
         out.write_bytes(b"old")
         os.chmod(out, 0o600)
-        result = invoke_flowrt("restore", noisy, "-o", out, "--model", tiny_prior, *FAST, *tiling)
+        result = invoke_flowrt("restore", source, "-o", out, "--model", tiny_prior, *FAST, *tiling)
         assert result.exit_code == 0, result.output
         assert stat.S_IMODE(os.stat(out).st_mode) == 0o600 and is_complete_image(out)
 
