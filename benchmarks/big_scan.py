@@ -5,8 +5,7 @@ Writes a synthetic N x N 8-bit RGB tiled TIFF (``tiled_rss.synthetic_tiff``: def
 written tile by tile, never whole), then runs
     flowrt restore big.tif -o out.tif --iters 0 --sigma 10 --tile 512 -v
 under ``/usr/bin/time -v``. ``--timeout S`` stops it with SIGINT (as Ctrl-C) after S seconds: the
-peak RSS is then that of the tiles done so far (a streamed restore holds one band of tiles, so the
-peak is reached in the first band). Also checks that the same file is refused with one line naming
+peak RSS is then that of the tiles done so far, not a bound for the whole image. Also checks that the same file is refused with one line naming
 ``--max-pixels`` when ``FLOWRT_MAX_PIXELS`` is set below its size.
 
 Writes benchmarks/results/big_scan.json and .md. Usage:

@@ -129,13 +129,13 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
     w, h = loaded.size
     source = from_image(loaded, loaded.source or loaded.name, tiling.tile_side(h * opts.scale, w * opts.scale))
     with source:
-        check_machine(source, int(opts.scale), "-")
         plan = plan_restoration(source, opts)
         if mask is not None:   # given as an array: the plan reads only mask files
             plan = dataclasses.replace(plan, mask=observed_from_array(mask, (h, w)), nothing_to_do=None)
         if plan.nothing_to_do is not None:
             rgb = loaded.rgb
         else:
+            check_machine(source, int(opts.scale), "-")
             device, prior = _engine(model, prior, opts)
             settings = _settings(source, plan, prior, tiling)
             rgb = restore_in_memory(source, plan, prior, opts, settings, device=device, on_iteration=progress)

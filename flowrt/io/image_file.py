@@ -7,13 +7,10 @@ the EXIF orientation tag is carried over so viewers show the output as they show
 """
 from __future__ import annotations
 
-import errno
 import functools
 import io
 import logging
 import os
-import stat
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +18,15 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from flowrt.errors import InputError, StorageError, storage_error
+from flowrt.errors import InputError
 from flowrt.io.atomic import atomic_file, check_output_path
 from flowrt.io.colour import LUMA_601
 from flowrt.io.formats import (EIGHT_BIT_FORMATS, FORMAT_CHOICES, FORMAT_NAMES, JPEG_QUALITY,
                                 QUALITY_FORMATS)
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
-from flowrt.io.limits import ENV_VAR, bomb_error, check_pixels, max_input_bytes, pillow_checks_lifted
+from flowrt.io.input_bytes import display_name, read_source as _read_source, sniff_format as _sniff  # noqa: F401 (display_name re-exported)
+from flowrt.io.limits import bomb_error, check_pixels, pillow_checks_lifted
+from flowrt.io.stdout_pipe import write_stdout as _write_stdout
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
 log = logging.getLogger("flowrt.io.image_file")
@@ -62,85 +61,6 @@ class LoadedImage:
     source: Optional[str] = None
     orientation: int = 1
     name: str = "<image>"
-
-
-def _read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
-    """(file bytes, name for messages, resolved path or None). What is read is capped at
-    ``max_input_bytes()`` before reading (a file's size) or while reading (a pipe, stdin), and a
-    stream whose first bytes are no image is refused before the rest is read."""
-    if isinstance(src, (bytes, bytearray)):
-        return bytes(src), "<bytes>", None
-    if str(src) == "-":
-        stdin = getattr(sys.stdin, "buffer", None)
-        if stdin is None:   # the process was started with stdin closed (<&-)
-            raise InputError("<stdin>: standard input is closed; give IN as a file or pipe an image in")
-        return _read_capped(stdin, "<stdin>"), "<stdin>", None
-    path = Path(src)
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise InputError(f"{display_name(path)}: {_missing_reason(exc)}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise InputError(f"{display_name(path)}: is a folder, not an image (to restore every image in it, "
-                         "use flowrt batch FOLDER -o OUT_FOLDER)")
-    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) or stat.S_ISSOCK(info.st_mode):
-        raise InputError(f"{display_name(path)}: is a device, not an image file")
-    cap = max_input_bytes()
-    if stat.S_ISREG(info.st_mode) and cap is not None and info.st_size > cap:
-        raise InputError(f"{display_name(path)}: {info.st_size >> 20} MiB is more than an image under the pixel "
-                         f"limit can take ({cap >> 20} MiB); --max-pixels N or {ENV_VAR} raises the limit")
-    try:
-        with open(path, "rb") as fh:
-            return _read_capped(fh, display_name(path)), display_name(path), str(path.resolve())
-    except OSError as exc:
-        raise InputError(f"{display_name(path)}: cannot read ({exc.strerror or exc})") from None
-
-
-def _missing_reason(exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop"
-    if exc.errno == errno.ENOENT:
-        return "no such file"
-    return f"cannot read ({exc.strerror or exc})"
-
-
-def display_name(path) -> str:
-    """A path as messages print it: control characters (a newline in a name) escaped."""
-    text = str(path)
-    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
-
-
-def _read_capped(stream, name: str) -> bytes:
-    """Read ``stream`` to its end in chunks, refusing it once it passes ``max_input_bytes()`` or
-    when its first bytes are no image (so `cat /dev/zero |` stops at once)."""
-    cap = max_input_bytes()
-    chunks, total = [], 0
-    while True:
-        chunk = stream.read(1 << 20)
-        if not chunk:
-            break
-        if not total and len(chunk) >= 16:
-            _sniff(chunk, name)
-        chunks.append(chunk)
-        total += len(chunk)
-        if cap is not None and total > cap:
-            raise InputError(f"{name}: more than {cap >> 20} MiB, more than an image under the pixel limit can "
-                             f"take; --max-pixels N or {ENV_VAR} raises the limit")
-    return b"".join(chunks)
-
-
-def _sniff(data: bytes, name: str) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:2] == b"BM":
-        return "BMP"
-    raise InputError(f"{name}: not a PNG, TIFF, JPEG, WebP or BMP image")
 
 
 def _normalise_exif(exif: Optional[bytes]) -> Optional[bytes]:
@@ -341,56 +261,6 @@ def _encode(samples: np.ndarray, like: LoadedImage, fmt: str, quality: Optional[
     else:
         im.save(buf, "PNG", **extra)
     return buf.getvalue()
-
-
-def _write_stdout(payload: bytes) -> None:
-    """PNG bytes to stdout; a closed stdout, closed pipe or full device is one StorageError, and
-    stdout is pointed at /dev/null so that Python's own flush at exit has nothing left to fail on.
-
-    Bytes a pipe accepted are not yet read: a reader that stops early (``| head -c 10``) would leave
-    them unread and the restore would claim success. So on a pipe this waits until the reader has
-    taken every byte, or fails when it went away first (``_wait_for_reader``)."""
-    stdout = getattr(sys.stdout, "buffer", None)
-    if stdout is None:   # started with stdout closed (>&-)
-        raise StorageError("<stdout>: standard output is closed; give -o FILE or redirect it")
-    try:
-        stdout.write(payload)
-        stdout.flush()
-        _wait_for_reader(stdout)
-    except OSError as exc:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, io.UnsupportedOperation):  # no real file descriptor (a test runner)
-            pass
-        raise storage_error("<stdout>", exc) from None
-
-
-def _wait_for_reader(stream) -> None:
-    """On a pipe: return once its reader has read everything written (FIONREAD on our end is 0);
-    BrokenPipeError when the reader closed with bytes unread (poll reports POLLERR)."""
-    import fcntl
-    import select
-    import struct
-    import termios
-    try:
-        fd = stream.fileno()
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return
-    poller = select.poll()
-    poller.register(fd, select.POLLERR)
-    while True:
-        try:
-            unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-        except OSError:
-            return   # this kernel cannot tell: the write itself succeeded
-        if unread == 0:
-            return
-        if any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(50)):
-            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,

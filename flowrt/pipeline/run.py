@@ -210,7 +210,6 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
         raise InputError("--resume continues from files next to OUT; IN and OUT must be files, not '-'")
     source = open_source(str(in_path), str(out_path), int(opts.scale), tiling)
     try:
-        check_machine(source, int(opts.scale), out_path, output.bit_depth)
         if source.route is Route.STREAMED:
             from flowrt.io.image_file import format_for_path
             format_for_path(out_path, output.format)
@@ -223,6 +222,8 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
             check_destination(out_path, source.image, bit_depth=output.bit_depth, fmt=output.format,
                               quality=output.quality)
         plan = plan_restoration(source, opts)
+        if plan.nothing_to_do is None:   # a clean input is copied: no MAP, no partial output
+            check_machine(source, int(opts.scale), out_path, output.bit_depth)
         warn_if_sigma_far(source, plan)
         if plan.nothing_to_do and source.route is Route.STREAMED and output.bit_depth:
             plan = dataclasses.replace(plan, nothing_to_do=None)  # a byte copy cannot change the depth
