@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import report_errors, score_map_prior, setup_logging
+from .common import one_line, report_errors, score_map_prior, setup_logging
 from .progress import batch_progress
 from .restore_options import build_options, build_output, build_tiling, restoration_options, tiling_options
 
@@ -61,7 +61,7 @@ def batch(input_dir, output_dir, recursive, skip_existing, report_path, ray_addr
         raise SystemExit(1 if summary.failed else 0)
     device, prior = open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
     summary = run_batch(job, opts, prior, device=device, output=output,
-                        report=lambda line: click.echo(line, err=True), verbose=bool(verbose), tiling=tiling,
+                        report=lambda line: click.echo(one_line(line), err=True), verbose=bool(verbose), tiling=tiling,
                         model=model_key(model_dir), progress=batch_progress(len(job.pairs), quiet))
     click.echo(summary.line(), err=True)
     if report_path:

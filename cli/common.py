@@ -20,7 +20,7 @@ def report_errors(func):
         try:
             return func(*args, **kwargs)
         except FlowrtError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(str(exc))) from None
         except ModuleNotFoundError as exc:  # an install without an extra: say which (flowrt's runtime needs no torch)
             if exc.name not in ("torch", "onnx", "onnxscript"):
                 raise
@@ -29,15 +29,33 @@ def report_errors(func):
                                        f"{TORCH_EXTRA}") from None
         except OSError as exc:  # the library wraps its own I/O; this is the last guard for the rest
             from flowrt.errors import storage_error
-            raise click.ClickException(str(storage_error(exc.filename or "I/O", exc, "continue"))) from None
+            raise click.ClickException(one_line(str(storage_error(exc.filename or "I/O", exc, "continue")))) from None
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            _interrupted()
+        except SystemError as exc:   # Ctrl-C inside a numba kernel: "CPUDispatcher(...) returned a result
+            from flowrt.errors import was_interrupted   # with an exception set", the interrupt as its cause
+            if not was_interrupted(exc):
+                raise
+            _interrupted()
     return wrapper
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) escaped: one line on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _interrupted() -> None:
+    click.echo("interrupted", err=True)
+    sys.exit(130)
 
 
 def refuse_terminal_stdout(output: str) -> None:
     """``-o -`` with stdout on a terminal would fill it with image bytes: one line instead."""
+    if output == "-" and sys.stdout is None:   # started with stdout closed (>&-)
+        raise click.ClickException("-o - writes to stdout, which is closed; give -o FILE or redirect it")
     if output == "-" and sys.stdout.isatty():
         raise click.ClickException("-o - writes image bytes to stdout, which is a terminal here; "
                                "redirect it (> out.png) or give -o FILE")

@@ -5,7 +5,7 @@ import time
 
 import click
 
-from .common import refuse_terminal_stdout, report_errors, setup_logging
+from .common import one_line, refuse_terminal_stdout, report_errors, setup_logging
 from .progress import stage_bars, tile_bar
 from .restore_options import build_options, build_output, build_tiling, restoration_options, tiling_options
 
@@ -44,19 +44,25 @@ def restore(input_path, output_path, model_dir, fmt, quality, bit_depth, quiet, 
     opts = build_options(**fields)
     output = build_output(fmt, quality, bit_depth)
     tiling = build_tiling(tile, overlap, resume)
-    from flowrt.pipeline.run import prepare_restore, run_restore
+    from flowrt.io.output_lock import output_lock
+    from flowrt.pipeline.run import prepare_restore
 
     start = time.monotonic()
     job = prepare_restore(input_path, output_path, opts, tiling, output=output)
+    try:
+        with output_lock(job.out_path):   # a second run on this OUT fails now, before the prior loads
+            _restore(job, opts, model_dir, verbose, quiet, start)
+    finally:
+        job.source.close()
+
+
+def _restore(job, opts, model_dir, verbose, quiet, start) -> None:
+    from flowrt.pipeline.run import run_restore
     if job.unchanged:  # no prior, no torch: a clean image comes back in about a second
         run_restore(job, None, opts)
         _say(job.summary(time.monotonic() - start), quiet)
         return
-    try:
-        device, prior = _load(model_dir, opts)
-    except BaseException:
-        job.source.close()
-        raise
+    device, prior = _load(model_dir, opts)
     _run(job, prior, opts, device, model_dir, verbose, quiet)
     if verbose:
         click.echo(f"wrote {job.out_path}", err=True)
@@ -65,7 +71,7 @@ def restore(input_path, output_path, model_dir, fmt, quality, bit_depth, quiet, 
 
 def _say(line: str, quiet: bool) -> None:
     if not quiet:
-        click.echo(line, err=True)
+        click.echo(one_line(line), err=True)
 
 
 def _load(model_dir, opts):

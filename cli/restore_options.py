@@ -133,6 +133,20 @@ def build_output(fmt, quality, bit_depth):
                                               bit_depth=int(bit_depth) if bit_depth else None))
 
 
+def _set_max_pixels(ctx, param, value):
+    """--max-pixels: the one pixel limit (``flowrt.io.limits``) for this run, set as it is parsed."""
+    from flowrt.errors import InputError
+    from flowrt.io.limits import parse_max_pixels, set_max_pixels
+    if value is None:   # back to FLOWRT_MAX_PIXELS or the defaults (an earlier in-process run set it)
+        set_max_pixels("default")
+        return None
+    try:
+        set_max_pixels(parse_max_pixels(value))
+    except InputError as exc:
+        raise click.BadParameter(str(exc).replace("--max-pixels ", ""), ctx, param) from None
+    return value
+
+
 _TILING_OPTIONS = [
     click.option("--tile", type=int, default=None, metavar="N",
                  help="Restore in N x N tiles (output pixels; 0 = whole image).  [default: whole up to "
@@ -140,6 +154,9 @@ _TILING_OPTIONS = [
     click.option("--overlap", type=int, default=32, show_default=True,
                  help="Pixels neighbouring tiles share (blended smoothly)."),
     click.option("--resume", is_flag=True, help="Continue an interrupted tiled restore from its finished tiles."),
+    click.option("--max-pixels", metavar="N|none", default=None, expose_value=False, callback=_set_max_pixels,
+                 help="Largest width x height read (also FLOWRT_MAX_PIXELS; 'none': no limit).  [default: "
+                      "Pillow's 89478485 for images decoded whole, a gigapixel for TIFF to TIFF streamed]"),
 ]
 
 

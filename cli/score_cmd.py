@@ -15,7 +15,8 @@ LOWER_NOTE = ("note: lower is not always better: an over-smoothed image scores l
 @click.option("--dequant", type=click.Choice(["uniform", "mid"]), default="uniform", show_default=True,
               help="8-bit dequantisation: (k + v)/256 with v ~ U[0,1) from --seed, or v = 1/2.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the uniform dequantisation noise.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the prior runs: auto (CUDA when there is one), cpu or cuda.")
 @click.option("--map", "map_path", type=click.Path(dir_okay=False), metavar="HEAT.png",
               help="Also write a per-region bits/dim heat map with a colour bar (bright = unlikely, e.g. damaged).")
 @report_errors

@@ -13,6 +13,7 @@ pipeline (``flowrt.pipeline``); this module only adapts inputs and outputs for c
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class Restored:
 
     image: the restored image in the input's layout: (H*scale, W*scale) for grey, (..., 3) RGB,
         (..., 4) with the input's alpha (resized); uint8 0-255 for uint8 / 8-bit files, uint16
-        0-65535 for uint16 / 16-bit files, float32 in [0, 1] for a float input.
+        0-65535 for uint16 / 16-bit files, in [0, 1] of the input's float type for a float input.
     plan: every decision resolved (``plan.describe()`` says it in words; ``plan.sigma`` is the
         noise std used, 0-255 scale, None for none; ``plan.sigma_estimate`` the blind estimate).
     options: the options it ran with. seconds: wall time of the whole call.
@@ -62,12 +63,33 @@ def _load(image: ImageLike):
         loaded = read_image(image)
         return loaded, (np.uint8 if loaded.bit_depth == 8 else np.uint16), True
     if isinstance(image, np.ndarray):
-        dtype = np.float32 if image.dtype.kind == "f" else image.dtype
+        dtype = image.dtype   # float16 comes back float16, float64 float64
         return loaded_from_array(image), dtype, image.ndim == 2
     if hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "convert"):  # PIL.Image.Image
         loaded = loaded_from_pil(image)
         return loaded, (np.uint16 if loaded.bit_depth == 16 else np.uint8), True
     raise InputError(f"an image must be a path, a numpy array or a PIL image, not {type(image).__name__}")
+
+
+def _is_array(value) -> bool:
+    return value is not None and not isinstance(value, (str, os.PathLike))
+
+
+def observed_from_array(mask, hw) -> np.ndarray:
+    """bool (H, W), True = observed, from a mask array at the image's size: (H, W) or (H, W, C), bool
+    (True = missing) or numbers where white (>= half the range) = missing, as in a mask image."""
+    from flowrt.numeric.observation import check_mask
+    array = np.asarray(mask)
+    if array.ndim == 3:
+        array = array.mean(axis=2) if array.dtype != bool else array.any(axis=2)
+    if array.dtype == bool:
+        missing = array
+    elif array.dtype.kind in "uif":
+        top = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(np.asarray(mask).dtype, 1)
+        missing = array >= top / 2
+    else:
+        raise InputError(f"a mask array must hold booleans or numbers, not {array.dtype}")
+    return check_mask(~missing, hw)
 
 
 def _options(options: Optional[RestoreOptions], fields: dict) -> RestoreOptions:
@@ -86,6 +108,7 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
         ``sigma=25`` (noise std, 0-255 scale; default 'auto': estimated), ``jpeg=40``, ``scale=2``,
         ``blur='gaussian:1.5'``, ``mask='holes.png'``, ``iters=150``, ``lam=0.5``, ``device='cuda:1'``,
         ``force=True`` (restore a clean image too; by default it is returned unchanged, fast).
+        ``mask`` may be a mask image's path or an array at the image's size (True / white = missing).
     model: an exported prior's folder or packaged name (default: the packaged prior); ignored when
         ``prior`` (from ``load_prior``, to reuse across calls) is given.
     tiling: TilingOptions (default: whole up to 640x640 output pixels, tiles of at most 512 above).
@@ -96,19 +119,25 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
     """
     from flowrt.io.arrays import like_array
     from flowrt.pipeline.plan import plan_restoration
-    from flowrt.pipeline.run import restore_in_memory
+    from flowrt.pipeline.run import check_machine, restore_in_memory
     from flowrt.pipeline.source import from_image
     start = time.monotonic()
+    mask = fields.pop("mask") if _is_array(fields.get("mask")) else None
     opts = _options(options, fields)
+    if _is_array(opts.mask):
+        mask, opts = opts.mask, dataclasses.replace(opts, mask=None)
     tiling = tiling or TilingOptions()
     loaded, dtype, squeeze = _load(image)
     w, h = loaded.size
     source = from_image(loaded, loaded.source or loaded.name, tiling.tile_side(h * opts.scale, w * opts.scale))
     with source:
         plan = plan_restoration(source, opts)
+        if mask is not None:   # given as an array: the plan reads only mask files
+            plan = dataclasses.replace(plan, mask=observed_from_array(mask, (h, w)), nothing_to_do=None)
         if plan.nothing_to_do is not None:
             rgb = loaded.rgb
         else:
+            check_machine(source, int(opts.scale), "-")
             device, prior = _engine(model, prior, opts)
             plan = plan.with_engine(prior, device)
             settings = _settings(source, plan, prior, tiling)

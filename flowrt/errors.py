@@ -48,3 +48,15 @@ def torch_installed() -> bool:
 def missing_torch(what: str) -> InputError:
     """One line for ``what`` asked of an install without torch (flowrt's runtime needs none)."""
     return InputError(f"{what} needs torch, which this install lacks: {TORCH_EXTRA}")
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was raised while handling, a KeyboardInterrupt (Ctrl-C landing inside a
+    numba kernel surfaces as a SystemError whose context is the interrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

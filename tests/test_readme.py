@@ -29,4 +29,4 @@ def test_python_api_example_runs(tmp_path, monkeypatch, capsys):
     for block in blocks:
         exec(compile(block, str(README), "exec"), {"__name__": "readme_example"})
     said = capsys.readouterr().out
-    assert "noise sigma 25.0 (given)" in said and "(estimated)" in said and "float32" in said
+    assert "noise sigma 25.0 (given)" in said and "(estimated)" in said and "float64" in said

@@ -10,6 +10,7 @@ import numpy as np
 from flowrt.errors import InputError
 from flowrt.io.colour import LUMA_601
 from flowrt.io.image_file import LoadedImage, resized_alpha
+from flowrt.io.limits import check_pixels
 
 _MODES = {1: "L", 2: "L", 3: "RGB", 4: "RGB"}   # channels -> colour mode (2 and 4 carry alpha)
 _PIL_DIRECT = ("L", "LA", "RGB", "RGBA", "I;16")
@@ -36,6 +37,7 @@ def loaded_from_array(array: Any, name: str = "<array>") -> LoadedImage:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in _MODES or min(array.shape[:2]) == 0:
         raise InputError(f"an image array must be (H, W) or (H, W, C) with C in 1-4, got shape {array.shape}")
+    check_pixels(name, array.shape[1], array.shape[0])   # before any float copy of a huge array
     x, bit_depth = _unit_float(array)
     channels = x.shape[2]
     colour = x[..., :1] if channels <= 2 else x[..., :3]

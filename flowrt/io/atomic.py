@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Optional, Set, Union
 
 from flowrt.errors import InputError, StorageError, storage_error
 
-__all__ = ["atomic_file", "remove_stale_temporaries", "check_output_path", "TEMP_PATTERN"]
+__all__ = ["atomic_file", "remove_stale_temporaries", "check_output_path", "existing_mode", "TEMP_PATTERN"]
 
 TEMP_PATTERN = re.compile(r"^\..+\.flowrt-(\d+)-[A-Za-z0-9_]+\.tmp$")
 _cleaned: Set[str] = set()   # folders this process has already swept (once each is enough)
@@ -77,6 +78,7 @@ def check_output_path(path: Union[str, os.PathLike], input_path: Optional[str] =
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; name an output file")
+    existing_mode(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: output folder {path.parent} does not exist")
     if input_path is not None and path.exists():
@@ -91,14 +93,30 @@ def check_output_path(path: Union[str, os.PathLike], input_path: Optional[str] =
     return path
 
 
+def existing_mode(path: Path) -> Optional[int]:
+    """The permission bits of the regular file at ``path`` (followed through a symbolic link), None
+    when nothing is there; InputError for a device, FIFO or socket (or a link to one): flowrt
+    replaces only regular files, never /dev/full or a pipe someone named by mistake."""
+    try:
+        info = os.stat(path)
+    except OSError:   # absent, or a dangling link: a new name
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+        raise InputError(f"{path}: is {kind}, not a regular file; flowrt replaces only regular files")
+    return stat.S_IMODE(info.st_mode)
+
+
 @contextlib.contextmanager
 def atomic_file(path: Union[str, os.PathLike], mode: str = "wb", *, permissions: Optional[int] = None,
                 fsync: bool = True) -> Iterator[IO]:
     """Yield a file object (``mode`` 'wb' or 'w') whose contents replace ``path`` when the block ends
-    without an exception. permissions: None = as a plain new file under the umask. fsync: False for
+    without an exception. permissions: None = those of the file replaced, else as a plain new file
+    under the umask; a device, FIFO or socket at ``path`` is refused (InputError). fsync: False for
     scratch files a crash may tear (they are checked and redone on resume). An OSError, in the block
     or here, becomes StorageError."""
     path = Path(path)
+    kept = existing_mode(path)   # an overwritten output keeps its mode (0600 stays 0600)
     remove_stale_temporaries(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.flowrt-{os.getpid()}-", suffix=".tmp",
@@ -111,7 +129,8 @@ def atomic_file(path: Union[str, os.PathLike], mode: str = "wb", *, permissions:
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        os.chmod(tmp, _default_permissions() if permissions is None else permissions)
+        os.chmod(tmp, permissions if permissions is not None else kept if kept is not None
+                 else _default_permissions())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -7,10 +7,10 @@ the EXIF orientation tag is carried over so viewers show the output as they show
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +18,15 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from flowrt.errors import InputError, storage_error
+from flowrt.errors import InputError
 from flowrt.io.atomic import atomic_file, check_output_path
 from flowrt.io.colour import LUMA_601
 from flowrt.io.formats import (EIGHT_BIT_FORMATS, FORMAT_CHOICES, FORMAT_NAMES, JPEG_QUALITY,
                                 QUALITY_FORMATS)
 from flowrt.io.jpeg_coefficients import JpegInfo, read_jpeg_info
-from flowrt.io.limits import bomb_error, check_pixels, max_pixels
+from flowrt.io.input_bytes import display_name, read_source as _read_source, sniff_format as _sniff  # noqa: F401 (display_name re-exported)
+from flowrt.io.limits import bomb_error, check_pixels, pillow_checks_lifted
+from flowrt.io.stdout_pipe import write_stdout as _write_stdout
 from flowrt.io.png16 import decode_png16, encode_png16, png_bit_depth
 
 log = logging.getLogger("flowrt.io.image_file")
@@ -59,37 +61,6 @@ class LoadedImage:
     source: Optional[str] = None
     orientation: int = 1
     name: str = "<image>"
-
-
-def _read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
-    """(file bytes, name for messages, resolved path or None)."""
-    if isinstance(src, (bytes, bytearray)):
-        return bytes(src), "<bytes>", None
-    if str(src) == "-":
-        return sys.stdin.buffer.read(), "<stdin>", None
-    path = Path(src)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
-    try:
-        return path.read_bytes(), str(path), str(path.resolve())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def _sniff(data: bytes, name: str) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:2] == b"BM":
-        return "BMP"
-    raise InputError(f"{name}: not a PNG, TIFF, JPEG, WebP or BMP image")
 
 
 def _normalise_exif(exif: Optional[bytes]) -> Optional[bytes]:
@@ -136,9 +107,10 @@ def _open_pillow(data: bytes, name: str):
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
-            check_pixels(name, *im.size)
-            im.load()
+            with pillow_checks_lifted():   # flowrt's limit (--max-pixels) applies, not Pillow's alone
+                im = Image.open(io.BytesIO(data))
+                check_pixels(name, *im.size, file_size=len(data))
+                im.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise bomb_error(name) from None
         except InputError:
@@ -174,7 +146,7 @@ def _read_with_pillow(data: bytes, name: str, fmt: str) -> dict:
 
 
 def _read_png16(data: bytes, name: str) -> dict:
-    png = decode_png16(data, name, max_pixels())
+    png = decode_png16(data, name, functools.partial(check_pixels, file_size=len(data), bytes_per_pixel=6))
     channels = png.pixels.shape[2]
     rgb, alpha, mode = _assemble(png.pixels, 16, channels <= 2, channels in (2, 4))
     return dict(rgb=rgb, alpha=alpha, mode=mode, bit_depth=16, icc_profile=png.icc_profile,
@@ -184,7 +156,7 @@ def _read_png16(data: bytes, name: str) -> dict:
 def _read_tiff(data: bytes, name: str) -> dict:
     from flowrt.io.tiff_file import read_tiff
 
-    return read_tiff(data, name, check_pixels)
+    return read_tiff(data, name, functools.partial(check_pixels, file_size=len(data)))
 
 
 def read_image(src: Source) -> LoadedImage:
@@ -289,22 +261,6 @@ def _encode(samples: np.ndarray, like: LoadedImage, fmt: str, quality: Optional[
     else:
         im.save(buf, "PNG", **extra)
     return buf.getvalue()
-
-
-def _write_stdout(payload: bytes) -> None:
-    """PNG bytes to stdout; a closed pipe or full device is one StorageError, and stdout is pointed
-    at /dev/null so that Python's own flush at exit has nothing left to fail on."""
-    try:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()
-    except OSError as exc:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, io.UnsupportedOperation):  # no real file descriptor (a test runner)
-            pass
-        raise storage_error("<stdout>", exc) from None
 
 
 def check_destination(dest: Union[str, os.PathLike], like: LoadedImage, bit_depth: Optional[int] = None,

@@ -11,7 +11,7 @@ import logging
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -74,10 +74,11 @@ def _read_iccp(body: bytes) -> Optional[bytes]:
         return None  # a broken profile is dropped, not fatal: the pixels are still good
 
 
-def decode_png16(data: bytes, name: str, max_pixels: Optional[int]) -> Png16:
+def decode_png16(data: bytes, name: str, check_size: Callable[[str, int, int], None]) -> Png16:
     """Decode a 16-bit PNG held in memory; InputError (one line naming `name`) for anything wrong.
 
-    The size is checked against ``max_pixels`` before any pixel is decompressed.
+    The size is checked by ``check_size(name, width, height)`` (``flowrt.io.limits.check_pixels``)
+    before any pixel is decompressed.
     """
     import imagecodecs
 
@@ -86,9 +87,7 @@ def decode_png16(data: bytes, name: str, max_pixels: Optional[int]) -> Png16:
         raise InputError(f"{name}: unsupported PNG (bit depth {depth}, colour type {colour})")
     if width == 0 or height == 0:
         raise InputError(f"{name}: image has zero size")
-    if max_pixels is not None and width * height > max_pixels:
-        raise InputError(f"{name}: image of {width}x{height} pixels exceeds the decompression-bomb "
-                         f"limit of {max_pixels} pixels")
+    check_size(name, width, height)
     messages: list = []
     try:
         with captured_stderr(messages):  # libpng prints chunk warnings ("iCCP: too short") there

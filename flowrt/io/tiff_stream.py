@@ -17,6 +17,7 @@ final path. A killed run leaves only ``OUT.partial``, which can be reopened to r
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections import OrderedDict
 
 import numpy as np
@@ -109,7 +110,8 @@ class TiffSource:
         """Shape, type and strip/tile geometry from the page's tags, each checked."""
         page = self._page
         self.shape = _page_layout(self.path, page)
-        check_pixels(self.path, self.shape[1], self.shape[0])
+        check_pixels(self.path, self.shape[1], self.shape[0], streamed=True, file_size=os.path.getsize(self.path),
+                     bytes_per_pixel=self.shape[2] * page.dtype.itemsize)
         self.dtype = page.dtype
         self._check_extent()
         self._segment_shape = ((int(page.tilelength), int(page.tilewidth)) if page.is_tiled
@@ -303,9 +305,14 @@ class TiffSink:
             self._fd = -1
 
     def finish(self, final_path) -> None:
-        """fsync, close and atomically rename to ``final_path``: only now does the output exist."""
+        """fsync, close and atomically rename to ``final_path``: only now does the output exist. A file
+        it replaces must be a regular one, and its permission bits are kept."""
+        from flowrt.io.atomic import existing_mode
         self.flush()
         self.close()
+        kept = existing_mode(Path(final_path))
+        if kept is not None:
+            os.chmod(self.path, kept)
         os.replace(self.path, final_path)
         fsync_dir(os.path.dirname(os.path.abspath(final_path)))
 

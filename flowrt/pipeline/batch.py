@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Protocol, Tuple
 
-from flowrt.errors import FlowrtError, InputError, storage_error
+from flowrt.errors import FlowrtError, InputError, storage_error, was_interrupted
 from flowrt.io.formats import IMAGE_SUFFIXES
 from flowrt.pipeline.output import OutputOptions, batch_output_name
 
@@ -124,9 +124,14 @@ def _finished(out: Path) -> bool:
     and dead writers' temporaries in its folder are deleted: nothing will resume from them."""
     from flowrt.io.atomic import remove_stale_temporaries
     from flowrt.io.complete import is_complete_image
+    from flowrt.io.output_lock import OutputBusy, output_lock
     from flowrt.tiling.streamed import partial_paths, remove_leftovers
     if is_complete_image(out):
-        remove_leftovers(*partial_paths(out))
+        try:
+            with output_lock(out):  # leftovers of a live run (it is rewriting this output) are its own
+                remove_leftovers(*partial_paths(out))
+        except (OutputBusy, FlowrtError):
+            pass
         remove_stale_temporaries(out.parent)  # a killed rewrite of this output left its temp here
         return True
     log.warning("%s exists but is damaged or incomplete; restoring it again", out)
@@ -192,6 +197,8 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
                 summary.records.append(ImageRecord(src, dst, work.plan.nothing_to_do or work.plan.describe(),
                                                    time.monotonic() - start))
             except Exception as exc:  # noqa: BLE001 - one image's crash must not lose the rest of a batch
+                if was_interrupted(exc):   # Ctrl-C inside a numba kernel: stop the batch, as Ctrl-C does
+                    raise KeyboardInterrupt from exc
                 message = failure_message(src, exc, dst)
                 summary.failed.append((src, message))
                 report(f"failed: {message}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from flowrt.errors import InputError
+from flowrt.errors import InputError, storage_error
 from flowrt.io.formats import FORMAT_CHOICES, FORMAT_NAMES, LOSSY_FORMATS, QUALITY_FORMATS, SUFFIX_FOR
 
 
@@ -48,12 +48,18 @@ def is_folder_target(out: str) -> bool:
 
 def output_path(in_path: str, out: str, output: OutputOptions = OutputOptions()) -> str:
     """The file ``-o out`` means for input ``in_path``: ``out`` itself (a file or '-'), or, for a
-    folder, the input's file name inside it (its suffix changed to ``--format``'s when given)."""
+    folder, the input's file name inside it (its suffix changed to ``--format``'s when given). A
+    folder named with a trailing separator that does not exist yet is created."""
     out = str(out)
     if not is_folder_target(out):
         return out
     if str(in_path) == "-":
         raise InputError(f"{out} is a folder and the input is stdin: give -o a file name")
+    if not Path(out).is_dir():   # 'out/' that does not exist yet: made, as flowrt batch makes OUT_DIR
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(out, exc, "create the output folder") from None
     name = Path(in_path).name
     if output.format is not None:
         name = Path(name).stem + SUFFIX_FOR[output.format_name]

@@ -213,12 +213,46 @@ def prepare_restore(in_path: str, out_path: str, opts: RestoreOptions, tiling: T
             check_destination(out_path, source.image, bit_depth=output.bit_depth, fmt=output.format,
                               quality=output.quality)
         plan = plan_restoration(source, opts)
+        if plan.nothing_to_do is None:   # a clean input is copied: no MAP, no partial output
+            check_machine(source, int(opts.scale), out_path, output.bit_depth)
+        warn_if_sigma_far(source, plan)
         if plan.nothing_to_do and source.route is Route.STREAMED and output.bit_depth:
             plan = dataclasses.replace(plan, nothing_to_do=None)  # a byte copy cannot change the depth
     except BaseException:
         source.close()
         raise
     return RestoreJob(source, str(out_path), plan, tiling, output)
+
+
+SIGMA_WARNING_RATIO = 4.0   # a given sigma this far from the blind estimate is likely a slip
+
+
+def warn_if_sigma_far(source: Source, plan: RestorationPlan) -> Optional[float]:
+    """Log a warning when ``--sigma`` is far from what the image shows (``--sigma 255`` smears a clean
+    photo, ``--sigma 0`` leaves a noisy one as it is); returns the estimate it compared with. Only for
+    plain noise (no JPEG term, scale, blur or mask), where the blind estimate is the noise."""
+    if plan.sigma_source != "given" or plan.jpeg is not None or plan.scale != 1 or plan.blur is not None \
+            or plan.mask is not None:
+        return None
+    from flowrt.pipeline.noise_level import estimate_sigma
+    from flowrt.pipeline.plan import noise_sample
+    w, h = source.size
+    estimate = estimate_sigma(noise_sample(source.read_rgb, h, w))
+    given = plan.sigma or 0.0
+    ratio = (given + 5.0) / (estimate + 5.0)   # +5: small sigmas are all alike
+    if ratio > SIGMA_WARNING_RATIO or ratio < 1 / SIGMA_WARNING_RATIO:
+        log.warning("%s: --sigma %g is far from the noise the image shows (about %.1f); the result will be %s",
+                    source.name, given, estimate, "over-smoothed" if ratio > 1 else "left noisy")
+    return estimate
+
+
+def check_machine(source: Source, scale: int, out_path: str, bit_depth: Optional[int] = None) -> None:
+    """Refuse, in one line, a restore this machine cannot hold (``flowrt.pipeline.resources``)."""
+    from flowrt.pipeline.resources import check_resources
+    depth = bit_depth or (source.image.bit_depth if source.image is not None
+                          else 8 * getattr(source.pixels, "dtype", np.dtype(np.uint8)).itemsize)
+    check_resources(source.route.value, source.size, source.pixels.shape[2], scale, out_path,
+                    sample_bytes=2 if depth == 16 else 1, name=source.name)
 
 
 def model_key(model_dir=None) -> str:
@@ -246,9 +280,11 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
     on_step(stage, done, total) per step of each of ``plan.stages()`` (of the current tile when
     tiled), on_tile(done, total) after each tile. model: ``model_key`` of the prior (part of the
     resume key). A job with nothing to restore (``job.unchanged``) is written as its input was
-    (prior may then be None).
+    (prior may then be None). The output is locked for the whole run
+    (``flowrt.io.output_lock``): a second run on the same OUT fails in one line.
     """
-    with job.source:
+    from flowrt.io.output_lock import output_lock
+    with job.source, output_lock(job.out_path):
         if job.unchanged:
             _write_unchanged(job)
             return

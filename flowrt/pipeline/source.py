@@ -116,5 +116,6 @@ def _open_streamed(in_path: str, scale: int, tiling) -> Optional[Source]:
         tiff.close()
         return None
     tiff.cache_bytes = tiff.band_cache_bytes(tile // scale, tile // scale)
-    return Source(in_path, Path(in_path).name, "TIFF (streamed)", (width, height), channels <= 2,
+    from flowrt.io.image_file import display_name
+    return Source(in_path, display_name(Path(in_path).name), "TIFF (streamed)", (width, height), channels <= 2,
                   Route.STREAMED, tile, tiff)

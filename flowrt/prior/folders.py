@@ -44,7 +44,10 @@ PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
 
 _REQUIRED_KEYS = ("format", "architecture", "size_rule", "files", "precision", "verification")
-MAX_LEVELS = 16             # 2^16-pixel multiples: far beyond any image a prior is trained on
+# At most 8 levels: every image is padded to a multiple of 2^levels, and 256 pixels is already far
+# beyond any flow flowrt trains (3 levels); a manifest claiming more would pad a photo to gigapixels.
+MAX_LEVELS = 8
+SUPPORTED_CHANNELS = 3      # RGB: every graph and loop takes (B, 3, H, W)
 
 
 def resolve_model_dir(name_or_path: Optional[Union[str, Path]] = None) -> Path:
@@ -103,8 +106,11 @@ def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
     # levels is checked for range before 2 ** levels: a tampered 99999999999 would compute for hours
     if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
         raise ModelError(f"{path}: architecture.levels must be a whole number from 1 to {MAX_LEVELS}, got {levels!r}")
-    if multiple != 2 ** levels:
-        raise ModelError(f"{path}: size_rule.multiple ({multiple}) is not 2^architecture.levels")
+    if multiple != 2 ** levels or isinstance(multiple, bool):
+        raise ModelError(f"{path}: size_rule.multiple ({multiple!r}) is not 2^architecture.levels")
+    channels = manifest["architecture"].get("channels", SUPPORTED_CHANNELS)
+    if isinstance(channels, bool) or channels != SUPPORTED_CHANNELS or not isinstance(channels, int):
+        raise ModelError(f"{path}: architecture.channels must be {SUPPORTED_CHANNELS} (RGB), got {channels!r}")
     if manifest["verification"].get("passed") is not True:
         raise ModelError(f"{path} records no passed verification; re-export the model")
     return manifest

@@ -105,6 +105,8 @@ class Prior:
         requested = select_providers(device)
         self._forward = open_session(self.model_dir / FORWARD_ONNX, requested, threads)
         self._inverse = open_session(self.model_dir / INVERSE_ONNX, requested, threads)
+        from flowrt.prior.graph_checks import check_graph_geometry
+        check_graph_geometry(self._forward, self.manifest, self.model_dir / FORWARD_ONNX)
         self.providers: List[str] = list(self._forward.get_providers())
         self.levels: int = int(self.manifest["architecture"]["levels"])
         self.channels: int = int(self.manifest["architecture"].get("channels", 3))

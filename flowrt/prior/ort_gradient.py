@@ -24,6 +24,7 @@ import numpy as np
 
 from flowrt.errors import ModelError
 from flowrt.prior.folders import PRIOR_GRAD_ONNX, open_model_dir
+from flowrt.prior.graph_checks import check_graph_geometry
 from flowrt.prior.onnx_backend import CUDA, Prior, open_session, select_providers
 
 
@@ -46,6 +47,7 @@ class OrtPriorGradient:
                                  "re-export it with `flowrt export CHECKPOINT -o DIR`, which writes it by default") from None
             raise
         self._grad = open_session(self.model_dir / PRIOR_GRAD_ONNX, select_providers(device), threads)
+        check_graph_geometry(self._grad, self.manifest, self.model_dir / PRIOR_GRAD_ONNX)
         self.providers: List[str] = list(self._grad.get_providers())
         self.levels: int = int(self.manifest["architecture"]["levels"])
         self.channels: int = int(self.manifest["architecture"].get("channels", 3))

@@ -80,6 +80,6 @@ def crop_note(score: Score, multiple: int) -> Tuple[str, ...]:
     if score.bit_depth != 8:
         note += (f"{score.bit_depth}-bit samples rounded to 8 bits",)
     if score.cropped:
-        note += (f"centre-cropped {score.height}x{score.width} to {score.scored_height}x{score.scored_width} "
+        note += (f"centre-cropped {score.width}x{score.height} to {score.scored_width}x{score.scored_height} "
                  f"(sides divisible by {multiple})",)
     return note

@@ -20,6 +20,7 @@ from flowrt.io.colour import LUMA_601
 from flowrt.errors import InputError, storage_error
 from flowrt.io.atomic import check_output_path, remove_stale_temporaries
 from flowrt.io.image_file import format_for_path
+from flowrt.io.output_lock import output_lock
 from flowrt.io.tiff_stream import TiffSink
 from flowrt.tiling.grid import TileGrid, restore_tiled
 
@@ -52,10 +53,19 @@ def restore_into_file(source, out_path, restore_tile: Callable, *, tile: int = 5
     description of model and restoration settings); without it, leftovers are deleted first.
     bit_depth: 8 or 16 bits per output sample (default: as the input).
     Raises InputError for user mistakes and StorageError for a file system that refuses a write
-    (full, read-only); leaves no file at ``out_path`` unless it succeeded.
+    (full, read-only); leaves no file at ``out_path`` unless it succeeded. The partial output and its
+    state belong to the run holding ``out_path``'s lock (``flowrt.io.output_lock``): a second run
+    fails (OutputBusy) before touching them.
     """
     in_path, out_path = Path(source.in_path), Path(out_path)
     _check_paths(in_path, out_path)
+    with output_lock(out_path):
+        _locked_restore(source, in_path, out_path, restore_tile, tile, overlap, scale, align, resume,
+                        progress, run_key, bit_depth)
+
+
+def _locked_restore(source, in_path: Path, out_path: Path, restore_tile: Callable, tile, overlap, scale,
+                    align, resume, progress, run_key, bit_depth) -> None:
     remove_stale_temporaries(out_path.parent)
     try:
         _restore_into_file(source, in_path, out_path, restore_tile, tile, overlap, scale, align, resume,
