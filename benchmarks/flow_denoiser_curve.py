@@ -27,7 +27,7 @@ from metrics import psnr  # noqa: E402
 from flowrt.denoise.flow import GroupTables  # noqa: E402
 from flowrt.denoise.grouped import denoise_rgb  # noqa: E402
 from flowrt.prior.group_flow import TableConfig, slot_index  # noqa: E402
-from flowrt.train import group_fit  # noqa: E402
+from flowrt.train import group_data, group_fit  # noqa: E402
 
 SIGMAS = (15, 25, 50)
 
@@ -44,8 +44,7 @@ def centre_crops(folder: Path, side: int):
 
 
 def noisy(clean: np.ndarray, sigma_255: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (np.clip(np.round(clean * 255 + sigma_255 * rng.standard_normal(clean.shape)), 0, 255) / 255).astype(np.float32)
+    return group_data.noisy_copy(clean, sigma_255, np.random.default_rng(seed))
 
 
 def shard_seconds(log: Path) -> dict:
@@ -95,7 +94,7 @@ def main() -> None:
                              group_fit.axes_of(cfg))
         fit_s = time.process_time() - started
         data_s = sum(seconds.get(name, float("nan")) for name in stats.shards)
-        leg = {"shards": count, "channel_groups": None, "data_s": round(data_s, 1), "fit_s": round(fit_s, 1),
+        leg = {"shards": count, "data_s": round(data_s, 1), "fit_s": round(fit_s, 1),
                "cpu_hours": round((data_s + fit_s) / 3600, 3), "psnr": evaluate(tables, crops, baseline)}
         legs.append(leg)
         print(json.dumps(leg), flush=True)

@@ -38,6 +38,7 @@ elif str(_REPO) not in sys.path:
 from benchmarks.metrics import psnr, ssim  # noqa: E402
 from benchmarks.peers.base import upsampled_observation  # noqa: E402
 from benchmarks.protocol import PHOTO_SUFFIXES, list_photos, load_photo  # noqa: E402
+from benchmarks.quality import _split  # noqa: E402 - the one comma-list parser of the benchmarks
 from benchmarks.quality_report import rounded, write_atomic  # noqa: E402
 from benchmarks.standard_methods import METHODS, SLOW_METHODS  # noqa: E402
 from benchmarks.standard_report import render_markdown, summarise  # noqa: E402
@@ -68,14 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
-
-
-def _split(parser: argparse.ArgumentParser, text: str, known, kind: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        parser.error(f"unknown {kind}(s) {unknown or text!r}; choose from {', '.join(known)}")
-    return [n for n in known if n in names]  # canonical order, no duplicates
 
 
 def select_photos(folder: Path, selection: str | None) -> list[Path]:

@@ -69,13 +69,13 @@ def export_graph(model, meta: Dict[str, Any], path: Path, opset: int = 17) -> No
     """torch -> ONNX (the TorchScript exporter: dynamic N; tables as initialisers)."""
     import onnx
     import torch
-    cfg = model.cfg
     example = probe_groups(model, 4)
     torch.onnx.export(model, example, str(path), input_names=NAMES_IN, output_names=NAMES_OUT,
                       dynamic_axes={k: {0: "groups"} for k in NAMES_IN + NAMES_OUT}, opset_version=opset,
                       dynamo=False, do_constant_folding=False)  # folding would store float32 tables
+    from flowrt.train.group_fit import axes_of
     graph = onnx.load(str(path))
-    axes = [cfg.r_min, cfg.r_max, cfg.r_bins, np.log(cfg.sigma_min), np.log(cfg.sigma_max), cfg.sigma_bins]
+    axes = axes_of(model.cfg)
     for key, value in (("axes", ",".join(repr(float(a)) for a in axes)), ("fit", json.dumps(meta))):
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))

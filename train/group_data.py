@@ -31,14 +31,11 @@ log = logging.getLogger("flowrt.train.group_data")
 
 def read_photos(folders: Sequence[str], min_side: int) -> List[np.ndarray]:
     """Every PNG/JPEG/TIFF photo under ``folders`` as uint8 (H, W, 3); smaller ones skipped."""
-    from PIL import Image
+    from .data import _read_rgb8, list_images
     photos = []
     for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-                continue
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"))
+        for path in list_images(folder):
+            arr = _read_rgb8(path)
             if min(arr.shape[:2]) >= min_side:
                 photos.append(arr)
     if not photos:

@@ -18,17 +18,10 @@ from typing import Tuple
 import numba
 import numpy as np
 
-from flowrt.prior.group_flow import MAX_GAIN, R_FLOOR, TableConfig
+from flowrt.denoise.flow import R_FLOOR, _axis   # the knot lookup the runtime uses, so fit and use agree
+from flowrt.prior.group_flow import MAX_GAIN, TableConfig
 
 FIELDS = 6   # per cell: sum w, w y^2, w y p, w p^2, w x y, w x p (y, p, x divided by sigma)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _axis(v, lo, hi, knots):  # pragma: no cover - compiled
-    """(i0, w): the knot below v (clamped to [lo, hi], knots evenly spaced) and the weight of i0 + 1."""
-    t = (min(max(v, lo), hi) - lo) * ((knots - 1) / (hi - lo))
-    i0 = min(int(math.floor(t)), knots - 2)
-    return i0, t - i0
 
 
 @numba.njit(nogil=True, cache=True)

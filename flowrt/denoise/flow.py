@@ -91,7 +91,7 @@ class FlowDenoiser:
     @classmethod
     def from_model_dir(cls, folder: Path) -> "FlowDenoiser":
         path = Path(folder) / DENOISER_ONNX
-        if not path.is_file():  # pragma: no cover - open_model_dir checks listed files first
+        if not path.is_file():
             raise ModelError(f"the model in {folder} has no flow denoiser ({DENOISER_ONNX}); "
                              f"use --denoiser grouped, or export one with flowrt export")
         return cls(GroupTables.from_graph(path))

@@ -171,6 +171,15 @@ def _haar(g, k, inverse):  # pragma: no cover - compiled
             n *= 2
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _gather(g, coef, ys_r, xs_r, k):  # pragma: no cover - compiled
+    """Copy the k members' coefficients (coef at ys_r[m], xs_r[m]) into g[:k] and Haar-transform them."""
+    for m in range(k):
+        for c in range(COEFS):
+            g[m, c] = coef[ys_r[m], xs_r[m], c]
+    _haar(g, k, False)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def filter_groups(coef, pilot, ys, xs, counts, r0, r1, sigma, threshold, wiener):  # pragma: no cover
     """Collaboratively filter groups r0..r1-1 of one channel; returns (filtered (r1-r0, G, 64), weight (r1-r0,)).
@@ -188,16 +197,10 @@ def filter_groups(coef, pilot, ys, xs, counts, r0, r1, sigma, threshold, wiener)
         r = r0 + q
         k = counts[r]
         g = out[q]
-        for m in range(k):
-            for c in range(COEFS):
-                g[m, c] = coef[ys[r, m], xs[r, m], c]
-        _haar(g, k, False)
+        _gather(g, coef, ys[r], xs[r], k)
         if wiener:
             p = np.empty((k, COEFS), np.float32)
-            for m in range(k):
-                for c in range(COEFS):
-                    p[m, c] = pilot[ys[r, m], xs[r, m], c]
-            _haar(p, k, False)
+            _gather(p, pilot, ys[r], xs[r], k)
             energy = 0.0
             for m in range(k):
                 for c in range(COEFS):
@@ -240,12 +243,7 @@ def gather_groups(coef, ys, xs, counts, r0, r1):  # pragma: no cover - compiled
     out = np.zeros((r1 - r0, g_max, COEFS), np.float32)
     for q in numba.prange(r1 - r0):
         r = r0 + q
-        k = counts[r]
-        g = out[q]
-        for m in range(k):
-            for c in range(COEFS):
-                g[m, c] = coef[ys[r, m], xs[r, m], c]
-        _haar(g, k, False)
+        _gather(out[q], coef, ys[r], xs[r], counts[r])
     return out
 
 
