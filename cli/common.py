@@ -17,8 +17,10 @@ def report_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from flowrt.errors import FlowrtError
+        from flowrt import interrupts
         try:
-            return func(*args, **kwargs)
+            with interrupts.deferred():
+                return func(*args, **kwargs)
         except FlowrtError as exc:
             raise click.ClickException(one_line(str(exc))) from None
         except ModuleNotFoundError as exc:  # an install without an extra: say which (flowrt's runtime needs no torch)

@@ -127,3 +127,24 @@ def test_api_masks_may_be_arrays(tiny_prior):
         assert "inpaint 48 missing pixels" in result.plan.describe() and result.image.shape == img.shape
     with pytest.raises(InputError, match="the mask is"):
         flowrt.restore(img, mask=np.zeros((5, 5), bool), model=tiny_prior, iters=2)
+
+
+def test_ctrl_c_waits_for_a_check_point_and_a_second_press_stops_at_once():
+    """The first SIGINT is deferred to interrupts.check(); nothing raises inside native calls."""
+    import os
+    from flowrt import interrupts
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)          # the handler has run: only a flag is set
+            interrupts.check()
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)   # raises here, without a check point
+            time.sleep(0.05)
+            pytest.fail("the second press did not stop at once")
+    with interrupts.deferred():   # nothing pressed: nothing raised, and the flag does not leak
+        interrupts.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

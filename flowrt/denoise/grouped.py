@@ -27,6 +27,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from flowrt import interrupts
 from flowrt.denoise import kernels as K
 from flowrt.parallel import KERNEL_LOCK
 
@@ -202,6 +203,7 @@ def _filter_learned(grouping: Grouping, channel: int, sigma: float, d: np.ndarra
     num = np.zeros_like(coef)
     den = np.zeros(coef.shape[:2], np.float32)
     for r0 in range(0, len(grouping.counts), CHUNK_GROUPS):
+        interrupts.check()
         r1 = min(len(grouping.counts), r0 + CHUNK_GROUPS)
         estimate, weight = group_filter(grouping.chunk(channel, r0, r1), grouping.chunk(channel, r0, r1, True),
                                         grouping.counts[r0:r1], channel, sigma)
@@ -233,6 +235,7 @@ def _filter(coef: np.ndarray, pilot, groups, sigma: float, d: np.ndarray) -> np.
     wiener = pilot is not None
     pilot = coef if pilot is None else pilot
     for r0 in range(0, len(counts), CHUNK_GROUPS):
+        interrupts.check()
         r1 = min(len(counts), r0 + CHUNK_GROUPS)
         filtered, weights = K.filter_groups(coef, pilot, ys, xs, counts, r0, r1, np.float32(sigma),
                                             np.float32(HARD_THRESHOLD), wiener)

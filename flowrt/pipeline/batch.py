@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Protocol, Tuple
 
+from flowrt import interrupts
 from flowrt.errors import FlowrtError, InputError, storage_error, was_interrupted
 from flowrt.io.formats import IMAGE_SUFFIXES
 from flowrt.pipeline.output import OutputOptions, batch_output_name
@@ -183,6 +184,7 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
         report(f"failed: {message}")
     try:
         for index, (src, dst) in enumerate(job.pairs, 1):
+            interrupts.check()
             start, note = time.monotonic(), ""
             try:
                 with _output_folder(dst.parent):

@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from flowrt import interrupts
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
 from flowrt.solve.config import ITERS_FROM_OBSERVATION, SolverConfig
 from flowrt.solve.schedule import (lr_schedule, rebalanced_weight, rebalances_at, step_for_noise, tail_start,
@@ -116,6 +117,7 @@ def _run(objective: _Objective, start: np.ndarray, cfg: SolverConfig, lr: float,
     tail_from = tail_start(cfg)
     total, count, history = np.zeros_like(param), 0, []
     for it in range(cfg.iters):
+        interrupts.check()
         if rebalances_at(it, cfg):
             objective.rebalance(param)
         energy, grad = objective(param)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowrt import interrupts
 from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
                                  STARTS, SolverConfig)  # re-exported: callers import them from here
 from flowrt.numeric.kernels import gaussian_taps
@@ -143,6 +144,7 @@ def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: floa
     tail_from = tail_start(cfg)
     total, count, history = torch.zeros_like(start), 0, []
     for it in range(cfg.iters):
+        interrupts.check()
         for g in opt.param_groups:
             g["lr"] = lr * lr_schedule(it, cfg)
         if rebalances_at(it, cfg):

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Protocol, Tuple
 
 import numpy as np
 
+from flowrt import interrupts
 from flowrt.denoise.base import Denoiser
 
 ROUNDS = 10             # splitting rounds (one denoiser call each, at the restored size)
@@ -79,6 +80,7 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
     z = z.astype(np.float32)
     curvature = _FIRST_CURVATURE
     for k, sigma_255 in enumerate(sigma_schedule(noise_255, rounds)):
+        interrupts.check()
         mu = LAM / (sigma_255 / 255.0) ** 2
         x, curvature = _data_step(forward_model, z, mu, curvature)
         coarse = k < rounds - FULL_ROUNDS

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from flowrt import interrupts
 from flowrt.tiling.blend import accumulate, normalise
 from flowrt.errors import FlowrtError, InputError
 from flowrt.tiling.resume import ResumeStore
@@ -181,6 +182,7 @@ def restore_tiled(source: Source, sink: Sink, restore_tile: Callable, *, tile: i
     done = first_band * len(grid.cols)
     for i in range(first_band, len(grid.rows)):
         for j in range(len(grid.cols)):
+            interrupts.check()
             restored = _restored_tile(source, restore_tile, grid, i, j, store)
             band_state.add_tile(i, j, restored, sink)
             done += 1
