@@ -63,7 +63,7 @@ def evaluate(tables, crops, baseline) -> dict:
         gains = []
         for i, (name, clean) in enumerate(crops.items()):
             y = noisy(clean, s, 1000 + 7 * i + s)
-            flow = denoise_rgb(y, s / 255, group_filter=tables.filter)
+            flow = denoise_rgb(y, s / 255, group_filter=tables.filter_grouping)
             gains.append(psnr(flow, clean) - baseline[(name, s)])
         out[s] = {"flow": float(np.mean([baseline[(n, s)] for n in crops]) + np.mean(gains)),
                   "gain": float(np.mean(gains)), "per_photo_gain": [round(float(g), 3) for g in gains]}

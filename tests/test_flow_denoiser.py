@@ -70,3 +70,22 @@ def test_restore_calls_the_flow_denoiser_and_no_map_for_noise_alone(monkeypatch,
     assert map_runs == []                                           # the denoiser's estimate is the restore
     flowrt.restore(noisy, sigma=SIGMA, denoiser="grouped")
     assert len(calls) == 2 and len(map_runs) == 1                   # grouped: its start, then the MAP
+
+
+def test_the_fused_kernel_equals_gather_filter_and_put_back():
+    """tweedie_patches (gathers as it goes) against gather_groups + tweedie_groups + inverse Haar."""
+    from flowrt.denoise import grouped, kernels as K
+    tables = packaged_flow_denoiser().tables
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(0.2, 0.8, (48, 56, 3)).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    grouping = grouped.group_planes(grouped._planes(noisy, False), 25 / 255)
+    n = len(grouping.counts)
+    for channel in range(3):
+        fused, w_fused = tables.filter_grouping(grouping, channel, 5, n, 25 / 255)
+        y, p = (K.gather_groups(c[channel], grouping.ys, grouping.xs, grouping.counts, 5, n)
+                for c in (grouping.coefs, grouping.pilot_coefs))
+        est, w = tables.filter(y, p, grouping.counts[5:], channel, 25 / 255)
+        for q in range(len(est)):
+            K._haar(est[q], grouping.counts[5 + q], True)
+        assert np.allclose(fused, est, atol=1e-6) and np.allclose(w_fused, w, rtol=1e-6)

@@ -99,7 +99,7 @@ def test_wiener_tables_reproduce_the_grouped_denoiser():
     tables = GroupTables(gain.numpy(), weight.numpy(), slot_index(cfg.group).numpy(), group_fit.axes_of(cfg))
     clean = np.random.default_rng(0).uniform(0.2, 0.8, (40, 48, 3)).astype(np.float32)
     noisy = group_data.noisy_copy(clean, 20.0, np.random.default_rng(1))
-    ours = grouped.denoise_rgb(noisy, 20 / 255, group_filter=tables.filter)
+    ours = grouped.denoise_rgb(noisy, 20 / 255, group_filter=tables.filter_grouping)
     assert np.abs(ours - grouped.denoise_rgb(noisy, 20 / 255)).max() < 2e-3
 
 

@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     pilot_filter = None
     if args.pilot_model:
         from flowrt.denoise.flow import FlowDenoiser
-        pilot_filter = FlowDenoiser.from_model_dir(Path(args.pilot_model)).tables.filter
+        pilot_filter = FlowDenoiser.from_model_dir(Path(args.pilot_model)).tables.filter_grouping
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     photos = read_photos(args.data, args.crop)
     log.info("%d photos", len(photos))

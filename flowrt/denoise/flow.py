@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from flowrt.denoise import grouped
+from flowrt.denoise import kernels as K
 from flowrt.errors import ModelError
 from flowrt.prior.folders import DENOISER_ONNX
 
@@ -76,6 +77,15 @@ class GroupTables:
         gain, weight = self.at_sigma(float(sigma))
         return tweedie_groups(y, p, counts, channel, float(sigma), self.slots, gain, weight, self.axes)
 
+    def filter_grouping(self, grouping: "grouped.Grouping", channel: int, r0: int, r1: int,
+                        sigma: float) -> Tuple[np.ndarray, np.ndarray]:
+        """A ``grouped.GroupFilter``: groups r0..r1-1 of ``grouping``'s channel estimated by
+        ``filter`` and put back into patch DCTs, in one kernel that gathers as it goes (the
+        separate gather, filter and inverse-Haar passes moved every group through memory three times)."""
+        gain, weight = self.at_sigma(float(sigma))
+        return tweedie_patches(grouping.coefs[channel], grouping.pilot_coefs[channel], grouping.ys, grouping.xs,
+                               grouping.counts, r0, r1, channel, float(sigma), self.slots, gain, weight, self.axes)
+
 
 class FlowDenoiser:
     """The ``Denoiser`` of the group flow: ``denoise`` is the grouped denoiser with the flow's
@@ -101,7 +111,7 @@ class FlowDenoiser:
         """float32 (H, W, 3) in [0, 1] from ``rgb`` (H, W, 3) in [0, 1] with noise std ``sigma``
         ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
         return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot,
-                                   group_filter=None if coarse or pilot is not None else self.tables.filter)
+                                   group_filter=None if coarse or pilot is not None else self.tables.filter_grouping)
 
 
 @lru_cache(maxsize=1)
@@ -119,27 +129,58 @@ def _axis(v, lo, hi, knots):  # pragma: no cover - compiled
     return i0, t - i0
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _tweedie_group(yv, p, k, size, channel, inv_sigma, slots, gain, weight, axes):  # pragma: no cover
+    """yv (G, 64) <- g y + b p over its first k members, (g, b) linear in r within each entry's slot;
+    returns sum(g^2), whose inverse is the group's aggregation weight."""
+    r_min, r_max, r_bins = axes[0], axes[1], int(axes[2])
+    energy = 0.0
+    for m in range(k):
+        for d in range(64):
+            pv = p[m, d] * inv_sigma
+            i0, wr = _axis(math.log(pv * pv + R_FLOOR), r_min, r_max, r_bins)
+            row = slots[channel, size, m, d]
+            g = gain[row, i0] * (1 - wr) + gain[row, i0 + 1] * wr
+            b = weight[row, i0] * (1 - wr) + weight[row, i0 + 1] * wr
+            yv[m, d] = g * yv[m, d] + b * p[m, d]
+            energy += g * g
+    return energy
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def tweedie_groups(y, p, counts, channel, sigma, slots, gain, weight, axes):  # pragma: no cover - compiled
-    """x_hat = g y + b p with (g, b) linear in r within the entry's slot, gain and weight (slots,
-    r_bins) already at ``sigma`` (``GroupTables.at_sigma``), and 1 / sum(g^2) per group: the first
-    two outputs of ``GroupFlow.forward``."""
-    r_min, r_max, r_bins = axes[0], axes[1], int(axes[2])
+    """x_hat = g y + b p for groups y, p (n, G, 64) in the 3-D transform domain, with gain and
+    weight (slots, r_bins) already at ``sigma`` (``GroupTables.at_sigma``), and 1 / sum(g^2) per
+    group: the first two outputs of ``GroupFlow.forward``."""
     n, g_max = y.shape[0], y.shape[1]
-    out = np.zeros((n, g_max, 64), np.float32)
+    out = y.astype(np.float32)
     wts = np.zeros(n, np.float32)
-    inv = 1.0 / sigma
     for i in numba.prange(n):
         size = int(round(math.log2(counts[i])))
-        energy = 0.0
-        for m in range(counts[i]):
-            for d in range(64):
-                pv = p[i, m, d] * inv
-                i0, wr = _axis(math.log(pv * pv + R_FLOOR), r_min, r_max, r_bins)
-                row = slots[channel, size, m, d]
-                g = gain[row, i0] * (1 - wr) + gain[row, i0 + 1] * wr
-                b = weight[row, i0] * (1 - wr) + weight[row, i0 + 1] * wr
-                out[i, m, d] = g * y[i, m, d] + b * p[i, m, d]
-                energy += g * g
+        energy = _tweedie_group(out[i], p[i], counts[i], size, channel, 1.0 / sigma, slots, gain, weight, axes)
+        out[i, counts[i]:] = 0.0
         wts[i] = 1.0 / max(energy, 1e-6)
+    return out, wts
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def tweedie_patches(coef, pilot, ys, xs, counts, r0, r1, channel, sigma, slots, gain, weight,
+                    axes):  # pragma: no cover - compiled
+    """``tweedie_groups`` over groups r0..r1-1 gathered straight from the channel's patch DCTs
+    (coef, pilot (H-7, W-7, 64)) and put back: (patches (r1-r0, G, 64), weight (r1-r0,)), what
+    ``kernels.filter_groups`` returns for the Wiener pass."""
+    g_max = ys.shape[1]
+    out = np.zeros((r1 - r0, g_max, 64), np.float32)
+    wts = np.zeros(r1 - r0, np.float32)
+    for q in numba.prange(r1 - r0):
+        r = r0 + q
+        k = counts[r]
+        yv = out[q]
+        K._gather(yv, coef, ys[r], xs[r], k)
+        p = np.empty((k, 64), np.float32)
+        K._gather(p, pilot, ys[r], xs[r], k)
+        size = int(round(math.log2(k)))
+        energy = _tweedie_group(yv, p, k, size, channel, 1.0 / sigma, slots, gain, weight, axes)
+        wts[q] = 1.0 / max(energy, 1e-6)
+        K._haar(yv, k, True)
     return out, wts

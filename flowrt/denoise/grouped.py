@@ -46,10 +46,11 @@ CHUNK_GROUPS = 4096       # groups filtered per parallel call (bounds the group 
 BAND_PIXELS = 1 << 19     # larger images are denoised in bands of rows of about this many pixels
 MARGIN = SEARCH_RADIUS + 2 * K.PATCH   # rows of context on each side of a band
 
-# A learned second pass: filter(y, p, counts, channel, sigma) -> (estimate, weight), y and p the
-# noisy and pilot groups (n, G, 64) of ``Grouping.chunk``, counts (n,), channel 0-2, sigma in [0, 1]
-# units; estimate (n, G, 64) in the same 3-D transform domain, weight (n,) > 0 its aggregation weight.
-GroupFilter = Callable[[np.ndarray, np.ndarray, np.ndarray, int, float], Tuple[np.ndarray, np.ndarray]]
+# A learned second pass: filter(grouping, channel, r0, r1, sigma) -> (patches, weight): groups
+# r0..r1-1 of one channel of a ``Grouping`` (sigma in [0, 1] units) estimated and put back into
+# patch DCTs, (r1-r0, G, 64) with rows past each group's count zero, as ``kernels.filter_groups``
+# returns them; weight (r1-r0,) > 0 each group's aggregation weight.
+GroupFilter = Callable[["Grouping", int, int, int, float], Tuple[np.ndarray, np.ndarray]]
 
 # Orthonormal opponent colour transform (rows: luma-like mean, red-blue, green-magenta).
 OPPONENT = np.array([
@@ -163,13 +164,6 @@ class Grouping:
     xs: np.ndarray
     counts: np.ndarray
 
-    def chunk(self, channel: int, r0: int, r1: int, pilot: bool = False) -> np.ndarray:
-        """Groups r0..r1-1 of one channel in the 3-D transform domain, (r1-r0, G, 64): the noisy
-        patches' (or the pilot's) 2-D DCTs, Haar-transformed along the group; rows past the
-        group's count are zero."""
-        source = self.pilot_coefs if pilot else self.coefs
-        return K.gather_groups(source[channel], self.ys, self.xs, self.counts, r0, r1)
-
 
 def group_planes(planes: List[np.ndarray], sigma: float,
                  pilot: Optional[List[np.ndarray]] = None) -> Grouping:
@@ -205,10 +199,8 @@ def _filter_learned(grouping: Grouping, channel: int, sigma: float, d: np.ndarra
     for r0 in range(0, len(grouping.counts), CHUNK_GROUPS):
         interrupts.check()
         r1 = min(len(grouping.counts), r0 + CHUNK_GROUPS)
-        estimate, weight = group_filter(grouping.chunk(channel, r0, r1), grouping.chunk(channel, r0, r1, True),
-                                        grouping.counts[r0:r1], channel, sigma)
+        estimate, weight = group_filter(grouping, channel, r0, r1, sigma)
         estimate = np.ascontiguousarray(estimate, np.float32)
-        K.ungroup(estimate, grouping.counts, r0)
         K.scatter_groups(estimate, np.ascontiguousarray(weight, np.float32), grouping.ys, grouping.xs,
                          grouping.counts, r0, num, den)
     image, weight = K.synthesize(num, den, d)

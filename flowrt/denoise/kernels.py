@@ -245,10 +245,3 @@ def gather_groups(coef, ys, xs, counts, r0, r1):  # pragma: no cover - compiled
         r = r0 + q
         _gather(out[q], coef, ys[r], xs[r], counts[r])
     return out
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def ungroup(groups, counts, r0):  # pragma: no cover - compiled
-    """Inverse of ``gather_groups``' Haar transform, in place: groups (n, G, 64) -> patch DCTs."""
-    for q in numba.prange(groups.shape[0]):
-        _haar(groups[q], counts[r0 + q], True)
