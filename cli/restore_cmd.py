@@ -62,7 +62,8 @@ def _restore(job, opts, model_dir, verbose, quiet, start) -> None:
         run_restore(job, None, opts)
         _say(job.summary(time.monotonic() - start), quiet)
         return
-    device, prior = _load(model_dir, opts)
+    # a restore that is a denoiser's estimate alone loads no prior (no onnxruntime, no torch)
+    device, prior = _load(model_dir, opts) if job.plan.needs_prior else (None, None)
     _run(job, prior, opts, device, model_dir, verbose, quiet)
     if verbose:
         click.echo(f"wrote {job.out_path}", err=True)
@@ -83,8 +84,8 @@ def _load(model_dir, opts):
 
 def _run(job, prior, opts, device, model_dir, verbose, quiet) -> None:
     """run_restore with progress by stage (whole) or by tile (tiled); -v first says what will run."""
-    from flowrt.pipeline.run import model_key, run_restore
-    settings = job.settings(prior.multiple)
+    from flowrt.pipeline.run import model_key, prior_multiple, run_restore
+    settings = job.settings(prior_multiple(prior))
     stages = job.plan.stages()
     if verbose:
         bound = job.plan.with_engine(prior, device)   # what run_restore binds: named before the work starts

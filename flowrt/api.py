@@ -138,7 +138,7 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
             rgb = loaded.rgb
         else:
             check_machine(source, int(opts.scale), "-")
-            device, prior = _engine(model, prior, opts)
+            device, prior = _engine(model, prior, opts) if plan.needs_prior or prior is not None else (None, None)
             plan = plan.with_engine(prior, device)
             settings = _settings(source, plan, prior, tiling)
             rgb = restore_in_memory(source, plan, prior, settings, device=device, on_step=progress)
@@ -146,11 +146,11 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
 
 
 def _settings(source, plan: RestorationPlan, prior, tiling: TilingOptions):
-    from flowrt.pipeline.run import tile_settings
+    from flowrt.pipeline.run import prior_multiple, tile_settings
     if not source.tile:
         return None
     w, h = source.size
-    return tile_settings(h, w, plan, prior.multiple, source.tile, tiling.overlap)
+    return tile_settings(h, w, plan, prior_multiple(prior), source.tile, tiling.overlap)
 
 
 def _engine(model, prior, opts: RestoreOptions):

@@ -89,3 +89,23 @@ def test_the_fused_kernel_equals_gather_filter_and_put_back():
         for q in range(len(est)):
             K._haar(est[q], grouping.counts[5 + q], True)
         assert np.allclose(fused, est, atol=1e-6) and np.allclose(w_fused, w, rtol=1e-6)
+
+
+def test_a_noise_alone_restore_loads_no_prior_engine(tmp_path):
+    """The flow denoiser's estimate is the whole restore: no onnxruntime session, no onnx, no torch
+    imported; the summary names no engine. --iters 2 brings the prior (and its engine) back."""
+    import subprocess
+    import sys
+    from PIL import Image
+    Image.fromarray((_noisy(_scene(48)) * 255).round().astype(np.uint8)).save(tmp_path / "n.png")
+    code = ("import sys; from flowrt.cli.main import cli\n"
+            "try:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules))")
+    runs = {}
+    for extra in ([], ["--iters", "2", "--engine", "ort"]):
+        proc = subprocess.run([sys.executable, "-c", code, "restore", str(tmp_path / "n.png"), "-o",
+                               str(tmp_path / "o.png"), "--sigma", "20", *extra], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        runs[bool(extra)] = (proc.stdout.strip().splitlines()[-1], proc.stderr)
+    assert runs[False][0] == "[]" and "flow denoiser alone" in runs[False][1] and "engine" not in runs[False][1]
+    assert "onnxruntime" in runs[True][0] and "engine ort on cpu" in runs[True][1]

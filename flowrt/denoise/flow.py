@@ -9,7 +9,7 @@ numba kernel over the grouped denoiser's groups, because a gather-heavy graph ru
 was far slower under ONNX Runtime than a fused kernel (``benchmarks/results/flow_denoiser/``).
 ``tests/test_flow_denoiser.py`` checks the kernel against ONNX Runtime running the graph.
 
-torch-free: numpy, numba and onnx (to read the initialisers).
+torch-free and onnx-free: numpy and numba (``flowrt.prior.onnx_initializers`` reads the graph).
 """
 from __future__ import annotations
 
@@ -42,14 +42,8 @@ class GroupTables:
     @classmethod
     def from_graph(cls, path: Path) -> "GroupTables":
         """Read the tables and axes the exporter stored in ``denoiser.onnx``."""
-        import onnx
-        from onnx import numpy_helper
-        try:
-            model = onnx.load(str(path))
-        except Exception as exc:  # any parse failure: a damaged or foreign file
-            raise ModelError(f"{path}: not a readable ONNX graph ({type(exc).__name__})") from None
-        found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        meta = {p.key: p.value for p in model.metadata_props}
+        from flowrt.prior.onnx_initializers import read_initializers   # not onnx: its import costs a second
+        found, meta = read_initializers(path, ("gain", "weight", "slots"))
         missing = [k for k in ("gain", "weight", "slots") if k not in found] + \
                   [k for k in ("axes",) if k not in meta]
         if missing:

@@ -99,6 +99,9 @@ class JpegQuality:
         return self  # re-encoded per region anyway: nothing depends on where the region lies
 
 
+NO_ENGINE = "none"   # the engine of a plan whose restore runs no image prior (RestorationPlan.needs_prior)
+
+
 @dataclass
 class RestorationPlan:
     """Every decision resolved: what the forward model is and why, and how it is inverted."""
@@ -138,9 +141,21 @@ class RestorationPlan:
         return dataclasses.replace(self, start=choose_start(solver, self.sigma, jpeg_sigma, inverts=self.inverts,
                                                             denoiser_is_estimate=alone))
 
+    @property
+    def needs_prior(self) -> bool:
+        """Whether the image prior runs at all: not when a denoiser's estimate is the whole restore
+        (noise alone with the flow denoiser, or ``--iters 0`` after a denoised or split start), so
+        that no engine is loaded for it."""
+        return not (self.start is not None and self.start.kind in ("denoise", "split") and not self.solver.iters)
+
     def with_engine(self, prior, device=None) -> "RestorationPlan":
         """The plan bound to the engine that runs ``prior`` (the one place a prior's type says which
-        loop runs it: ``flowrt.prior.engines.engine_of``) on ``device`` (None: the CPU)."""
+        loop runs it: ``flowrt.prior.engines.engine_of``) on ``device`` (None: the CPU). A plan that
+        does not ``needs_prior`` may be bound to None: its engine is then NO_ENGINE."""
+        if prior is None:
+            if self.needs_prior:
+                raise ValueError("this plan runs the image prior: bind it to one")
+            return dataclasses.replace(self, engine=NO_ENGINE, device="cpu")
         from flowrt.prior.engines import engine_of
         engine = engine_of(prior)
         where = getattr(prior, "device", None) if engine == "ort" else device
@@ -197,7 +212,7 @@ class RestorationPlan:
         else:
             start = f"blurred start ({cfg.start_blur:g} px)" if cfg.start_blur else "start from the observation"
             words = f"{start} then {iterations}"
-        return words + (f"; engine {self.engine} on {self.device}" if self.engine else "")
+        return words + (f"; engine {self.engine} on {self.device}" if self.engine not in (None, NO_ENGINE) else "")
 
     def describe(self) -> str:
         """The whole plan in words: the forward model, then what runs (``describe_method``)."""

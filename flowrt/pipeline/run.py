@@ -271,6 +271,11 @@ def run_key(job: RestoreJob, opts: RestoreOptions, model: str) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def prior_multiple(prior) -> int:
+    """The size multiple tiles align to for ``prior`` (1 when no prior runs: the denoisers take any size)."""
+    return 1 if prior is None else prior.multiple
+
+
 def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, model: str = "",
                 on_step: StageProgress = None, on_tile: Progress = None) -> None:
     """Restore ``job`` with ``prior`` (``flowrt.prior.engines.open_engine``'s) and write its output
@@ -280,7 +285,7 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
     on_step(stage, done, total) per step of each of ``plan.stages()`` (of the current tile when
     tiled), on_tile(done, total) after each tile. model: ``model_key`` of the prior (part of the
     resume key). A job with nothing to restore (``job.unchanged``) is written as its input was
-    (prior may then be None). The output is locked for the whole run
+    (prior may then be None), and so may a plan that does not ``needs_prior``. The output is locked for the whole run
     (``flowrt.io.output_lock``): a second run on the same OUT fails in one line.
     """
     from flowrt.io.output_lock import output_lock
@@ -289,7 +294,7 @@ def run_restore(job: RestoreJob, prior, opts: RestoreOptions, *, device=None, mo
             _write_unchanged(job)
             return
         job.plan = job.plan.with_engine(prior, device)
-        settings = job.settings(prior.multiple)
+        settings = job.settings(prior_multiple(prior))
         if settings is None:
             _run_whole(job, prior, device, on_step)
             return
