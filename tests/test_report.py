@@ -128,6 +128,29 @@ def test_batch_report_into_the_new_output_folder(tiny_prior, tmp_path):
     assert f"report: {report}" in result.stderr
 
 
+def test_batch_report_lists_skipped_images_with_their_existing_outputs(tiny_prior, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(waves(20, 28, len(name), 10)).save(tmp_path / "in" / name)
+    first = invoke("batch", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_prior, "--iters", "2",
+                   "--sigma", "10")
+    assert first.exit_code == 0, first.output
+    Image.fromarray(waves(20, 28, 7, 10)).save(tmp_path / "in" / "c.png")   # new since the first run
+    report = tmp_path / "report.html"
+    again = invoke("batch", tmp_path / "in", "-o", tmp_path / "out", "--skip-existing", "--report", report,
+                   "--model", tiny_prior, "--iters", "2", "--sigma", "10")
+    assert again.exit_code == 0 and "restored 1 image(s), skipped 2 already done" in again.output, again.output
+    text = report.read_text()
+    assert_self_contained(text)
+    assert text.count('type="range"') == 3 and "Not restored" not in text
+    table = text.split("<table class=summary>")[1].split("</table>")[0]
+    rows = dict(re.findall(r'<tr><td><a href="#img\d+">([^<]+)</a></td>(.*?)</tr>', table))
+    assert sorted(rows) == ["a.png", "b.png", "c.png"]
+    assert "<td>skipped</td>" in rows["a.png"] and "<td>skipped</td>" in rows["b.png"]
+    assert re.search(r"<td>\d+\.\d s</td>", rows["c.png"]) and "existed already (--skip-existing)" in text
+    assert str(tmp_path / "out" / "a.png") in text and str(tmp_path / "out" / "b.png") in text
+
+
 def test_batch_report_path_is_checked_before_any_work(tiny_prior, tmp_path):
     (tmp_path / "in").mkdir()
     Image.fromarray(waves(20, 28, 1, 10)).save(tmp_path / "in" / "a.png")
