@@ -77,6 +77,22 @@ def test_compare_writes_a_page_with_maps(tiny_prior, tmp_path):
     assert 'type="range"' in text and "Where the bits go" in text and "x2 (the input is shown enlarged" in text
 
 
+def test_compare_and_score_give_one_bits_per_dim_in_one_named_mode(tiny_prior, tmp_path):
+    """The page scored with 'mid' dequantisation and score with 'uniform' (2.256 against 2.465 for one
+    file, neither saying so); now one mode, named in both outputs."""
+    Image.fromarray(waves(24, 32, 0, 25)).save(tmp_path / "noisy.png")
+    page = tmp_path / "page.html"
+    assert invoke("compare", tmp_path / "noisy.png", tmp_path / "noisy.png", "-o", page,
+                  "--model", tiny_prior).exit_code == 0
+    scored = invoke("score", tmp_path / "noisy.png", "--model", tiny_prior, "--device", "cpu")
+    assert scored.exit_code == 0, scored.output
+    figure = float(scored.stdout.split()[0])
+    text = page.read_text()
+    on_page = re.findall(r"(\d+\.\d+) bits/dim</figcaption>", text)
+    assert len(on_page) == 2 and all(float(v) == pytest.approx(figure, abs=1e-3) for v in on_page), (on_page, figure)
+    assert "uniform dequantisation, seed 0" in scored.stdout and "uniform dequantisation, seed 0" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (("noisy.png", "noisy.png", "-o", "page.txt"), "must end in .html"),
     (("noisy.png", "noisy.png", "-o", "nowhere/page.html"), "does not exist"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 from flowrt.errors import FlowrtError
-from flowrt.report.items import load_item
+from flowrt.report.items import load_item, score_note
 from flowrt.report.page import render_page, write_page
 from flowrt.report.preview import PREVIEW_SIDE
 
@@ -58,5 +58,5 @@ def _notes(summary, with_maps: bool) -> List[str]:
              f"Drag a slider: left of it the input, right of it the result. Previews larger than "
              f"{PREVIEW_SIDE} px are downscaled; the pages embed every picture and fetch nothing."]
     if with_maps:
-        notes.append("Score maps are computed at full resolution (centre crop to the prior's size rule).")
+        notes.append(score_note())
     return notes
