@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     parser.add_argument("--side", type=int, default=16384)
     parser.add_argument("--timeout", type=int, default=300, help="stop the restore (SIGINT) after this many s")
     parser.add_argument("--scratch", default=None, help="folder for the TIFF (default: a temporary one)")
+    parser.add_argument("--name", default="big_scan", help="results file stem in benchmarks/results/")
     args = parser.parse_args(argv)
-    env = dict(os.environ, OMP_NUM_THREADS="1", NO_COLOR="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", NO_COLOR="1")
     env.pop("FLOWRT_MAX_PIXELS", None)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         src, out = Path(tmp) / "big.tif", Path(tmp) / "out.tif"
@@ -66,17 +67,18 @@ def main(argv=None) -> int:
            "peak_rss_mib": round(peak_kib / 1024, 1), "wall_s": round(wall, 1),
            "refused_below_limit": refused.stderr.strip().splitlines()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "big_scan.json").write_text(json.dumps(row, indent=1) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(row, indent=1) + "\n")
     lines = [f"# A {args.side}x{args.side} tiled TIFF through the CLI, no extra flag (benchmarks/big_scan.py)", "",
-             f"`python benchmarks/big_scan.py --side {args.side} --timeout {args.timeout}` (OMP_NUM_THREADS=1, a "
-             "shared 2-core machine): `" + row["command"] + "`.", "",
+             f"`python benchmarks/big_scan.py --side {args.side} --timeout {args.timeout} --name {args.name}` "
+             "(OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1, a shared 2-core machine): `" + row["command"] + "`.", "",
              f"- input: {file_mib} MiB on disk ({args.side * args.side / 1e6:.0f} megapixels)",
              f"- accepted with no flag: {row['accepted']} (errors: {errors or 'none'})",
              f"- exit {run.returncode}" + (" (stopped by the timeout, as Ctrl-C)" if row["stopped_by_timeout"] else ""),
-             f"- tiles done: {done} of {total} in {row['wall_s']} s",
+             f"- tiles done: {done} of {total} in {row['wall_s']} s"
+             + (" (a partial run: the peak RSS below is over these tiles only)" if done < total else ""),
              f"- peak RSS: {row['peak_rss_mib']} MiB",
              f"- with FLOWRT_MAX_PIXELS={args.side * args.side - 1}: {' / '.join(row['refused_below_limit'])}"]
-    (RESULTS / "big_scan.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if row["accepted"] else 1
 

@@ -34,7 +34,7 @@ def compare(before, after, page_path, model_dir, maps, title, reference_path):
     from flowrt.report.paths import check_output
 
     check_output(page_path, (".html", ".htm"), "page", (before, after))
-    from flowrt.report.items import load_item
+    from flowrt.report.items import load_item, score_note
     from flowrt.report.page import render_page, write_page
 
     started = time.perf_counter()
@@ -44,6 +44,8 @@ def compare(before, after, page_path, model_dir, maps, title, reference_path):
     fidelity = _fidelity(reference_path, before, after) if reference_path else None
     notes = [f"{before} (left, before) against {after} (right, after)",
              f"made by flowrt compare in {time.perf_counter() - started:.1f} s; self-contained, nothing is fetched"]
+    if flow is not None:
+        notes.append(score_note())
     if fidelity:
         notes.append(fidelity)
         click.echo(fidelity)

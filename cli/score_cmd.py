@@ -13,7 +13,8 @@ LOWER_NOTE = ("note: lower is not always better: an over-smoothed image scores l
 @click.argument("image", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--model", "model_dir", help="Exported prior folder (default: the packaged default prior).")
 @click.option("--dequant", type=click.Choice(["uniform", "mid"]), default="uniform", show_default=True,
-              help="8-bit dequantisation: (k + v)/256 with v ~ U[0,1) from --seed, or v = 1/2.")
+              help="8-bit dequantisation: (k + v)/256 with v ~ U[0,1) from --seed, or v = 1/2. "
+                   "flowrt compare and batch --report score with the defaults.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the uniform dequantisation noise.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the prior runs: auto (CUDA when there is one), cpu or cuda.")

@@ -96,3 +96,79 @@ def test_a_tiled_output_that_cannot_fit_on_the_disk_is_refused(tmp_path, monkeyp
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(100, 100, 100))
     one_line_error(invoke_flowrt("restore", src, "-o", tmp_path / "out.png", "--sigma", "20", "--tile", "16",
                                  "--overlap", "4"), "of disk")
+
+
+class _Stream:
+    """A stdin whose reads hand out ``head`` and then ``fill`` bytes for ever, or until ``size`` bytes;
+    ``interrupt_after`` bytes in, a read raises KeyboardInterrupt (Ctrl-C while copying)."""
+
+    def __init__(self, head: bytes, fill: int = 0, size: float = float("inf"), interrupt_after: float = float("inf")):
+        self.head, self.fill, self.size, self.interrupt_after, self.given = head, bytes([fill]), size, interrupt_after, 0
+
+    def read(self, n: int) -> bytes:
+        if self.given >= self.interrupt_after:
+            raise KeyboardInterrupt
+        n = int(min(n, self.size - self.given))
+        chunk = (self.head[self.given:] + self.fill * n)[:n]
+        self.given += len(chunk)
+        return chunk
+
+
+@pytest.fixture
+def spools(tmp_path, monkeypatch):
+    """Every temporary file stdin is copied into (TMPDIR is a fresh folder); the folder, to check it stays empty."""
+    import tempfile
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made, original = [], tempfile.TemporaryFile
+
+    def recording(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    return made, scratch
+
+
+def _stdin(monkeypatch, stream) -> None:
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": stream})())
+
+
+@pytest.mark.parametrize("stream, error", [
+    (_Stream(b""), "not a PNG"),                                             # /dev/zero
+    (_Stream(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, fill=7), "more than 2 MiB"),  # endless, looks like an image
+    (_Stream(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, size=3 << 20), "more than 2 MiB"),
+    (_Stream(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8, fill=1, interrupt_after=1 << 20), None),   # Ctrl-C mid-copy
+])
+def test_stdin_streams_to_a_temporary_file_refused_at_once_and_gone_on_every_way_out(monkeypatch, spools,
+                                                                                      stream, error):
+    from flowrt.io.input_bytes import read_source
+    monkeypatch.setattr(limits, "_HEADROOM_BYTES", 2 << 20)
+    limits.set_max_pixels(1000)   # cap: 2 MiB + 8000 bytes
+    _stdin(monkeypatch, stream)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt if error is None else InputError) as caught:
+        read_source("-")
+    assert time.monotonic() - started < 1.0
+    if error:
+        assert error in str(caught.value) and "\n" not in str(caught.value)
+    made, scratch = spools
+    assert len(made) == 1 and made[0].closed and os.listdir(scratch) == []
+
+
+def test_stdin_is_read_back_from_its_temporary_file_whole_and_held_once(monkeypatch, spools):
+    import tracemalloc
+    from flowrt.io.input_bytes import read_source
+    head = b"\x89PNG\r\n\x1a\n" + b"\x01" * 8
+    size = 24 << 20
+    _stdin(monkeypatch, _Stream(head, fill=5, size=size))
+    tracemalloc.start()
+    try:
+        data, name, path = read_source("-")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (name, path, len(data)) == ("<stdin>", None, size) and data[:16] == head and data[-1] == 5
+    assert peak < size * 1.3   # chunks joined in memory held the stream twice
+    made, scratch = spools
+    assert len(made) == 1 and made[0].closed and os.listdir(scratch) == []

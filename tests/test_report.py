@@ -77,6 +77,22 @@ def test_compare_writes_a_page_with_maps(tiny_prior, tmp_path):
     assert 'type="range"' in text and "Where the bits go" in text and "x2 (the input is shown enlarged" in text
 
 
+def test_compare_and_score_give_one_bits_per_dim_in_one_named_mode(tiny_prior, tmp_path):
+    """The page scored with 'mid' dequantisation and score with 'uniform' (2.256 against 2.465 for one
+    file, neither saying so); now one mode, named in both outputs."""
+    Image.fromarray(waves(24, 32, 0, 25)).save(tmp_path / "noisy.png")
+    page = tmp_path / "page.html"
+    assert invoke("compare", tmp_path / "noisy.png", tmp_path / "noisy.png", "-o", page,
+                  "--model", tiny_prior).exit_code == 0
+    scored = invoke("score", tmp_path / "noisy.png", "--model", tiny_prior, "--device", "cpu")
+    assert scored.exit_code == 0, scored.output
+    figure = float(scored.stdout.split()[0])
+    text = page.read_text()
+    on_page = re.findall(r"(\d+\.\d+) bits/dim</figcaption>", text)
+    assert len(on_page) == 2 and all(float(v) == pytest.approx(figure, abs=1e-3) for v in on_page), (on_page, figure)
+    assert "uniform dequantisation, seed 0" in scored.stdout and "uniform dequantisation, seed 0" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (("noisy.png", "noisy.png", "-o", "page.txt"), "must end in .html"),
     (("noisy.png", "noisy.png", "-o", "nowhere/page.html"), "does not exist"),
@@ -126,6 +142,29 @@ def test_batch_report_into_the_new_output_folder(tiny_prior, tmp_path):
     assert "noise sigma 10.0" in text and re.search(r"<td>\d+\.\d s</td>", text)
     assert "then 2 flow-MAP iterations; engine torch on cpu" in text   # what ran, not only what was asked
     assert f"report: {report}" in result.stderr
+
+
+def test_batch_report_lists_skipped_images_with_their_existing_outputs(tiny_prior, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(waves(20, 28, len(name), 10)).save(tmp_path / "in" / name)
+    first = invoke("batch", tmp_path / "in", "-o", tmp_path / "out", "--model", tiny_prior, "--iters", "2",
+                   "--sigma", "10")
+    assert first.exit_code == 0, first.output
+    Image.fromarray(waves(20, 28, 7, 10)).save(tmp_path / "in" / "c.png")   # new since the first run
+    report = tmp_path / "report.html"
+    again = invoke("batch", tmp_path / "in", "-o", tmp_path / "out", "--skip-existing", "--report", report,
+                   "--model", tiny_prior, "--iters", "2", "--sigma", "10")
+    assert again.exit_code == 0 and "restored 1 image(s), skipped 2 already done" in again.output, again.output
+    text = report.read_text()
+    assert_self_contained(text)
+    assert text.count('type="range"') == 3 and "Not restored" not in text
+    table = text.split("<table class=summary>")[1].split("</table>")[0]
+    rows = dict(re.findall(r'<tr><td><a href="#img\d+">([^<]+)</a></td>(.*?)</tr>', table))
+    assert sorted(rows) == ["a.png", "b.png", "c.png"]
+    assert "<td>skipped</td>" in rows["a.png"] and "<td>skipped</td>" in rows["b.png"]
+    assert re.search(r"<td>\d+\.\d s</td>", rows["c.png"]) and "existed already (--skip-existing)" in text
+    assert str(tmp_path / "out" / "a.png") in text and str(tmp_path / "out" / "b.png") in text
 
 
 def test_batch_report_path_is_checked_before_any_work(tiny_prior, tmp_path):

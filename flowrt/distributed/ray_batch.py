@@ -70,7 +70,7 @@ class _Driver:
         self.pending = collections.deque(job.pairs)
         self.inflight: Dict[object, tuple] = {}   # ref -> (src, dst, decoded image or None)
         self.tiled: collections.deque = collections.deque()   # (src, dst, prepared job or None)
-        self.result = RayBatchReport(BatchSummary(skipped=len(job.skipped), lossless=job.lossless))
+        self.result = RayBatchReport(BatchSummary(skipped=list(job.skipped), lossless=job.lossless))
         for path, message in job.unreadable:   # broken links, reported as the local batch does
             self.result.summary.failed.append((path, message))
             report(f"failed: {message}")

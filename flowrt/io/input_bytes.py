@@ -2,8 +2,10 @@
 
 A device (``/dev/zero``) is refused before reading; a regular file larger than any image under the
 pixel limit could be (``flowrt.io.limits.max_input_bytes``) is refused by its size; a pipe or stdin is
-read in chunks up to that cap, and refused at its first megabyte when that is no image's start. Names
-in messages have control characters escaped (``display_name``).
+copied in chunks into an unnamed temporary file (``tempfile.TemporaryFile``, in TMPDIR: no name to
+leave behind, whatever ends the process) up to that cap, refused at its first megabyte when that is
+no image's start, and then read from that file like a regular one, so a stream is never held twice.
+Names in messages have control characters escaped (``display_name``).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import errno
 import os
 import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -32,7 +35,7 @@ def read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
         stdin = getattr(sys.stdin, "buffer", None)
         if stdin is None:   # the process was started with stdin closed (<&-)
             raise InputError("<stdin>: standard input is closed; give IN as a file or pipe an image in")
-        return _read_capped(stdin, "<stdin>"), "<stdin>", None
+        return _spooled(stdin, "<stdin>"), "<stdin>", None
     path = Path(src)
     try:
         info = path.stat()
@@ -49,7 +52,8 @@ def read_source(src: Source) -> Tuple[bytes, str, Optional[str]]:
                          f"limit can take ({cap >> 20} MiB); --max-pixels N or {ENV_VAR} raises the limit")
     try:
         with open(path, "rb") as fh:
-            return _read_capped(fh, display_name(path)), display_name(path), str(path.resolve())
+            read = _read_file if stat.S_ISREG(info.st_mode) else _spooled   # a FIFO streams as stdin does
+            return read(fh, display_name(path)), display_name(path), str(path.resolve())
     except OSError as exc:
         raise InputError(f"{display_name(path)}: cannot read ({exc.strerror or exc})") from None
 
@@ -68,23 +72,45 @@ def display_name(path) -> str:
     return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
-def _read_capped(stream, name: str) -> bytes:
-    """Read ``stream`` to its end in chunks, refusing it once it passes ``max_input_bytes()`` or
-    when its first bytes are no image (so `cat /dev/zero |` stops at once)."""
+def _read_file(fh, name: str) -> bytes:
+    """A regular file's bytes, up to ``max_input_bytes()`` (its size was checked; it may have grown since)."""
     cap = max_input_bytes()
-    chunks, total = [], 0
-    while True:
-        chunk = stream.read(1 << 20)
-        if not chunk:
-            break
-        if not total and len(chunk) >= 16:
-            sniff_format(chunk, name)
-        chunks.append(chunk)
-        total += len(chunk)
-        if cap is not None and total > cap:
-            raise InputError(f"{name}: more than {cap >> 20} MiB, more than an image under the pixel limit can "
-                             f"take; --max-pixels N or {ENV_VAR} raises the limit")
-    return b"".join(chunks)
+    data = fh.read() if cap is None else fh.read(cap + 1)
+    if cap is not None and len(data) > cap:
+        raise _over_cap(name, cap)
+    return data
+
+
+def _spooled(stream, name: str) -> bytes:
+    """``stream`` (stdin, a pipe) copied in chunks into an unnamed temporary file, then read back from it.
+    Refused when it passes ``max_input_bytes()`` or when its first bytes are no image (so
+    `cat /dev/zero |` stops at once); the file goes with its handle, on every way out."""
+    cap = max_input_bytes()
+    with tempfile.TemporaryFile(prefix="flowrt-input-") as spool:
+        total, head = 0, b""
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            if len(head) < 16:   # a pipe may hand over its first bytes in pieces
+                head += chunk[:16]
+                if len(head) >= 16:
+                    sniff_format(head, name)
+            total += len(chunk)
+            if cap is not None and total > cap:
+                raise _over_cap(name, cap)
+            try:
+                spool.write(chunk)
+            except OSError as exc:   # the temporary folder is full or read-only
+                raise InputError(f"{name}: cannot keep it in a temporary file in {tempfile.gettempdir()} "
+                                 f"({exc.strerror or exc}); TMPDIR names another folder") from None
+        spool.seek(0)
+        return spool.read()
+
+
+def _over_cap(name: str, cap: int) -> InputError:
+    return InputError(f"{name}: more than {cap >> 20} MiB, more than an image under the pixel limit can "
+                      f"take; --max-pixels N or {ENV_VAR} raises the limit")
 
 
 def sniff_format(data: bytes, name: str) -> str:

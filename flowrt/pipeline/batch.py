@@ -41,11 +41,12 @@ class _Silent:
 
 @dataclass
 class BatchJob:
-    """pairs: (input, output) paths still to do; skipped: outputs that exist and are whole;
+    """pairs: (input, output) paths still to do; skipped: (input, output) pairs whose output exists and
+    is whole (--skip-existing);
     unreadable: (path, one-line reason) for image names that are no file (a dangling or looping link);
     lossless: how many lossy inputs (JPEG, WebP) are written as PNG because no --format was given."""
     pairs: List[Tuple[Path, Path]]
-    skipped: List[Path] = field(default_factory=list)
+    skipped: List[Tuple[Path, Path]] = field(default_factory=list)
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
     lossless: int = 0
 
@@ -72,7 +73,7 @@ class BatchJob:
             job.lossless += int(output.format is None and out.suffix != path.suffix)
             path = src / path
             if skip_existing and out.exists() and _finished(out):
-                job.skipped.append(out)
+                job.skipped.append((path, out))
             else:
                 job.pairs.append((path, out))
         if not job.pairs and not job.skipped and not job.unreadable:
@@ -143,7 +144,7 @@ def _finished(out: Path) -> bool:
 class BatchSummary:
     done: int = 0
     failed: List[Tuple[Path, str]] = field(default_factory=list)
-    skipped: int = 0
+    skipped: List[Tuple[Path, Path]] = field(default_factory=list)   # (input, existing output), left as they were
     unchanged: int = 0     # of done: nothing to restore, written as they were
     lossless: int = 0      # lossy inputs written as PNG (no --format)
     records: List[ImageRecord] = field(default_factory=list)   # one per restored image, in order
@@ -153,7 +154,7 @@ class BatchSummary:
         if self.unchanged:
             text += f" ({self.unchanged} clean, written unchanged; --force restores them)"
         if self.skipped:
-            text += f", skipped {self.skipped} already done"
+            text += f", skipped {len(self.skipped)} already done"
         if self.failed:
             text += f", {len(self.failed)} failed"
         if self.lossless:
@@ -177,7 +178,7 @@ def run_batch(job: BatchJob, opts, prior, *, device=None, bit_depth: Optional[in
     from flowrt.pipeline.run import TilingOptions, prepare_restore, run_restore
 
     tiling = tiling or TilingOptions()
-    summary = BatchSummary(skipped=len(job.skipped), lossless=job.lossless)
+    summary = BatchSummary(skipped=list(job.skipped), lossless=job.lossless)
     progress = progress or _Silent()
     for path, message in job.unreadable:
         summary.failed.append((path, message))

@@ -19,7 +19,8 @@ and the re-encoding data term (``flowrt.pipeline.plan.JpegQuality``) restores th
 The chroma table is the IJG chroma table of the same quality (what libjpeg and Pillow write);
 chroma is assumed 4:2:0, the encoders' default. Noise that went through the JPEG is mostly
 zeroed by it and reads low to flowrt.pipeline.noise_level, but the blocking is found, so such an
-image is restored with the JPEG term rather than called clean.
+image is restored with the JPEG term rather than called clean, and flowrt.pipeline.jpeg_noise maps
+the low reading back to the noise before the compression with the detected quality's tables.
 
 Nothing here imports torch.
 """

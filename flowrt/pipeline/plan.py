@@ -272,6 +272,10 @@ def resolve_sigma(sample: Optional[np.ndarray], opts: RestoreOptions, jpeg) -> t
     threshold = JPEG_NOISE_THRESHOLD if jpeg is not None else NOISE_THRESHOLD
     if estimate < threshold:
         return None, f"estimated {estimate:.1f}, below {threshold:g}", estimate
+    if jpeg is not None:   # the decode shows what the JPEG left of the noise; the data term wants all of it
+        from flowrt.pipeline.jpeg_noise import jpeg_tables, noise_before_jpeg
+        before = noise_before_jpeg(estimate, jpeg_tables(jpeg), upper=MAX_SIGMA)
+        return before, f"estimated before the JPEG; the decoded image reads {estimate:.1f}", estimate
     return estimate, "estimated", estimate
 
 

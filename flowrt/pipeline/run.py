@@ -179,7 +179,7 @@ class RestoreJob:
         target = "stdout" if self.out_path == "-" else self.out_path
         if self.unchanged:
             return f"{self.name}: {self.plan.nothing_to_do}; wrote it unchanged to {target} ({seconds:.1f} s)"
-        estimate = "" if self.plan.sigma_estimate is None or self.plan.sigma_source == "estimated" \
+        estimate = "" if self.plan.sigma_estimate is None or self.plan.sigma is not None \
             else f"; estimated noise {self.plan.sigma_estimate:.1f}"
         return f"{self.name} -> {target}: {self.plan.describe()}{estimate}; {seconds:.1f} s"
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from flowrt.prior.layers import AffineCoupling, FlowSequence
-from flowrt.prior.scoring import centre_crop_to_multiple, dequantize
+from flowrt.prior.scoring import DEFAULT_DEQUANT, DEFAULT_SEED, centre_crop_to_multiple, dequantize
 
 DEFAULT_TILE = 512   # pixels per tile side: bounds memory on large images (the map is computed per tile)
 
@@ -46,13 +46,15 @@ class BitsMap:
         return float(self.bits.mean())
 
 
-def bits_map(model, rgb8: np.ndarray, *, dequant: str = "mid", seed: int = 0, tile: int = DEFAULT_TILE) -> BitsMap:
+def bits_map(model, rgb8: np.ndarray, *, dequant: str = DEFAULT_DEQUANT, seed: int = DEFAULT_SEED,
+             tile: int = DEFAULT_TILE) -> BitsMap:
     """Per-pixel bits/dim of an (H, W, 3) uint8 image under a torch ``FlowModel``.
 
     The image is centre-cropped to multiples of ``model.multiple`` (as ``flowrt score`` does) and
     scored in tiles of about ``tile`` pixels (rounded to the multiple); the prior is not pixel-local,
-    so a tiled map differs a little near tile borders from a whole one. dequant: 'mid' (v = 1/2,
-    deterministic) or 'uniform' (fixed-seed noise), as ``flowrt.prior.scoring.dequantize``.
+    so a tiled map differs a little near tile borders from a whole one: an image within one tile has
+    ``flowrt score``'s bits/dim exactly, a larger one the mean of its tiles'. dequant: 'uniform'
+    (fixed-seed noise, the default everywhere) or 'mid' (v = 1/2), as ``flowrt.prior.scoring.dequantize``.
     """
     m = int(model.multiple)
     crop = centre_crop_to_multiple(rgb8, m)

@@ -16,6 +16,10 @@ import numpy as np
 from flowrt.errors import InputError
 
 DEQUANTISATIONS = ("uniform", "mid")
+# The one scoring mode of flowrt score, the API's score and the reports' bits/dim (numbers and maps),
+# so the same file gets the same figure everywhere.
+DEFAULT_DEQUANT = "uniform"
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Score:
     dequant: str
     providers: List[str]
     bit_depth: int = 8        # of the file; the score is always that of its 8-bit rounding
+    seed: int = DEFAULT_SEED  # of the uniform dequantisation
 
     @property
     def cropped(self) -> bool:
@@ -57,7 +62,7 @@ def centre_crop_to_multiple(rgb: np.ndarray, multiple: int) -> np.ndarray:
     return rgb[top:top + hc, left:left + wc]
 
 
-def dequantize(rgb8: np.ndarray, dequant: str = "uniform", seed: int = 0) -> np.ndarray:
+def dequantize(rgb8: np.ndarray, dequant: str = DEFAULT_DEQUANT, seed: int = DEFAULT_SEED) -> np.ndarray:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1): (k + v) / 256."""
     if dequant not in DEQUANTISATIONS:
         raise InputError(f"dequantisation must be one of {', '.join(DEQUANTISATIONS)}, not {dequant!r}")
@@ -66,17 +71,23 @@ def dequantize(rgb8: np.ndarray, dequant: str = "uniform", seed: int = 0) -> np.
     return ((k + v) / 256.0).astype(np.float32)
 
 
-def score_rgb8(prior, rgb8: np.ndarray, dequant: str = "uniform", seed: int = 0, bit_depth: int = 8) -> Score:
+def score_rgb8(prior, rgb8: np.ndarray, dequant: str = DEFAULT_DEQUANT, seed: int = DEFAULT_SEED,
+               bit_depth: int = 8) -> Score:
     """Bits/dim of an (H, W, 3) uint8 image under ``prior`` (a flowrt.prior.onnx_backend.Prior)."""
     cropped = centre_crop_to_multiple(rgb8, prior.multiple)
     bpd = float(prior.bits_per_dim(dequantize(cropped, dequant, seed))[0])
     return Score(bpd, rgb8.shape[0], rgb8.shape[1], cropped.shape[0], cropped.shape[1], dequant,
-                 list(prior.providers), bit_depth)
+                 list(prior.providers), bit_depth, seed)
+
+
+def mode_words(dequant: str = DEFAULT_DEQUANT, seed: int = DEFAULT_SEED) -> str:
+    """How a bits/dim figure was scored, in words every output that prints one uses."""
+    return f"uniform dequantisation, seed {seed}" if dequant == "uniform" else f"{dequant} dequantisation"
 
 
 def crop_note(score: Score, multiple: int) -> Tuple[str, ...]:
     """Words for what was scored, for the command's output line."""
-    note = (f"{score.dequant} dequantisation",)
+    note = (mode_words(score.dequant, score.seed),)
     if score.bit_depth != 8:
         note += (f"{score.bit_depth}-bit samples rounded to 8 bits",)
     if score.cropped:

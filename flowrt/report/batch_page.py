@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 from flowrt.errors import FlowrtError
-from flowrt.report.items import load_item
+from flowrt.report.items import load_item, score_note
 from flowrt.report.page import render_page, write_page
 from flowrt.report.preview import PREVIEW_SIDE
+
+
+SKIPPED_PLAN = "skipped: its output existed already (--skip-existing); shown as an earlier run left it"
 
 
 def settings_rows(opts, model_dir: Optional[str]) -> Tuple[Tuple[str, str], ...]:
@@ -32,14 +35,18 @@ def write_batch_report(path: Union[str, Path], summary, *, settings: Sequence[Tu
     """Write the page for ``summary`` (a ``BatchSummary``) atomically. settings: rows shown for every
     image (``settings_rows``); flow: a torch FlowModel for the score maps, or None for none."""
     items, failures = [], [message for _, message in summary.failed]
-    for record in summary.records:
-        details = (("plan", record.plan), ("time", f"{record.seconds:.1f} s"), *settings,
-                   ("output", str(record.output)))
+    entries = [(record.source, record.output, "restored",
+                (("plan", record.plan), ("time", f"{record.seconds:.1f} s"), *settings))
+               for record in summary.records]
+    # --skip-existing: the output of an earlier run is shown as it is; this run did not make it
+    entries += [(source, output, "skipped", (("plan", SKIPPED_PLAN), ("time", "skipped")))
+                for source, output in summary.skipped]
+    for source, output, done, details in entries:
         try:
-            items.append(load_item(record.source.name, str(record.source), str(record.output), flow=flow,
-                                   details=details))
+            items.append(load_item(source.name, str(source), str(output), flow=flow,
+                                   details=(*details, ("output", str(output)))))
         except FlowrtError as exc:   # e.g. an output the report cannot decode: listed, the page still made
-            failures.append(f"{record.source.name}: restored, but not shown ({exc})")
+            failures.append(f"{source.name}: {done}, but not shown ({exc})")
     write_page(path, render_page(items, title=f"flowrt batch: {input_dir or 'report'}",
                                  notes=_notes(summary, flow is not None), failures=failures))
 
@@ -51,5 +58,5 @@ def _notes(summary, with_maps: bool) -> List[str]:
              f"Drag a slider: left of it the input, right of it the result. Previews larger than "
              f"{PREVIEW_SIDE} px are downscaled; the pages embed every picture and fetch nothing."]
     if with_maps:
-        notes.append("Score maps are computed at full resolution (centre crop to the prior's size rule).")
+        notes.append(score_note())
     return notes

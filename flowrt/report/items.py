@@ -33,6 +33,15 @@ def load_item(name: str, before_path: str, after_path: str, *, flow=None,
     return ReportItem(name, before, after, rows, before_map[0], after_map[0], before_map[1], after_map[1])
 
 
+def score_note() -> str:
+    """The page's line saying how its bits/dim were scored (``_score``'s mode, ``flowrt score``'s default)."""
+    from flowrt.prior.density_map import DEFAULT_TILE
+    from flowrt.prior.scoring import mode_words
+    return (f"Bits/dim scored as flowrt score scores them ({mode_words()}, centre crop to the prior's size "
+            f"rule); an image over {DEFAULT_TILE} px a side is scored in {DEFAULT_TILE}-px tiles, whose mean "
+            "can differ slightly from flowrt score's whole-image figure.")
+
+
 def _score(flow, rgb8) -> Tuple[Optional[object], Optional[float]]:
     """((h, w) bits/dim map, its mean), or (None, None) for an image smaller than the prior's minimum."""
     from flowrt.errors import InputError
