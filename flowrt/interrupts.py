@@ -19,11 +19,11 @@ _requested = threading.Event()
 @contextlib.contextmanager
 def deferred():
     """Within the block, SIGINT (first press) is raised at the next ``check()``. A no-op off the main
-    thread, where signal handlers cannot be set."""
-    if threading.current_thread() is not threading.main_thread():
+    thread, where signal handlers cannot be set, and where SIGINT is ignored (a background job)."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous in (None, signal.SIG_IGN):   # off the main thread, or started with Ctrl-C ignored (nohup, &)
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
 
     def on_sigint(signum, frame):
         if _requested.is_set():   # the second press: stop now

@@ -133,6 +133,19 @@ def test_ctrl_c_waits_for_a_check_point_and_a_second_press_stops_at_once():
     """The first SIGINT is deferred to interrupts.check(); nothing raises inside native calls."""
     import os
     from flowrt import interrupts
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, even under `&`
+    try:
+        _check_points(os, interrupts)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a process started with Ctrl-C ignored keeps ignoring it
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            interrupts.check()
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _check_points(os, interrupts):
     with pytest.raises(KeyboardInterrupt):
         with interrupts.deferred():
             os.kill(os.getpid(), signal.SIGINT)
