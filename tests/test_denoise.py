@@ -49,7 +49,7 @@ def test_synthesis_is_the_adjoint_of_the_patch_dct():
     num = rng.standard_normal((6, 10, 64)).astype(np.float32)
     den = rng.random((6, 10)).astype(np.float32)
     d = K.dct_matrix()
-    image, weight = K.synthesize(num, den, d)
+    image, weight = K.synthesize(num, den, d, np.ones(8, np.float32))
     lhs = float(np.sum(K.patch_dct(plane, d).astype(np.float64) * num))
     assert lhs == pytest.approx(float(np.sum(plane.astype(np.float64) * image)), rel=1e-4)
     # the weights overlap-add over each patch's 8x8 pixels
@@ -60,12 +60,21 @@ def test_synthesis_is_the_adjoint_of_the_patch_dct():
     np.testing.assert_allclose(weight, expected, rtol=1e-5)
 
 
-def test_synthesis_inverts_the_patch_dct_with_unit_weights():
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_synthesis_inverts_the_patch_dct_with_unit_weights(beta):
+    """Whatever the window, consistent patches put back give the plane; the weight is the window's
+    overlap-add."""
     rng = np.random.default_rng(3)
     plane = rng.random((20, 11), dtype=np.float32)
     d = K.dct_matrix()
-    image, weight = K.synthesize(K.patch_dct(plane, d), np.ones((13, 4), np.float32), d)
+    window = np.kaiser(8, beta).astype(np.float32)
+    image, weight = K.synthesize(K.patch_dct(plane, d), np.ones((13, 4), np.float32), d, window)
     np.testing.assert_allclose(image / weight, plane, atol=1e-5)
+    expected = np.zeros((20, 11))
+    for y in range(13):
+        for x in range(4):
+            expected[y:y + 8, x:x + 8] += np.outer(window, window)
+    np.testing.assert_allclose(weight, expected, rtol=1e-5)
 
 
 def test_block_matching_matches_brute_force():

@@ -92,8 +92,10 @@ def test_runtime_constants_match_the_model():
     assert flow_runtime.R_FLOOR == gf.R_FLOOR
 
 
-def test_wiener_tables_reproduce_the_grouped_denoiser():
-    """Before any fit the flow's estimate is the Wiener shrinkage: the same image as denoise_rgb."""
+def test_wiener_tables_reproduce_the_grouped_denoiser(monkeypatch):
+    """Before any fit the flow's estimate is the Wiener shrinkage: the same image as denoise_rgb
+    (with the Wiener pass's flat aggregation window)."""
+    monkeypatch.setattr(grouped, "LEARNED_KAISER_BETA", 0.0)
     cfg = TableConfig()
     gain, weight = wiener_tables(cfg)
     tables = GroupTables(gain.numpy(), weight.numpy(), slot_index(cfg.group).numpy(), group_fit.axes_of(cfg))

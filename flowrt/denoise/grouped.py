@@ -42,6 +42,10 @@ GROUP_WIENER = 32         # most patches per group, second pass
 # compares noisy patches, whose distance carries 2 sigma^2 of noise on top of the signal's.
 MATCH_HARD_SIGNAL_255 = 3000.0
 MATCH_WIENER_255 = 800.0
+FLAT = np.ones(K.PATCH, np.float32)   # the aggregation window of the hard-thresholding and Wiener passes
+# The learned pass's aggregation window, Kaiser with this beta (chosen on val-photos crops:
+# benchmarks/results/flow_denoiser/README.md; the classical passes stay flat, where it did not help)
+LEARNED_KAISER_BETA = 2.0
 CHUNK_GROUPS = 4096       # groups filtered per parallel call (bounds the group buffer)
 BAND_PIXELS = 1 << 19     # larger images are denoised in bands of rows of about this many pixels
 MARGIN = SEARCH_RADIUS + 2 * K.PATCH   # rows of context on each side of a band
@@ -203,7 +207,7 @@ def _filter_learned(grouping: Grouping, channel: int, sigma: float, d: np.ndarra
         estimate = np.ascontiguousarray(estimate, np.float32)
         K.scatter_groups(estimate, np.ascontiguousarray(weight, np.float32), grouping.ys, grouping.xs,
                          grouping.counts, r0, num, den)
-    image, weight = K.synthesize(num, den, d)
+    image, weight = K.synthesize(num, den, d, np.kaiser(K.PATCH, LEARNED_KAISER_BETA).astype(np.float32))
     return image / np.maximum(weight, 1e-12)
 
 
@@ -232,5 +236,5 @@ def _filter(coef: np.ndarray, pilot, groups, sigma: float, d: np.ndarray) -> np.
         filtered, weights = K.filter_groups(coef, pilot, ys, xs, counts, r0, r1, np.float32(sigma),
                                             np.float32(HARD_THRESHOLD), wiener)
         K.scatter_groups(filtered, weights, ys, xs, counts, r0, num, den)
-    image, weight = K.synthesize(num, den, d)
+    image, weight = K.synthesize(num, den, d, FLAT)
     return image / np.maximum(weight, 1e-12)

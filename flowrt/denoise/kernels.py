@@ -59,9 +59,11 @@ def patch_dct(plane, d):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def synthesize(num, den, d):  # pragma: no cover - compiled
+def synthesize(num, den, d, window):  # pragma: no cover - compiled
     """Overlap-add every position's inverse DCT: num (hp, wp, 64) weighted coefficients, den
-    (hp, wp) weights -> (image (H, W) = sum of weighted patches, weight (H, W) = sum of weights).
+    (hp, wp) weights, window (8,) float32 -> (image (H, W) = sum of weighted patches, weight (H, W)
+    = sum of weights), each patch's pixel (i, j) also weighted by window[i] * window[j] (all ones:
+    flat patches; a Kaiser window trusts a patch's centre more than its border).
 
     Gather form (each output row reads the positions that cover it), so rows run in parallel."""
     hp, wp = den.shape
@@ -74,19 +76,19 @@ def synthesize(num, den, d):  # pragma: no cover - compiled
                     s = 0.0
                     for m in range(PATCH):
                         s += num[y, x, k * PATCH + m] * d[m, j]
-                    rows[y, k, x + j] += s
+                    rows[y, k, x + j] += s * window[j]
     image = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     for r in numba.prange(h):
         for i in range(max(0, r - hp + 1), min(PATCH, r + 1)):
             y = r - i
             for k in range(PATCH):
-                dk = d[k, i]
+                dk = d[k, i] * window[i]
                 for x in range(w):
                     image[r, x] += dk * rows[y, k, x]
             for x in range(wp):
                 for j in range(PATCH):
-                    weight[r, x + j] += den[y, x]
+                    weight[r, x + j] += den[y, x] * window[i] * window[j]
     return image, weight
 
 
