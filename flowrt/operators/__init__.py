@@ -8,7 +8,7 @@ forward models in numpy; ``parse_blur``, ``read_mask`` and ``NOISE_FLOOR_255`` a
 from flowrt.numeric.kernels import gaussian_kernel, parse_blur
 from flowrt.numeric.observation import NOISE_FLOOR_255, read_mask
 from .base import Degradation, Likelihood
-from .blur import Blur
+from .bridge import NumpyLikelihood, NumpyStage
 from .chain import ForwardModel, build_forward_model
 from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
@@ -16,7 +16,7 @@ from .mask import Mask, fill_holes
 from .noise import GaussianLikelihood
 
 __all__ = [
-    "BicubicDownsample", "Blur", "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
-    "Likelihood", "Mask", "NOISE_FLOOR_255", "build_forward_model", "fill_holes", "gaussian_kernel",
+    "BicubicDownsample", "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
+    "Likelihood", "Mask", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "fill_holes", "gaussian_kernel",
     "parse_blur", "read_mask",
 ]

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowrt.io.jpeg_coefficients import JpegInfo
+from flowrt.numeric import blur as numeric_blur
 from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
-from .blur import Blur
+from .bridge import NumpyStage
 from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
 from .mask import Mask, fill_holes
@@ -95,7 +96,7 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, greyscale=greyscale)
     stages: List[Degradation] = []
     if blur is not None:
-        stages.append(Blur(blur))
+        stages.append(NumpyStage(numeric_blur.Blur(blur)))
     if spec.scale > 1:
         stages.append(BicubicDownsample(spec.restored, spec.scale))
     if mask is not None:
