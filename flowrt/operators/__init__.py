@@ -10,13 +10,12 @@ from flowrt.numeric.observation import NOISE_FLOOR_255, read_mask
 from .base import Degradation, Likelihood
 from .bridge import NumpyLikelihood, NumpyStage
 from .chain import ForwardModel, build_forward_model
-from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
 from .mask import Mask, fill_holes
 from .noise import GaussianLikelihood
 
 __all__ = [
-    "BicubicDownsample", "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
+    "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
     "Likelihood", "Mask", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "fill_holes", "gaussian_kernel",
     "parse_blur", "read_mask",
 ]

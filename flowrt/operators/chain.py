@@ -15,10 +15,10 @@ from torch import Tensor
 
 from flowrt.io.jpeg_coefficients import JpegInfo
 from flowrt.numeric import blur as numeric_blur
+from flowrt.numeric import downsample as numeric_downsample
 from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
 from .bridge import NumpyStage
-from .downsample import BicubicDownsample
 from .jpeg import JpegLikelihood
 from .mask import Mask, fill_holes
 from .noise import GaussianLikelihood
@@ -65,7 +65,7 @@ class ForwardModel(TensorHolder):
         """x (B, 3, H, W) brought to the observation's grid by the chain's own downsampler alone
         (no blur, no mask): (B, 3, h, w); None when the chain does not downsample."""
         for stage in self.stages:
-            if isinstance(stage, BicubicDownsample):
+            if isinstance(stage, NumpyStage) and isinstance(stage.numeric, numeric_downsample.BicubicDownsample):
                 return stage.apply(x)
         return None
 
@@ -98,7 +98,7 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     if blur is not None:
         stages.append(NumpyStage(numeric_blur.Blur(blur)))
     if spec.scale > 1:
-        stages.append(BicubicDownsample(spec.restored, spec.scale))
+        stages.append(NumpyStage(numeric_downsample.BicubicDownsample(spec.restored, spec.scale)))
     if mask is not None:
         stages.append(Mask(spec.keep))
     if jpeg is not None:
