@@ -23,7 +23,7 @@ from flowrt.numeric import chain, normal
 from flowrt.numeric.blur import Blur
 from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.jpeg import JpegLikelihood
-from flowrt.numeric.mask import Mask, fill_holes
+from flowrt.numeric.mask import Mask
 from flowrt.numeric.noise import GaussianLikelihood
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
 from flowrt.operators.jpeg import log_interval_prob as torch_log_interval_prob
@@ -124,23 +124,8 @@ STAGES = {
     "downsample_x3": lambda: BicubicDownsample((11, 9), 3),
     "mask": lambda: Mask(MASK),
 }
-TORCH_TWINS = {  # the stages torch still implements itself
-    "mask": lambda: torch_ops.Mask(MASK),
-}
 K34, K1615 = rng_of(2).random((3, 4)), rng_of(3).random((16, 15))
 MASK = rng_of(4).random((11, 9)) > 0.4
-
-
-@pytest.mark.parametrize("name", sorted(TORCH_TWINS))
-def test_each_stage_and_its_adjoint_match_torch(name):
-    ours, theirs = STAGES[name](), TORCH_TWINS[name]()
-    theirs.to(dtype=torch.float64)
-    x = rng_of(5).random((2, 3, 11, 9))
-    out = ours.apply(x)
-    upstream = rng_of(6).random(out.shape)
-    expected, expected_grad = torch_value_and_grad(theirs.apply, x, upstream)
-    assert_close(out, expected, 1e-12)
-    assert_close(ours.vjp(upstream), expected_grad, 1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -283,16 +268,6 @@ def test_initial_estimate_matches_torch_with_holes_scale_and_a_denoiser():
     halved = ours.initial_estimate(denoise=halve)               # the start denoises the observation
     assert seen == [(9, 11, 3)] and halved.shape == start.shape
     assert halved.mean() < 0.75 * start.mean()
-
-
-def test_fill_holes_matches_torch():
-    rng = rng_of(19)
-    for h, w in ((13, 17), (8, 8), (21, 5), (1, 1)):
-        image = rng.random((1, 3, h, w)).astype(np.float32)
-        observed = (rng.random((1, 1, h, w)) > 0.7).astype(np.float32)
-        expected = torch_ops.fill_holes(torch.from_numpy(image), torch.from_numpy(observed)).numpy()
-        assert_close(fill_holes(image, observed), expected, 1e-6)
-    assert (fill_holes(image, np.zeros_like(observed)) == 0.5).all()
 
 
 @pytest.mark.parametrize("kwargs,match", [

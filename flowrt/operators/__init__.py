@@ -11,11 +11,10 @@ from .base import Degradation, Likelihood
 from .bridge import NumpyLikelihood, NumpyStage
 from .chain import ForwardModel, build_forward_model
 from .jpeg import JpegLikelihood
-from .mask import Mask, fill_holes
 from .noise import GaussianLikelihood
 
 __all__ = [
     "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
-    "Likelihood", "Mask", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "fill_holes", "gaussian_kernel",
+    "Likelihood", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "gaussian_kernel",
     "parse_blur", "read_mask",
 ]

@@ -16,11 +16,11 @@ from torch import Tensor
 from flowrt.io.jpeg_coefficients import JpegInfo
 from flowrt.numeric import blur as numeric_blur
 from flowrt.numeric import downsample as numeric_downsample
+from flowrt.numeric import mask as numeric_mask
 from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
-from .bridge import NumpyStage
+from .bridge import NumpyStage, to_numpy
 from .jpeg import JpegLikelihood
-from .mask import Mask, fill_holes
 from .noise import GaussianLikelihood
 
 
@@ -75,7 +75,7 @@ class ForwardModel(TensorHolder):
         For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
         Denoised and split starts are made by the numpy chain for both engines (``flowrt.pipeline.region``).
         """
-        y = fill_holes(self.observed, self.observed_mask)
+        y = torch.from_numpy(numeric_mask.fill_holes(to_numpy(self.observed), to_numpy(self.observed_mask)))
         if self.scale > 1:
             y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
         return y.clamp(0, 1)
@@ -100,7 +100,7 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     if spec.scale > 1:
         stages.append(NumpyStage(numeric_downsample.BicubicDownsample(spec.restored, spec.scale)))
     if mask is not None:
-        stages.append(Mask(spec.keep))
+        stages.append(NumpyStage(numeric_mask.Mask(spec.keep)))
     if jpeg is not None:
         likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
     else:
