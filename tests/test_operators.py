@@ -19,7 +19,8 @@ from flowrt.io.jpeg_coefficients import decode_coefficients, jpeg_info_for_quali
 from flowrt.numeric import blur as numeric_blur
 from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.mask import Mask, fill_holes
-from flowrt.operators import (ForwardModel, GaussianLikelihood, JpegLikelihood, NumpyStage, build_forward_model,
+from flowrt.numeric.noise import GaussianLikelihood
+from flowrt.operators import (ForwardModel, JpegLikelihood, NumpyLikelihood, NumpyStage, build_forward_model,
                               parse_blur, read_mask)
 from flowrt.operators.jpeg import log_interval_prob
 
@@ -256,13 +257,22 @@ def test_gaussian_likelihood_formula():
     rng = np.random.default_rng(8)
     y, z = rng.random((5, 7, 3)).astype(np.float32), rng.random((2, 3, 5, 7))
     keep = rng.random((5, 7)) > 0.3
-    term = GaussianLikelihood(y, 12.0, keep).to(dtype=torch.float64)
+    term = GaussianLikelihood(y, 12.0, keep)
     expect = ((z - y.transpose(2, 0, 1)[None]) ** 2 * keep).sum(axis=(1, 2, 3)) / (2 * (12 / 255) ** 2)
-    np.testing.assert_allclose(term.nll(torch.from_numpy(z)).numpy(), expect, rtol=1e-6)
-    grey = GaussianLikelihood(np.repeat(y[..., :1], 3, 2), 12.0, greyscale=True).to(dtype=torch.float64)
+    np.testing.assert_allclose(term.nll(z), expect, rtol=1e-6)
+    np.testing.assert_allclose(term.nll_and_grad(z)[0], expect, rtol=1e-6)
+    grey = GaussianLikelihood(np.repeat(y[..., :1], 3, 2), 12.0, greyscale=True)
     luma = z.transpose(0, 2, 3, 1) @ np.array([0.299, 0.587, 0.114])
-    np.testing.assert_allclose(grey.nll(torch.from_numpy(z)).numpy(),
-                               ((luma - y[None, ..., 0]) ** 2).sum(axis=(1, 2)) / (2 * (12 / 255) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(grey.nll(z), ((luma - y[None, ..., 0]) ** 2).sum(axis=(1, 2)) / (2 * (12 / 255) ** 2),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("greyscale,holes", [(False, False), (False, True), (True, True)])
+def test_gaussian_nll_gradient(greyscale, holes):
+    rng = np.random.default_rng(12)
+    keep = rng.random((11, 13)) > 0.3 if holes else None
+    term = NumpyLikelihood(GaussianLikelihood(rng.random((11, 13, 3)).astype(np.float32), 9.0, keep, greyscale))
+    _gradcheck(term.nll, (2, 3, 11, 13))
 
 
 # ---------------------------------------------------------------- the chain
@@ -383,7 +393,7 @@ def test_gaussian_expected_nll_matches_drawn_observations():
     keep = rng.random((21, 17)) > 0.3
     noisy = (clean + rng.normal(0, 10 / 255, clean.shape)).astype(np.float32)  # unclipped: the model's story
     fm = build_forward_model(np.clip(noisy, 0, 1), sigma=10, mask=keep)
-    fm.likelihood.y = torch.from_numpy(noisy).permute(2, 0, 1)[None]
+    fm.likelihood.numeric.y = noisy.transpose(2, 0, 1)[None].astype(np.float64)
     expected = float(fm.expected_nll(to_tensor(clean)))
     assert expected == pytest.approx(0.5 * keep.sum() * 3)
     assert float(fm.nll(to_tensor(clean))) == pytest.approx(expected, rel=0.15)  # sigma includes the floor

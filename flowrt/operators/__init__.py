@@ -11,10 +11,9 @@ from .base import Degradation, Likelihood
 from .bridge import NumpyLikelihood, NumpyStage
 from .chain import ForwardModel, build_forward_model
 from .jpeg import JpegLikelihood
-from .noise import GaussianLikelihood
 
 __all__ = [
-    "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
+    "Degradation", "ForwardModel", "JpegLikelihood",
     "Likelihood", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "gaussian_kernel",
     "parse_blur", "read_mask",
 ]

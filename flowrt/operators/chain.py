@@ -17,11 +17,11 @@ from flowrt.io.jpeg_coefficients import JpegInfo
 from flowrt.numeric import blur as numeric_blur
 from flowrt.numeric import downsample as numeric_downsample
 from flowrt.numeric import mask as numeric_mask
+from flowrt.numeric import noise as numeric_noise
 from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
-from .bridge import NumpyStage, to_numpy
+from .bridge import NumpyLikelihood, NumpyStage, to_numpy
 from .jpeg import JpegLikelihood
-from .noise import GaussianLikelihood
 
 
 class ForwardModel(TensorHolder):
@@ -104,7 +104,8 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     if jpeg is not None:
         likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
     else:
-        likelihood = GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale, noise_given=spec.noise_given)
+        likelihood = NumpyLikelihood(numeric_noise.GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale,
+                                                                      noise_given=spec.noise_given))
     observed = torch.from_numpy(spec.observed).permute(2, 0, 1)[None]
     observed_mask = torch.from_numpy(spec.keep.astype(np.float32))[None, None]
     return ForwardModel(stages, likelihood, observed, observed_mask, spec.restored, spec.scale)
