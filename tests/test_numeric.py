@@ -25,7 +25,6 @@ from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.jpeg import JpegLikelihood
 from flowrt.numeric.mask import Mask
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
-from flowrt.operators.jpeg import log_interval_prob as torch_log_interval_prob
 
 TORCH_FREE = ("flowrt.numeric.chain", "flowrt.numeric.padding", "flowrt.solve.numpy_solver", "flowrt.solve.start",
               "flowrt.prior.ort_gradient", "flowrt.prior.engines", "flowrt.pipeline.region", "flowrt.pipeline.run")
@@ -96,18 +95,18 @@ def test_log_ndtr_matches_torch_special():
     assert far_grad[0] == pytest.approx(1e6) and far_value[2] == 0.0
 
 
-def test_log_interval_prob_and_its_derivative_match_the_torch_operator():
+def test_log_interval_prob_and_its_derivative():
     rng = rng_of(1)
     center = rng.integers(-20, 20, 4000) * 6.0
     mean = center + rng.normal(0, 40, 4000)
-    mean[:5] = center[:5]                          # at the centre: zero slope, as torch's abs
+    mean[:5] = center[:5]                          # at the centre: zero slope
     mean[5:10] = center[5:10] + 1e4                # far outside: finite
     half = np.full(4000, 3.0)
     value, grad = normal.log_interval_prob_and_grad(center, half, mean, 4.0)
-    expected, expected_grad = torch_value_and_grad(
-        lambda m: torch_log_interval_prob(torch.from_numpy(center), torch.from_numpy(half), m, 4.0), mean.copy())
-    assert np.abs(value - expected).max() < 2e-6
-    assert np.abs(grad - expected_grad).max() < 1e-6 * np.abs(expected_grad).max()
+    step = 1e-5
+    slope = (normal.log_interval_prob(center, half, mean + step, 4.0)
+             - normal.log_interval_prob(center, half, mean - step, 4.0)) / (2 * step)
+    assert np.abs(grad - slope)[10:].max() < 1e-5 * np.abs(grad).max()
     assert (grad[:5] == 0).all() and np.isfinite(value).all()
     assert (grad[5:10] < 0).all()                  # pulls the mean back down towards the interval
 
@@ -145,29 +144,6 @@ def test_adjoints_are_transposes():
 
 
 # ---------------------------------------------------------------- likelihoods: nll and gradient
-
-
-@pytest.mark.parametrize("sub,sigma,grey,holes", [(2, None, False, False), (2, 8.0, False, True), (0, 5.0, False, False),
-                                                  (1, 20.0, False, False), (2, 8.0, True, False)])
-def test_jpeg_likelihood_matches_torch(sub, sigma, grey, holes):
-    """4:2:0, 4:4:4, 4:2:2 and greyscale; the noise floor alone or a noise level; holes drop blocks."""
-    img = photo(19, 21, 10)
-    info = jpeg_info(img, grey, quality=30, subsampling=sub)
-    keep = rng_of(11).random((19, 21)) > 0.05 if holes else None
-    ours, theirs = JpegLikelihood(info, sigma, keep), torch_ops.JpegLikelihood(info, sigma, keep).to(dtype=torch.float64)
-    z = np.clip(img.transpose(2, 0, 1)[None] / 255.0 + rng_of(12).normal(0, 0.02, (2, 3, 19, 21)), 0, 1)
-    nll, grad = ours.nll_and_grad(z)
-    expected, expected_grad = torch_value_and_grad(theirs.nll, z)
-    assert nll.shape == (2,) and grad.shape == z.shape and grad.dtype == np.float64
-    assert_close(nll, expected, 2e-6)          # the fitted erfc's 1.2e-7 per coefficient
-    assert_close(grad, expected_grad, 5e-6)
-    if holes:
-        assert all(np.array_equal(a, b.numpy()) for a, b in zip(ours.layout.valid, theirs.valid))
-        assert min(v.sum() for v in ours.layout.valid) < max(v.size for v in ours.layout.valid)
-    if sigma is None:
-        assert ours.expected_nll(z) is None
-    else:  # the same seeded draws in both engines
-        assert_close(ours.expected_nll(z), theirs.expected_nll(torch.from_numpy(z)).numpy(), 1e-5)
 
 
 def test_jpeg_gradient_is_the_derivative_of_its_nll():

@@ -1,4 +1,5 @@
-"""The JPEG data term in numpy, the numpy twin of ``flowrt.operators.jpeg.JpegLikelihood``.
+"""The JPEG data term: the observation is the file's quantised DCT coefficients; the one
+implementation (the torch engine reaches it through ``flowrt.operators.bridge``).
 
 For a candidate z (B, 3, H, W) in [0, 1], each component's unquantised coefficients are
 c = D P_c(Y_c z) D^T per 8x8 block (Y_c: a YCbCr row times 255, luma shifted by -128; P_c: MCU edge
@@ -98,7 +99,7 @@ class JpegLikelihood:
         return total
 
     def expected_nll(self, z: np.ndarray, draws: int = 2) -> Optional[np.ndarray]:
-        """Monte Carlo over the model's own story, with the torch operator's draws: coefficients of
+        """Monte Carlo over the model's own story, with fixed draws (the same answer every call): coefficients of
         z plus noise of each component's std, quantised by the file's tables, scored as ``nll``.
         (B,) float64; None when no noise level was given."""
         if not self.noise_given:

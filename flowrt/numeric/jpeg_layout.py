@@ -5,8 +5,7 @@ An encoder maps RGB (0-255) to JFIF YCbCr, averages chroma over its subsampling 
 orthonormal 8x8 DCT of every block and stores k = round(c / q). ``JpegLayout`` holds, per
 component, that footprint, the quantised coefficients k and tables q, the coefficient noise std
 (the pixel noise sigma carried into that domain, floored at NOISE_FLOOR_255) and which blocks are
-observed. ``flowrt.operators.jpeg`` (torch) and ``flowrt.numeric.jpeg`` (numpy) compute the
-coefficients of a candidate image from it.
+observed. ``flowrt.numeric.jpeg`` computes the coefficients of a candidate image from it.
 """
 from __future__ import annotations
 

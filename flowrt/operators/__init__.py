@@ -10,10 +10,9 @@ from flowrt.numeric.observation import NOISE_FLOOR_255, read_mask
 from .base import Degradation, Likelihood
 from .bridge import NumpyLikelihood, NumpyStage
 from .chain import ForwardModel, build_forward_model
-from .jpeg import JpegLikelihood
 
 __all__ = [
-    "Degradation", "ForwardModel", "JpegLikelihood",
+    "Degradation", "ForwardModel",
     "Likelihood", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "gaussian_kernel",
     "parse_blur", "read_mask",
 ]

@@ -16,12 +16,12 @@ from torch import Tensor
 from flowrt.io.jpeg_coefficients import JpegInfo
 from flowrt.numeric import blur as numeric_blur
 from flowrt.numeric import downsample as numeric_downsample
+from flowrt.numeric import jpeg as numeric_jpeg
 from flowrt.numeric import mask as numeric_mask
 from flowrt.numeric import noise as numeric_noise
 from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
 from .base import Degradation, Likelihood, TensorHolder
 from .bridge import NumpyLikelihood, NumpyStage, to_numpy
-from .jpeg import JpegLikelihood
 
 
 class ForwardModel(TensorHolder):
@@ -102,7 +102,7 @@ def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: O
     if mask is not None:
         stages.append(NumpyStage(numeric_mask.Mask(spec.keep)))
     if jpeg is not None:
-        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
+        likelihood: Likelihood = NumpyLikelihood(numeric_jpeg.JpegLikelihood(jpeg, sigma, spec.mask))
     else:
         likelihood = NumpyLikelihood(numeric_noise.GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale,
                                                                       noise_given=spec.noise_given))
