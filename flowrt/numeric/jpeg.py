@@ -19,8 +19,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from flowrt.io.jpeg_coefficients import JpegInfo
-from flowrt.numeric.jpeg_layout import (BLOCK, LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, dct_matrix,
-                                        standard_normal_draws)
+from flowrt.numeric.dct import BLOCK, dct_matrix
+from flowrt.numeric.jpeg_layout import LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, standard_normal_draws
 from flowrt.numeric.normal import log_interval_prob, log_interval_prob_and_grad
 from flowrt.numeric.padding import edge_pad_vjp
 
