@@ -1,8 +1,9 @@
-"""flowrt.numeric, the numpy forward models of ``--engine ort``, against the torch operators.
+"""flowrt.numeric, the forward models both engines run, on tiny odd-sized images in float64.
 
-Same inputs, float64, on tiny odd-sized images: every stage's output and adjoint, every likelihood's
-nll and gradient (torch autograd as the reference), the chains, the starting estimate, and the
-normal log-CDF against torch.special. And the point of it all: nothing here imports torch.
+The normal log-CDF against torch.special and the interval probability's derivative by central
+differences; every linear stage's adjoint against its ``apply``; the chains seen through torch's
+bridge (autograd's gradient is the numpy adjoint's); the starting estimate; the loop's padding and
+smoothing against torch's. And the point of it all: nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from flowrt.numeric import chain, normal
 from flowrt.numeric.blur import Blur
 from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.jpeg import JpegLikelihood
-from flowrt.numeric.mask import Mask
+from flowrt.numeric.mask import Mask, fill_holes
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
 
 TORCH_FREE = ("flowrt.numeric.chain", "flowrt.numeric.padding", "flowrt.solve.numpy_solver", "flowrt.solve.start",
@@ -212,15 +213,18 @@ def test_jpeg_chain_with_scale_and_mask_matches_torch():
     assert ours.nll_and_grad(x.astype(np.float32))[1].dtype == np.float32
 
 
-def test_initial_estimate_matches_torch_with_holes_scale_and_a_denoiser():
+def test_initial_estimate_is_torchs_bicubic_enlargement_with_holes_and_a_denoiser():
     rng = rng_of(18)
     y = rng.random((9, 11, 3)).astype(np.float32)
     keep = rng.random((9, 11)) > 0.3
     ours = chain.build_forward_model(y, sigma=5, scale=3, mask=keep)
-    theirs = torch_ops.build_forward_model(y, sigma=5, scale=3, mask=keep)
     start = ours.initial_estimate()
     assert start.shape == (1, 3, 27, 33) and start.dtype == np.float32
-    assert_close(start, theirs.initial_estimate().numpy(), 1e-6)
+    filled = torch.from_numpy(fill_holes(ours.observed, ours.observed_mask))
+    expected = torch.nn.functional.interpolate(filled, size=(27, 33), mode="bicubic", align_corners=False)
+    assert_close(start, expected.clamp(0, 1).numpy(), 1e-6)
+    assert np.array_equal(torch_ops.build_forward_model(y, sigma=5, scale=3, mask=keep).initial_estimate().numpy(),
+                          start)
     seen = []
     halve = lambda rgb: seen.append(rgb.shape) or rgb * 0.5  # noqa: E731 - a stand-in denoiser
     halved = ours.initial_estimate(denoise=halve)               # the start denoises the observation

@@ -293,7 +293,7 @@ def test_stage_gradients(name):
     blur = lambda kernel: NumpyStage(numeric_blur.Blur(kernel))  # noqa: E731
     stage = {"blur_direct": lambda: blur(rng.random((3, 4))), "blur_separable": lambda: blur(parse_blur("gaussian:0.8")),
              "blur_fft": lambda: blur(rng.random((16, 15))), "downsample": lambda: NumpyStage(BicubicDownsample((11, 9), 2)),
-             "mask": lambda: NumpyStage(Mask(rng.random((11, 9)) > 0.4))}[name]().to(dtype=torch.float64)
+             "mask": lambda: NumpyStage(Mask(rng.random((11, 9)) > 0.4))}[name]()
     _gradcheck(stage.apply, (1, 3, 11, 9))
 
 
@@ -335,7 +335,6 @@ def test_full_chain_gradient_and_shapes():
     x = torch.rand(1, 3, 14, 18, generator=torch.Generator().manual_seed(0))
     assert torch.equal(fm.at_observed_scale(x), fm.stages[1].apply(x))
     assert build_forward_model(y, sigma=8).at_observed_scale(x[..., :7, :9]) is None
-    fm.to(dtype=torch.float64)
     _gradcheck(fm.nll, (1, 3, 14, 18))
 
 

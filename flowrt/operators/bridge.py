@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import Degradation, Likelihood
 
 
 def to_numpy(x: Tensor) -> np.ndarray:
@@ -58,8 +57,14 @@ class _DataTermBridge(torch.autograd.Function):
         return upstream.view(-1, 1, 1, 1) * grad, None
 
 
-class NumpyStage(Degradation):
-    """A ``flowrt.numeric`` linear stage (``apply``, ``vjp``, ``out_size``) as a torch ``Degradation``."""
+def data_term(z: Tensor, term) -> Tensor:
+    """term.nll(z) (B,) in z's dtype, differentiable in z: ``term`` is anything with ``nll`` and
+    ``nll_and_grad`` on arrays (a ``flowrt.numeric.base.Likelihood``, a numpy ``ForwardModel``)."""
+    return _DataTermBridge.apply(z, term)
+
+
+class NumpyStage:
+    """A ``flowrt.numeric.base.Stage`` (``apply``, ``vjp``, ``out_size``) applied to tensors."""
 
     def __init__(self, stage):
         self.numeric = stage
@@ -76,15 +81,16 @@ class NumpyStage(Degradation):
         return self.numeric.out_size(h, w)
 
 
-class NumpyLikelihood(Likelihood):
-    """A ``flowrt.numeric`` likelihood (``nll``, ``nll_and_grad``, ``expected_nll``) as a torch ``Likelihood``."""
+class NumpyLikelihood:
+    """A ``flowrt.numeric.base.Likelihood`` (``nll``, ``nll_and_grad``, ``expected_nll``) on tensors."""
 
     def __init__(self, term):
         self.numeric = term
         self.noise_given = term.noise_given
 
     def nll(self, z: Tensor) -> Tensor:
-        return _DataTermBridge.apply(z, self.numeric)
+        """-log p(y | z), (B,) in z's dtype, differentiable in z."""
+        return data_term(z, self.numeric)
 
     def expected_nll(self, z: Tensor) -> Optional[Tensor]:
         expected = self.numeric.expected_nll(to_numpy(z))
