@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from PIL import Image
 
 import flowrt.pipeline.run as restore_tiled
