@@ -1,8 +1,9 @@
-"""flowrt.numeric, the numpy forward models of ``--engine ort``, against the torch operators.
+"""flowrt.numeric, the forward models both engines run, on tiny odd-sized images in float64.
 
-Same inputs, float64, on tiny odd-sized images: every stage's output and adjoint, every likelihood's
-nll and gradient (torch autograd as the reference), the chains, the starting estimate, and the
-normal log-CDF against torch.special. And the point of it all: nothing here imports torch.
+The normal log-CDF against torch.special and the interval probability's derivative by central
+differences; every linear stage's adjoint against its ``apply``; the chains seen through torch's
+bridge (autograd's gradient is the numpy adjoint's); the starting estimate; the loop's padding and
+smoothing against torch's. And the point of it all: nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -24,9 +25,7 @@ from flowrt.numeric.blur import Blur
 from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.jpeg import JpegLikelihood
 from flowrt.numeric.mask import Mask, fill_holes
-from flowrt.numeric.noise import GaussianLikelihood
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
-from flowrt.operators.jpeg import log_interval_prob as torch_log_interval_prob
 
 TORCH_FREE = ("flowrt.numeric.chain", "flowrt.numeric.padding", "flowrt.solve.numpy_solver", "flowrt.solve.start",
               "flowrt.prior.ort_gradient", "flowrt.prior.engines", "flowrt.pipeline.region", "flowrt.pipeline.run")
@@ -97,18 +96,18 @@ def test_log_ndtr_matches_torch_special():
     assert far_grad[0] == pytest.approx(1e6) and far_value[2] == 0.0
 
 
-def test_log_interval_prob_and_its_derivative_match_the_torch_operator():
+def test_log_interval_prob_and_its_derivative():
     rng = rng_of(1)
     center = rng.integers(-20, 20, 4000) * 6.0
     mean = center + rng.normal(0, 40, 4000)
-    mean[:5] = center[:5]                          # at the centre: zero slope, as torch's abs
+    mean[:5] = center[:5]                          # at the centre: zero slope
     mean[5:10] = center[5:10] + 1e4                # far outside: finite
     half = np.full(4000, 3.0)
     value, grad = normal.log_interval_prob_and_grad(center, half, mean, 4.0)
-    expected, expected_grad = torch_value_and_grad(
-        lambda m: torch_log_interval_prob(torch.from_numpy(center), torch.from_numpy(half), m, 4.0), mean.copy())
-    assert np.abs(value - expected).max() < 2e-6
-    assert np.abs(grad - expected_grad).max() < 1e-6 * np.abs(expected_grad).max()
+    step = 1e-5
+    slope = (normal.log_interval_prob(center, half, mean + step, 4.0)
+             - normal.log_interval_prob(center, half, mean - step, 4.0)) / (2 * step)
+    assert np.abs(grad - slope)[10:].max() < 1e-5 * np.abs(grad).max()
     assert (grad[:5] == 0).all() and np.isfinite(value).all()
     assert (grad[5:10] < 0).all()                  # pulls the mean back down towards the interval
 
@@ -117,83 +116,35 @@ def test_log_interval_prob_and_its_derivative_match_the_torch_operator():
 
 
 STAGES = {
-    "blur_separable": lambda: (Blur(torch_ops.parse_blur("gaussian:0.8")), torch_ops.Blur(torch_ops.parse_blur("gaussian:0.8"))),
-    "blur_direct": lambda: (Blur(K34), torch_ops.Blur(K34)),
-    "blur_fft": lambda: (Blur(K1615), torch_ops.Blur(K1615)),
-    "downsample_x2": lambda: (BicubicDownsample((11, 9), 2), torch_ops.BicubicDownsample((11, 9), 2)),
-    "downsample_x3": lambda: (BicubicDownsample((11, 9), 3), torch_ops.BicubicDownsample((11, 9), 3)),
-    "mask": lambda: (Mask(MASK), torch_ops.Mask(MASK)),
+    "blur_separable": lambda: Blur(torch_ops.parse_blur("gaussian:0.8")),
+    "blur_direct": lambda: Blur(K34),
+    "blur_fft": lambda: Blur(K1615),
+    "downsample_x2": lambda: BicubicDownsample((11, 9), 2),
+    "downsample_x3": lambda: BicubicDownsample((11, 9), 3),
+    "mask": lambda: Mask(MASK),
 }
 K34, K1615 = rng_of(2).random((3, 4)), rng_of(3).random((16, 15))
 MASK = rng_of(4).random((11, 9)) > 0.4
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_each_stage_and_its_adjoint_match_torch(name):
-    ours, theirs = STAGES[name]()
-    theirs.to(dtype=torch.float64)
-    x = rng_of(5).random((2, 3, 11, 9))
-    out = ours.apply(x)
-    upstream = rng_of(6).random(out.shape)
-    expected, expected_grad = torch_value_and_grad(theirs.apply, x, upstream)
-    # the torch downsampler keeps Pillow's weights in float32; the numpy one in float64
-    rel = 1e-7 if name.startswith("downsample") else 1e-12
-    assert_close(out, expected, rel)
-    assert_close(ours.vjp(upstream), expected_grad, rel)
-    assert ours.apply(x.astype(np.float32)).dtype == np.float32
+def test_each_stage_keeps_float32(name):
+    x = rng_of(5).random((2, 3, 11, 9)).astype(np.float32)
+    out = STAGES[name]().apply(x)
+    assert out.dtype == np.float32 and STAGES[name]().vjp(out).dtype == np.float32
 
 
 def test_adjoints_are_transposes():
     """<A x, g> == <x, A^T g> for every stage, in float64."""
     x, g = rng_of(7).random((1, 3, 11, 9)), None
     for name in sorted(STAGES):
-        stage = STAGES[name]()[0]
+        stage = STAGES[name]()
         ax = stage.apply(x)
         g = rng_of(8).random(ax.shape)
         assert np.vdot(ax, g) == pytest.approx(np.vdot(x, stage.vjp(g)), rel=1e-12), name
 
 
 # ---------------------------------------------------------------- likelihoods: nll and gradient
-
-
-@pytest.mark.parametrize("greyscale,holes", [(False, False), (False, True), (True, False), (True, True)])
-def test_gaussian_likelihood_matches_torch(greyscale, holes):
-    rng = rng_of(9)
-    y, z = rng.random((7, 9, 3)).astype(np.float32), rng.random((2, 3, 7, 9))
-    keep = rng.random((7, 9)) > 0.3 if holes else None
-    ours = GaussianLikelihood(y, 12.0, keep, greyscale, noise_given=True)
-    theirs = torch_ops.GaussianLikelihood(y, 12.0, keep, greyscale, noise_given=True).to(dtype=torch.float64)
-    nll, grad = ours.nll_and_grad(z)
-    expected, expected_grad = torch_value_and_grad(theirs.nll, z)
-    assert nll.dtype == np.float64 and nll.shape == (2,)
-    rel = 1e-7 if greyscale else 1e-12  # the torch operator keeps the luma weights in float32
-    assert_close(nll, expected, rel)
-    assert_close(grad, expected_grad, rel)
-    assert_close(ours.nll(z), expected, rel)
-    assert_close(ours.expected_nll(z), theirs.expected_nll(torch.from_numpy(z)).numpy(), 1e-12)
-
-
-@pytest.mark.parametrize("sub,sigma,grey,holes", [(2, None, False, False), (2, 8.0, False, True), (0, 5.0, False, False),
-                                                  (1, 20.0, False, False), (2, 8.0, True, False)])
-def test_jpeg_likelihood_matches_torch(sub, sigma, grey, holes):
-    """4:2:0, 4:4:4, 4:2:2 and greyscale; the noise floor alone or a noise level; holes drop blocks."""
-    img = photo(19, 21, 10)
-    info = jpeg_info(img, grey, quality=30, subsampling=sub)
-    keep = rng_of(11).random((19, 21)) > 0.05 if holes else None
-    ours, theirs = JpegLikelihood(info, sigma, keep), torch_ops.JpegLikelihood(info, sigma, keep).to(dtype=torch.float64)
-    z = np.clip(img.transpose(2, 0, 1)[None] / 255.0 + rng_of(12).normal(0, 0.02, (2, 3, 19, 21)), 0, 1)
-    nll, grad = ours.nll_and_grad(z)
-    expected, expected_grad = torch_value_and_grad(theirs.nll, z)
-    assert nll.shape == (2,) and grad.shape == z.shape and grad.dtype == np.float64
-    assert_close(nll, expected, 2e-6)          # the fitted erfc's 1.2e-7 per coefficient
-    assert_close(grad, expected_grad, 5e-6)
-    if holes:
-        assert all(np.array_equal(a, b.numpy()) for a, b in zip(ours.layout.valid, theirs.valid))
-        assert min(v.sum() for v in ours.layout.valid) < max(v.size for v in ours.layout.valid)
-    if sigma is None:
-        assert ours.expected_nll(z) is None
-    else:  # the same seeded draws in both engines
-        assert_close(ours.expected_nll(z), theirs.expected_nll(torch.from_numpy(z)).numpy(), 1e-5)
 
 
 def test_jpeg_gradient_is_the_derivative_of_its_nll():
@@ -227,7 +178,7 @@ def test_chain_matches_torch(name):
     kwargs = CHAINS[name](y, rng.random((7, 9)) > 0.2)
     ours, theirs = chain.build_forward_model(y, **kwargs), torch_ops.build_forward_model(y, **kwargs)
     theirs.to(dtype=torch.float64)
-    assert [type(s).__name__ for s in ours.stages] == [type(s).__name__ for s in theirs.stages]
+    assert [type(s).__name__ for s in ours.stages] == [getattr(s, "name", type(s).__name__) for s in theirs.stages]
     assert ours.restored_size == theirs.restored_size and ours.scale == theirs.scale
     x = rng.random((2, 3) + ours.restored_size)
     nll, grad = ours.nll_and_grad(x)
@@ -262,30 +213,23 @@ def test_jpeg_chain_with_scale_and_mask_matches_torch():
     assert ours.nll_and_grad(x.astype(np.float32))[1].dtype == np.float32
 
 
-def test_initial_estimate_matches_torch_with_holes_scale_and_a_denoiser():
+def test_initial_estimate_is_torchs_bicubic_enlargement_with_holes_and_a_denoiser():
     rng = rng_of(18)
     y = rng.random((9, 11, 3)).astype(np.float32)
     keep = rng.random((9, 11)) > 0.3
     ours = chain.build_forward_model(y, sigma=5, scale=3, mask=keep)
-    theirs = torch_ops.build_forward_model(y, sigma=5, scale=3, mask=keep)
     start = ours.initial_estimate()
     assert start.shape == (1, 3, 27, 33) and start.dtype == np.float32
-    assert_close(start, theirs.initial_estimate().numpy(), 1e-6)
+    filled = torch.from_numpy(fill_holes(ours.observed, ours.observed_mask))
+    expected = torch.nn.functional.interpolate(filled, size=(27, 33), mode="bicubic", align_corners=False)
+    assert_close(start, expected.clamp(0, 1).numpy(), 1e-6)
+    assert np.array_equal(torch_ops.build_forward_model(y, sigma=5, scale=3, mask=keep).initial_estimate().numpy(),
+                          start)
     seen = []
     halve = lambda rgb: seen.append(rgb.shape) or rgb * 0.5  # noqa: E731 - a stand-in denoiser
     halved = ours.initial_estimate(denoise=halve)               # the start denoises the observation
     assert seen == [(9, 11, 3)] and halved.shape == start.shape
     assert halved.mean() < 0.75 * start.mean()
-
-
-def test_fill_holes_matches_torch():
-    rng = rng_of(19)
-    for h, w in ((13, 17), (8, 8), (21, 5), (1, 1)):
-        image = rng.random((1, 3, h, w)).astype(np.float32)
-        observed = (rng.random((1, 1, h, w)) > 0.7).astype(np.float32)
-        expected = torch_ops.fill_holes(torch.from_numpy(image), torch.from_numpy(observed)).numpy()
-        assert_close(fill_holes(image, observed), expected, 1e-6)
-    assert (fill_holes(image, np.zeros_like(observed)) == 0.5).all()
 
 
 @pytest.mark.parametrize("kwargs,match", [

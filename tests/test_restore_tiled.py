@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from PIL import Image
 
 import flowrt.pipeline.run as restore_tiled
 from flowrt.pipeline.plan import JpegQuality
 from flowrt.io.image_file import read_image
 from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
-from flowrt.operators import JpegLikelihood
+from flowrt.numeric.jpeg import JpegLikelihood
 from flowrt.pipeline.plan import noise_sample
 from flowrt.tiling.streamed import partial_paths
 
@@ -170,16 +169,16 @@ def test_jpeg_data_term_of_tiles_adds_up_to_the_whole_images(tmp_path):
     """Cut on MCU borders, the per-tile JPEG terms are exactly the whole image's term, and the
     decoded tile sits inside its own tile's quantisation intervals (nll ~ 0) but not a shifted one."""
     image = read_image(save(tmp_path / "in.jpg", photo(), quality=40))
-    x = torch.from_numpy(image.rgb).permute(2, 0, 1)[None]
-    whole = float(JpegLikelihood(image.jpeg).nll(x))
+    x = image.rgb.transpose(2, 0, 1)[None]
+    whole = JpegLikelihood(image.jpeg).nll(x)[0]
     parts = 0.0
     for y0, y1 in ((0, 32), (32, 64), (64, H)):
         for x0, x1 in ((0, 48), (48, W)):
-            parts += float(JpegLikelihood(image.jpeg.crop(y0, y1, x0, x1)).nll(x[..., y0:y1, x0:x1]))
+            parts += JpegLikelihood(image.jpeg.crop(y0, y1, x0, x1)).nll(x[..., y0:y1, x0:x1])[0]
     assert parts == pytest.approx(whole, rel=1e-5)
     inner = JpegLikelihood(image.jpeg.crop(16, 48, 16, 64))
-    here = float(inner.nll(x[..., 16:48, 16:64]))
-    shifted = float(inner.nll(x[..., 24:56, 16:64]))
+    here = inner.nll(x[..., 16:48, 16:64])[0]
+    shifted = inner.nll(x[..., 24:56, 16:64])[0]
     assert here < 0.01 * 32 * 48 * 1.5  # < 0.01 nats per coefficient
     assert shifted > 1000 * max(here, 1.0)
 

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 import flowrt.parallel  # noqa: F401 - chooses numba's threading layer before any kernel runs
+from flowrt.numeric import dct
 
 PATCH = 8
 COEFS = PATCH * PATCH
@@ -25,11 +26,8 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 def dct_matrix() -> np.ndarray:
-    """(8, 8) float32 orthonormal DCT-II: row k is the k-th basis vector."""
-    n = np.arange(PATCH)
-    m = np.sqrt(2.0 / PATCH) * np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * PATCH))
-    m[0] /= np.sqrt(2.0)
-    return m.astype(np.float32)
+    """(8, 8) float32 orthonormal DCT-II, row k the k-th basis vector: ``flowrt.numeric.dct``'s."""
+    return dct.dct_matrix(np.float32)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)

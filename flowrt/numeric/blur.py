@@ -1,6 +1,9 @@
-"""Blur with a known kernel in numpy: true convolution, output the input's size, edges replicated,
-and its adjoint. The numpy twin of ``flowrt.operators.blur`` (same ``BlurLayout``: a separable kernel
-as two 1-D passes, a small one tap by tap, a large one through the real FFT).
+"""Blur with a known kernel: true convolution (the kernel is flipped), output the input's size, edges
+replicated, and its adjoint; the one implementation, which the torch engine reaches through
+``flowrt.operators.bridge``. The kernel's centre is at (kh // 2, kw // 2), as scipy.ndimage.convolve
+places it; ``flowrt.numeric.kernels.blur_layout`` parses and factors it: a rank-1 kernel (a Gaussian,
+a box) runs as two 1-D passes, a small general one tap by tap (a numba kernel), a large one through
+the real FFT.
 
     apply(x) (B, C, H, W) -> (B, C, H, W)        vjp(g) (B, C, H, W) -> (B, C, H, W) = apply's transpose
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import numba
 import numpy as np
 
 from flowrt.numeric.kernels import Taps, blur_layout
@@ -15,22 +19,46 @@ from flowrt.numeric.padding import edge_pad_vjp
 
 
 def correlate(x: np.ndarray, taps: Taps, out_hw: Tuple[int, int]) -> np.ndarray:
-    """'valid' correlation with fixed taps: out[..., i, j] = sum k[a, b] x[..., i + a, j + b], (..., h, w)."""
-    h, w = out_hw
-    (a, b, k), rest = taps[0], taps[1:]
-    out = x[..., a:a + h, b:b + w] * x.dtype.type(k)
-    for a, b, k in rest:
-        out += x[..., a:a + h, b:b + w] * x.dtype.type(k)
-    return out
+    """'valid' correlation with fixed taps: out[..., i, j] = sum k[a, b] x[..., i + a, j + b], (..., h, w),
+    in x's dtype, the taps summed in their order."""
+    shifts, weights = _tap_arrays(taps, x.dtype)
+    planes = np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])
+    out = np.zeros((planes.shape[0],) + tuple(out_hw), x.dtype)
+    _correlate(planes, shifts, weights, out)
+    return out.reshape(x.shape[:-2] + tuple(out_hw))
 
 
 def correlate_vjp(g: np.ndarray, taps: Taps, in_hw: Tuple[int, int]) -> np.ndarray:
-    """The transpose of ``correlate``: every output's gradient scattered back through the same shifts."""
+    """The transpose of ``correlate``: every output's gradient scattered back through the same shifts,
+    (..., in_hw). Computed as a correlation of g, zero-padded by the largest shifts, with the
+    shifts reflected: out[p, q] = sum k[a, b] g[p - a, q - b]."""
+    top, left = max(a for a, _, _ in taps), max(b for _, b, _ in taps)
     h, w = g.shape[-2:]
-    out = np.zeros(g.shape[:-2] + tuple(in_hw), g.dtype)
-    for a, b, k in taps:
-        out[..., a:a + h, b:b + w] += g * g.dtype.type(k)
-    return out
+    padded = np.zeros(g.shape[:-2] + (in_hw[0] + top, in_hw[1] + left), g.dtype)
+    padded[..., top:top + h, left:left + w] = g
+    return correlate(padded, tuple((top - a, left - b, k) for a, b, k in taps), in_hw)
+
+
+def _tap_arrays(taps: Taps, dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """(shifts (T, 2) int64, weights (T,) in dtype) of a tap list."""
+    return (np.array([(a, b) for a, b, _ in taps], np.int64).reshape(-1, 2),
+            np.array([k for _, _, k in taps], dtype))
+
+
+# Each output row is summed tap by tap in a fresh buffer (which aliases nothing, so the inner loop
+# along the row vectorises): about twice as fast as numpy's shifted slices, with no temporary per tap.
+@numba.njit(nogil=True, cache=True)
+def _correlate(x, shifts, weights, out):  # pragma: no cover - compiled
+    h, w = out.shape[1], out.shape[2]
+    acc = np.empty(w, out.dtype)
+    for n in range(out.shape[0]):
+        for i in range(h):
+            acc[:] = 0
+            for t in range(weights.shape[0]):
+                k, src = weights[t], x[n, i + shifts[t, 0], shifts[t, 1]:shifts[t, 1] + w]
+                for j in range(w):
+                    acc[j] += k * src[j]
+            out[n, i, :] = acc
 
 
 class Blur:

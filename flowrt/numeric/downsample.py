@@ -1,6 +1,7 @@
-"""Pillow's bicubic downsampling by an integer factor in numpy, and its adjoint: the numpy twin of
-``flowrt.operators.downsample``, with Pillow's weights (``flowrt.numeric.resampling``) as two dense
-matrices, rows R (H // s, H) and columns C (W // s, W):
+"""Pillow's bicubic downsampling by an integer factor, and its adjoint: the one implementation (the
+torch engine reaches it through ``flowrt.operators.bridge``), with Pillow's weights
+(``flowrt.numeric.resampling``) as two dense matrices, rows R (H // s, H) and columns C (W // s, W),
+so both passes are BLAS products (faster than a gather of the taps, forward and backward):
 
     apply(x) = R @ x @ C.T   (B, C, H, W) -> (B, C, H // s, W // s)        vjp(g) = R.T @ g @ C
 """

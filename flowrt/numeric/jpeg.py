@@ -1,4 +1,5 @@
-"""The JPEG data term in numpy, the numpy twin of ``flowrt.operators.jpeg.JpegLikelihood``.
+"""The JPEG data term: the observation is the file's quantised DCT coefficients; the one
+implementation (the torch engine reaches it through ``flowrt.operators.bridge``).
 
 For a candidate z (B, 3, H, W) in [0, 1], each component's unquantised coefficients are
 c = D P_c(Y_c z) D^T per 8x8 block (Y_c: a YCbCr row times 255, luma shifted by -128; P_c: MCU edge
@@ -18,8 +19,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from flowrt.io.jpeg_coefficients import JpegInfo
-from flowrt.numeric.jpeg_layout import (BLOCK, LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, dct_matrix,
-                                        standard_normal_draws)
+from flowrt.numeric.dct import BLOCK, dct_matrix
+from flowrt.numeric.jpeg_layout import LUMA_LEVEL_SHIFT, YCBCR, JpegLayout, standard_normal_draws
 from flowrt.numeric.normal import log_interval_prob, log_interval_prob_and_grad
 from flowrt.numeric.padding import edge_pad_vjp
 
@@ -98,7 +99,7 @@ class JpegLikelihood:
         return total
 
     def expected_nll(self, z: np.ndarray, draws: int = 2) -> Optional[np.ndarray]:
-        """Monte Carlo over the model's own story, with the torch operator's draws: coefficients of
+        """Monte Carlo over the model's own story, with fixed draws (the same answer every call): coefficients of
         z plus noise of each component's std, quantised by the file's tables, scored as ``nll``.
         (B,) float64; None when no noise level was given."""
         if not self.noise_given:

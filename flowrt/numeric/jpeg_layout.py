@@ -5,8 +5,7 @@ An encoder maps RGB (0-255) to JFIF YCbCr, averages chroma over its subsampling 
 orthonormal 8x8 DCT of every block and stores k = round(c / q). ``JpegLayout`` holds, per
 component, that footprint, the quantised coefficients k and tables q, the coefficient noise std
 (the pixel noise sigma carried into that domain, floored at NOISE_FLOOR_255) and which blocks are
-observed. ``flowrt.operators.jpeg`` (torch) and ``flowrt.numeric.jpeg`` (numpy) compute the
-coefficients of a candidate image from it.
+observed. ``flowrt.numeric.jpeg`` computes the coefficients of a candidate image from it.
 """
 from __future__ import annotations
 
@@ -18,19 +17,11 @@ import numpy as np
 from flowrt.errors import InputError
 from flowrt.io.colour import LUMA_LEVEL_SHIFT, YCBCR_JFIF  # noqa: F401 - LUMA_LEVEL_SHIFT re-exported
 from flowrt.io.jpeg_coefficients import JpegInfo
+from flowrt.numeric.dct import BLOCK
 from flowrt.numeric.observation import NOISE_FLOOR_255
 
 YCBCR = np.array(YCBCR_JFIF, np.float64)
-BLOCK = 8
 EXPECTED_NLL_SEED = 0  # the misfit's Monte Carlo draws are the same every call, in both engines
-
-
-def dct_matrix() -> np.ndarray:
-    """Orthonormal 8-point DCT-II, float64: coefficients = D @ block @ D.T (JPEG's FDCT)."""
-    n = np.arange(BLOCK)
-    d = np.cos((2 * n[None, :] + 1) * n[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    d[0] /= np.sqrt(2)
-    return d
 
 
 def noise_gain(component: int, pooled: int, components: int) -> float:

@@ -2,8 +2,7 @@
 
 A kernel is (kh, kw) float32, non-negative, summing to 1, its centre at (kh // 2, kw // 2) as
 scipy.ndimage.convolve places it. ``rank_one`` splits a separable kernel into two 1-D passes and
-``taps`` lists the entries that matter; ``flowrt.operators.blur`` (torch) and
-``flowrt.numeric.blur`` (numpy) both use them.
+``taps`` lists the entries that matter; ``flowrt.numeric.blur`` runs them.
 """
 from __future__ import annotations
 

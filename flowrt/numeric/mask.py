@@ -1,7 +1,10 @@
-"""Inpainting in numpy: the mask stage (zero where unobserved; its own adjoint) and the push-pull
-hole filling that starts the MAP, the numpy twins of ``flowrt.operators.mask``.
+"""Inpainting: the mask stage (zero where unobserved; its own adjoint) and the push-pull hole filling
+that starts the MAP; the one implementation (the torch engine reaches the stage through
+``flowrt.operators.bridge``).
 
-Masks are bool (h, w), True = observed (``flowrt.numeric.observation`` reads and checks them).
+Masks are bool (h, w), True = observed, given at the observed (degraded) resolution; in a mask file
+white marks the holes (``flowrt.numeric.observation`` reads and checks them). Unobserved pixels are
+zeroed by the stage and left out of the data term, so only the prior decides them.
 """
 from __future__ import annotations
 

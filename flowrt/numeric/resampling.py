@@ -3,8 +3,7 @@
 * Pillow's bicubic downsampling (``Image.resize(..., BICUBIC)``), the chain's degradation: for
   output pixel i the cubic kernel (a = -0.5) is centred at (i + 0.5) * scale in input coordinates,
   widened by the scale when shrinking (an anti-aliasing low-pass), truncated at the image edge and
-  renormalised to sum 1 (precompute_coeffs in Pillow's Resample.c). ``pillow_resize_weights`` is
-  shared with ``flowrt.operators.downsample`` (torch).
+  renormalised to sum 1 (precompute_coeffs in Pillow's Resample.c): ``flowrt.numeric.downsample``.
 * torch's ``F.interpolate(..., align_corners=False)`` upsampling, bilinear (hole filling) and
   bicubic (a = -0.75, taps clamped at the edge: the start's enlargement), so the numpy chain's
   starting estimate is the torch chain's.

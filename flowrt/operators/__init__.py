@@ -1,22 +1,16 @@
-"""Degradations as differentiable torch forward models, each with its observation likelihood.
+"""The torch engine's forward models: the numpy ones (``flowrt.numeric``) behind one autograd bridge.
 
-Chain order: blur -> downsample -> mask -> noise -> JPEG. Tensors are NCHW float in [0, 1];
-sigma is on the 0-255 scale at the API and in [0, 1] units inside. What does not need torch (kernels,
-masks, Pillow's weights, the JPEG layout, the noise floor) lives in ``flowrt.numeric``, with the same
-forward models in numpy; ``parse_blur``, ``read_mask`` and ``NOISE_FLOOR_255`` are re-exported here.
+Every degradation and likelihood is implemented once, in ``flowrt.numeric`` (``apply`` and its
+adjoint ``vjp``; ``nll_and_grad``); ``bridge`` hands tensors to them and their adjoints to autograd,
+and ``chain.build_forward_model`` wraps the numpy chain. Tensors are NCHW float in [0, 1]; sigma is on
+the 0-255 scale at the API. ``parse_blur``, ``read_mask`` and ``NOISE_FLOOR_255`` are re-exported.
 """
 from flowrt.numeric.kernels import gaussian_kernel, parse_blur
 from flowrt.numeric.observation import NOISE_FLOOR_255, read_mask
-from .base import Degradation, Likelihood
-from .blur import Blur
+from .bridge import NumpyLikelihood, NumpyStage, data_term
 from .chain import ForwardModel, build_forward_model
-from .downsample import BicubicDownsample
-from .jpeg import JpegLikelihood
-from .mask import Mask, fill_holes
-from .noise import GaussianLikelihood
 
 __all__ = [
-    "BicubicDownsample", "Blur", "Degradation", "ForwardModel", "GaussianLikelihood", "JpegLikelihood",
-    "Likelihood", "Mask", "NOISE_FLOOR_255", "build_forward_model", "fill_holes", "gaussian_kernel",
-    "parse_blur", "read_mask",
+    "ForwardModel", "NOISE_FLOOR_255", "NumpyLikelihood", "NumpyStage", "build_forward_model", "data_term",
+    "gaussian_kernel", "parse_blur", "read_mask",
 ]

@@ -1,109 +1,84 @@
-"""A whole observation model: blur -> downsample -> mask, then noise (and JPEG) on the result.
+"""The torch engine's forward model: the numpy chain (``flowrt.numeric.chain``) seen from torch.
 
-``build_forward_model`` turns what the user said (the observed image y, sigma, a JPEG's own
-quantisation, a scale, a blur kernel, a mask) into a ``ForwardModel`` whose ``nll(x)`` is
--log p(y | x) for a candidate restored image x, differentiable in x.
+``build_forward_model`` takes what the user said (the observed image y, sigma, a JPEG's own
+quantisation, a scale, a blur kernel, a mask), builds the one numpy chain and wraps it: ``nll(x)`` is
+-log p(y | x) for a candidate restored image x, a tensor, differentiable in x through the bridge
+(one host round trip for the whole data term).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from flowrt.io.jpeg_coefficients import JpegInfo
-from flowrt.numeric.observation import MAX_SCALE, chain_spec  # noqa: F401 - MAX_SCALE re-exported
-from .base import Degradation, Likelihood, TensorHolder
-from .blur import Blur
-from .downsample import BicubicDownsample
-from .jpeg import JpegLikelihood
-from .mask import Mask, fill_holes
-from .noise import GaussianLikelihood
+from flowrt.numeric import chain as numeric_chain
+from flowrt.numeric.downsample import BicubicDownsample
+from flowrt.numeric.observation import MAX_SCALE  # noqa: F401 - re-exported
+from .bridge import NumpyLikelihood, NumpyStage, data_term, to_numpy, to_torch
 
 
-class ForwardModel(TensorHolder):
+class ForwardModel:
     """x (B, 3, H, W) in [0, 1] at the restored size -> degraded z (B, 3, h, w) -> nll (B,).
 
-    observed: y as (1, 3, h, w); observed_mask: (1, 1, h, w) in {0, 1}; restored_size: (H, W).
+    numeric: the numpy chain it wraps. stages and likelihood: its pieces behind the bridge;
+    observed (1, 3, h, w), observed_mask (1, 1, h, w) in {0, 1}, restored_size (H, W) and scale its own.
+    Results come back on x's device in x's dtype; the maths runs in numpy on the host.
     """
 
-    def __init__(self, stages: List[Degradation], likelihood: Likelihood, observed: Tensor,
-                 observed_mask: Tensor, restored_size: Tuple[int, int], scale: int):
-        self.stages = stages
-        self.likelihood = likelihood
-        self.observed = observed
-        self.observed_mask = observed_mask
-        self.restored_size = restored_size
-        self.scale = scale
+    def __init__(self, numeric: numeric_chain.ForwardModel):
+        self.numeric = numeric
+        self.stages = [NumpyStage(stage) for stage in numeric.stages]
+        self.likelihood = NumpyLikelihood(numeric.likelihood)
+        self.observed = torch.from_numpy(numeric.observed)
+        self.observed_mask = torch.from_numpy(numeric.observed_mask)
+        self.restored_size, self.scale = numeric.restored_size, numeric.scale
 
     def to(self, device=None, dtype=None) -> "ForwardModel":
-        super().to(device, dtype)
-        for stage in self.stages:
-            stage.to(device, dtype)
+        """Nothing to move: results follow their input's device and dtype."""
         return self
 
     def apply(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, 3, h, w): the deterministic part of the chain."""
-        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != self.restored_size:
-            raise ValueError(f"expected (B, 3, {self.restored_size[0]}, {self.restored_size[1]}), got {tuple(x.shape)}")
+        self._check(x)
         for stage in self.stages:
             x = stage.apply(x)
         return x
 
     def nll(self, x: Tensor) -> Tensor:
         """-log p(y | x), (B,) nats, constants dropped."""
-        return self.likelihood.nll(self.apply(x))
+        self._check(x)
+        return data_term(x, self.numeric)
 
     def expected_nll(self, x: Tensor) -> Optional[Tensor]:
         """E[nll(x)] over observations the model would draw at x, (B,); None without a noise level."""
-        return self.likelihood.expected_nll(self.apply(x))
+        expected = self.numeric.expected_nll(to_numpy(x))
+        return None if expected is None else to_torch(expected, x)
 
     def at_observed_scale(self, x: Tensor) -> Optional[Tensor]:
         """x (B, 3, H, W) brought to the observation's grid by the chain's own downsampler alone
         (no blur, no mask): (B, 3, h, w); None when the chain does not downsample."""
         for stage in self.stages:
-            if isinstance(stage, BicubicDownsample):
+            if isinstance(stage.numeric, BicubicDownsample):
                 return stage.apply(x)
         return None
 
     def initial_estimate(self) -> Tensor:
-        """(1, 3, H, W) in [0, 1]: y with holes filled, bicubic-upsampled to the restored size.
+        """(1, 3, H, W) float32 in [0, 1]: the numpy chain's (y with holes filled, enlarged)."""
+        return torch.from_numpy(self.numeric.initial_estimate())
 
-        For a JPEG, y is already the decoder's output; blur is left in (undoing it is the solver's job).
-        Denoised and split starts are made by the numpy chain for both engines (``flowrt.pipeline.region``).
-        """
-        y = fill_holes(self.observed, self.observed_mask)
-        if self.scale > 1:
-            y = F.interpolate(y, size=self.restored_size, mode="bicubic", align_corners=False)
-        return y.clamp(0, 1)
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != self.restored_size:
+            raise ValueError(f"expected (B, 3, {self.restored_size[0]}, {self.restored_size[1]}), got {tuple(x.shape)}")
 
 
 def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
                         scale: int = 1, blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
                         greyscale: bool = False) -> ForwardModel:
-    """The forward model for an observation y, float (h, w, 3) in [0, 1] (for a JPEG, its decode).
-
-    sigma: Gaussian noise std on the 0-255 scale, added before any JPEG compression (None: only
-    the noise floor). jpeg: the file's quantisation (y must have its size); the data term then
-    lives in its DCT domain. scale: the restored image is (h * scale, w * scale), degraded by
-    Pillow's bicubic downsampling. blur: kernel (kh, kw) summing to 1, applied at the restored
-    size. mask: bool (h, w) at the observed size, True = observed. greyscale: y is one grey
-    channel (compared with x's luma). InputError for anything inconsistent.
-    """
-    spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, greyscale=greyscale)
-    stages: List[Degradation] = []
-    if blur is not None:
-        stages.append(Blur(blur))
-    if spec.scale > 1:
-        stages.append(BicubicDownsample(spec.restored, spec.scale))
-    if mask is not None:
-        stages.append(Mask(spec.keep))
-    if jpeg is not None:
-        likelihood: Likelihood = JpegLikelihood(jpeg, sigma, spec.mask)
-    else:
-        likelihood = GaussianLikelihood(spec.y, spec.sigma_255, spec.mask, greyscale, noise_given=spec.noise_given)
-    observed = torch.from_numpy(spec.observed).permute(2, 0, 1)[None]
-    observed_mask = torch.from_numpy(spec.keep.astype(np.float32))[None, None]
-    return ForwardModel(stages, likelihood, observed, observed_mask, spec.restored, spec.scale)
+    """The torch forward model for an observation y, float (h, w, 3) in [0, 1] (for a JPEG, its
+    decode): ``flowrt.numeric.chain.build_forward_model``'s, whose arguments these are, behind the
+    bridge. InputError for anything inconsistent."""
+    return ForwardModel(numeric_chain.build_forward_model(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur,
+                                                          mask=mask, greyscale=greyscale))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowrt.io.colour import LUMA_601, LUMA_LEVEL_SHIFT
-from flowrt.numeric.jpeg_layout import BLOCK, dct_matrix
+from flowrt.numeric.dct import BLOCK, dct_matrix
 
 # IJG's luma table (ITU-T T.81 Annex K.1), natural order; quality Q scales it as libjpeg does.
 IJG_LUMA = np.array([

@@ -42,7 +42,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, *, g
                  mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
     log.info("%s: %s", name, plan.describe_method())
     numeric_fm = None
-    if plan.engine == "ort" or plan.start.kind != "blur":   # the start and the ort engine share one numpy chain
+    if plan.engine == "ort" or plan.start.kind != "blur":   # the start and both engines share one numpy chain
         from flowrt.numeric.chain import build_forward_model
         numeric_fm = build_forward_model(rgb, **chain)
     start = make_start(numeric_fm, plan, greyscale, progress)
@@ -52,7 +52,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, *, g
     elif plan.engine == "ort":
         out, fell_back = _numpy_map(numeric_fm, prior, plan, start, on_iteration)
     else:
-        out, fell_back = _torch_map(rgb, chain, prior, plan, start, device, on_iteration)
+        out, fell_back = _torch_map(numeric_fm, rgb, chain, prior, plan, start, device, on_iteration)
     if fell_back:  # the output would be the damaged input, barely changed: not a success
         if not plan.solver.accept_fallback:
             raise SolverError(f"{name}: the optimiser failed (non-finite values at every retry); try a smaller "
@@ -93,14 +93,15 @@ def make_start(numeric_fm, plan: RestorationPlan, greyscale: bool,
     return start
 
 
-def _torch_map(rgb: np.ndarray, chain: dict, prior, plan: RestorationPlan, start, device,
+def _torch_map(numeric_fm, rgb: np.ndarray, chain: dict, prior, plan: RestorationPlan, start, device,
                progress: Progress) -> Tuple[np.ndarray, bool]:
-    """The torch engine: (restored (H, W, 3) float32, fell back)."""
+    """The torch engine: (restored (H, W, 3) float32, fell back). Its forward model is the numpy chain
+    the start used (``numeric_fm``), behind the autograd bridge; built here when there was none."""
     import torch
 
-    from flowrt.operators import build_forward_model
+    from flowrt.operators import ForwardModel, build_forward_model
     from flowrt.solve.solver import map_restore
-    fm = build_forward_model(rgb, **chain)
+    fm = build_forward_model(rgb, **chain) if numeric_fm is None else ForwardModel(numeric_fm)
     start = None if start is None else torch.from_numpy(np.ascontiguousarray(start, np.float32))
     result = map_restore(prior, fm, plan.solver, device=device, progress=progress, start=start)
     return result.x[0].permute(1, 2, 0).numpy(), result.fell_back
