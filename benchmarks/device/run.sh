@@ -42,6 +42,12 @@ for w in $(seq 0 $((WORKERS - 1))); do
 done
 wait || true
 shards=$(ls "$WORK/shards" 2>/dev/null | grep -c '^shard-.*\.npz$' || true)
+if [ "$shards" -eq 0 ]; then   # a loaded machine can spend the whole budget starting up: the fit needs one
+    log "no shard within ${TRAIN_SECONDS}s; making one untimed"
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 "$PY" -m flowrt.train.group_data --data "$DATA" --out "$WORK/shards" \
+        --first-seed 100000 --shards 1 --crops "$CROPS" --crop "$CROP" --keep "$KEEP" >>"$OUT/shards.log" 2>&1
+    shards=$(ls "$WORK/shards" 2>/dev/null | grep -c '^shard-.*\.npz$' || true)
+fi
 log "$shards shards in $(( $(date +%s) - started ))s; fitting"
 "$PY" -m flowrt.train.group_fit --shards "$WORK/shards" --out "$WORK/fit" >>"$OUT/run.log" 2>&1
 cp "$WORK/fit/group_flow.npz" "$OUT/"
