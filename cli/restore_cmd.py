@@ -63,7 +63,7 @@ def _restore(job, opts, model_dir, verbose, quiet, start) -> None:
         _say(job.summary(time.monotonic() - start), quiet)
         return
     # a restore that is a denoiser's estimate alone loads no prior (no onnxruntime, no torch)
-    device, prior = _load(model_dir, opts) if job.plan.needs_prior else (None, None)
+    device, prior = _load(model_dir, opts) if job.plan.needs_prior else _no_prior(opts)
     _run(job, prior, opts, device, model_dir, verbose, quiet)
     if verbose:
         click.echo(f"wrote {job.out_path}", err=True)
@@ -80,6 +80,12 @@ def _load(model_dir, opts):
     device checked against this machine, then the prior loaded; --engine ort imports no torch."""
     from flowrt.prior.engines import open_engine
     return open_engine(model_dir, opts.engine, opts.device, opts.solver.space)
+
+
+def _no_prior(opts):
+    from flowrt.prior.engines import check_engine_request
+    check_engine_request(opts.engine, opts.device)
+    return None, None
 
 
 def _run(job, prior, opts, device, model_dir, verbose, quiet) -> None:

@@ -138,7 +138,7 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
             rgb = loaded.rgb
         else:
             check_machine(source, int(opts.scale), "-")
-            device, prior = _engine(model, prior, opts) if plan.needs_prior or prior is not None else (None, None)
+            device, prior = _engine(model, prior, opts) if plan.needs_prior or prior is not None else _no_prior(opts)
             plan = plan.with_engine(prior, device)
             settings = _settings(source, plan, prior, tiling)
             rgb = restore_in_memory(source, plan, prior, settings, device=device, on_step=progress)
@@ -151,6 +151,13 @@ def _settings(source, plan: RestorationPlan, prior, tiling: TilingOptions):
         return None
     w, h = source.size
     return tile_settings(h, w, plan, prior_multiple(prior), source.tile, tiling.overlap)
+
+
+def _no_prior(opts: RestoreOptions):
+    """(None, None) for a restore that loads no prior, after the checks loading one would make first."""
+    from flowrt.prior.engines import check_engine_request
+    check_engine_request(opts.engine, opts.device)
+    return None, None
 
 
 def _engine(model, prior, opts: RestoreOptions):

@@ -109,3 +109,13 @@ def test_a_noise_alone_restore_loads_no_prior_engine(tmp_path):
         runs[bool(extra)] = (proc.stdout.strip().splitlines()[-1], proc.stderr)
     assert runs[False][0] == "[]" and "flow denoiser alone" in runs[False][1] and "engine" not in runs[False][1]
     assert "onnxruntime" in runs[True][0] and "engine ort on cpu" in runs[True][1]
+
+
+def test_an_explicit_engine_that_cannot_run_is_refused_even_when_no_prior_runs(monkeypatch, tmp_path, invoke_flowrt):
+    from PIL import Image
+    import flowrt.errors
+    Image.fromarray((_noisy(_scene(32)) * 255).round().astype(np.uint8)).save(tmp_path / "n.png")
+    monkeypatch.setattr(flowrt.errors, "torch_installed", lambda: False)
+    result = invoke_flowrt("restore", tmp_path / "n.png", "-o", tmp_path / "o.png", "--sigma", "20", "--engine", "torch")
+    assert result.exit_code == 1 and "--engine torch needs torch" in result.output
+    assert not (tmp_path / "o.png").exists()

@@ -42,5 +42,5 @@ def test_no_gradients_skips_the_graph_and_the_ort_message_names_the_command(invo
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "bare" / PRIOR_GRAD_ONNX).exists()
     result = invoke_flowrt("restore", noisy_png(tmp_path / "in.png"), "-o", tmp_path / "out.png",
-                           "--model", tmp_path / "bare", "--sigma", "15", "--engine", "ort")
+                           "--model", tmp_path / "bare", "--sigma", "15", "--engine", "ort", "--iters", "2")
     assert result.exit_code != 0 and "flowrt export" in result.output and "export_checkpoint" not in result.output

@@ -119,7 +119,9 @@ def test_the_runtime_restores_a_png_and_a_jpeg_without_torch(runtime_venv, suffi
         src, **({"quality": 30} if suffix == ".jpg" else {}))
     done = _run(runtime_venv, "-m", "flowrt.cli.main", "restore", src, "-o", out, *extra)
     assert done.returncode == 0, done.stderr
-    assert "engine ort on cpu" in done.stderr and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    # a JPEG runs the MAP on the ort engine; noise alone is the flow denoiser's estimate, no engine loaded
+    assert ("engine ort on cpu" if suffix == ".jpg" else "flow denoiser alone") in done.stderr
     restored = np.asarray(Image.open(out))
     observed = np.asarray(Image.open(src).convert("RGB")).astype(np.float64)
     assert restored.shape == (45, 38, 3) and 0 < np.abs(restored - observed).mean() < 20

@@ -92,6 +92,17 @@ def open_engine(model_dir: ModelDir, engine: str = "auto", device_name: str = "a
     return device, load_torch_prior(model_dir)
 
 
+def check_engine_request(engine: str, device_name: str = "auto") -> None:
+    """What ``open_engine`` refuses before loading anything, for a restore that loads no prior (a
+    denoiser's estimate alone): a bad --device, and --engine torch on an install without torch (an
+    explicit request that cannot be honoured is refused, even where it would not have run)."""
+    from flowrt.device import check_device_name
+    from flowrt.errors import missing_torch, torch_installed
+    check_device_name(device_name)
+    if engine == "torch" and not torch_installed():
+        raise missing_torch("--engine torch")
+
+
 def load_prior(model_dir: ModelDir, engine: str = "auto", device=None):
     """The prior for ``engine`` from an exported folder (None: the packaged default); ``device`` a
     torch.device, a --device name or None (CPU). ort: an OrtPriorGradient (numpy in, numpy out)."""
