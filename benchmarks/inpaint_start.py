@@ -13,7 +13,8 @@ and the mask given. Methods, every one on the same crop in one run:
 
 PSNR (RGB, 8-bit) inside the holes and over all pixels, seconds per crop. Appends one JSON line per
 (photo, method) to --jsonl as it goes; --picture saves observed | before | after | clean of the
-first photo as a PNG.
+first photo as a PNG. ``--summarize OUT_PREFIX`` instead reads the --jsonl files and writes
+OUT_PREFIX.table.md and OUT_PREFIX.json: per set and method, the mean PSNRs and seconds and the photo count.
 
     python -m benchmarks.inpaint_start --sets ../shared/data/val-photos ../shared/data/val \
         --jsonl benchmarks/results/inpaint_start/inpaint_start.jsonl \
@@ -55,14 +56,45 @@ def run_method(observed: np.ndarray, holes: np.ndarray, method: str) -> tuple:
     return result.image, time.monotonic() - start, result.plan.describe_method()
 
 
+def summarize(rows: list, prefix: Path) -> None:
+    """Per (set, method) means over the photos every method finished, as prefix.md and prefix.json."""
+    done: dict = {}
+    for row in rows:
+        done.setdefault((row["set"], row["photo"]), {})[row["method"]] = row
+    methods = [m for m in ("before", "fill", "grouped", "after") if any(m in d for d in done.values())]
+    table = []
+    for name in sorted({s for s, _ in done}):
+        complete = [d for (s, _), d in done.items() if s == name and all(m in d for m in methods)]
+        if not complete:
+            continue
+        for method in methods:
+            picked = [d[method] for d in complete]
+            table.append(dict(set=name, method=method, photos=len(picked),
+                              psnr_holes=round(float(np.mean([r["psnr_holes"] for r in picked])), 2),
+                              psnr_all=round(float(np.mean([r["psnr_all"] for r in picked])), 2),
+                              seconds=round(float(np.mean([r["seconds"] for r in picked])), 1),
+                              plan=picked[0]["plan"] if picked else ""))
+    prefix.with_suffix(".json").write_text(json.dumps(dict(summary=table, rows=rows), indent=1) + "\n")
+    lines = ["| set | method | photos | PSNR holes (dB) | PSNR all (dB) | s / crop |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['set']} | {r['method']} | {r['photos']} | {r['psnr_holes']:.2f} | {r['psnr_all']:.2f} | "
+              f"{r['seconds']:.1f} |" for r in table]
+    prefix.with_suffix(".table.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", type=Path, required=True)
     parser.add_argument("--methods", nargs="+", default=["fill", "after", "grouped", "before"])
-    parser.add_argument("--jsonl", type=Path, required=True)
+    parser.add_argument("--jsonl", type=Path, nargs="+", required=True)
+    parser.add_argument("--summarize", type=Path, help="write PREFIX.json and PREFIX.table.md from --jsonl and stop")
     parser.add_argument("--picture", type=Path)
     args = parser.parse_args()
-    args.jsonl.parent.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        summarize([json.loads(line) for path in args.jsonl for line in path.read_text().splitlines()], args.summarize)
+        return
+    jsonl = args.jsonl[0]
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
     pictured = args.picture is None
     for folder in args.sets:
         for path in list_photos(folder):
@@ -77,7 +109,7 @@ def main() -> None:
                            psnr_holes=round(psnr(clean, restored, holes), 3),
                            psnr_all=round(psnr(clean, restored, np.ones_like(holes)), 3), plan=words)
                 print(json.dumps(row), flush=True)
-                with open(args.jsonl, "a") as fh:
+                with open(jsonl, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
             if not pictured and {"before", "after"} <= set(outputs):
                 strip = np.concatenate([observed, outputs["before"], outputs["after"], clean], axis=1)

@@ -197,8 +197,8 @@ class RestorationPlan:
 
     def describe_method(self) -> str:
         """What runs, in words: "grouped denoiser then 20 flow-MAP iterations", "splitting start
-        (grouped denoiser), 10 rounds, then 10 flow-MAP iterations", "inpainting: smooth fill ...", "blurred start (1.0 px) then
-        150 flow-MAP iterations", with the engine once it is bound."""
+        (grouped denoiser), 10 rounds, then 10 flow-MAP iterations", "inpainting: smooth fill ...",
+        "blurred start (1.0 px) then 150 flow-MAP iterations", with the engine once it is bound."""
         if self.start is None:
             return ""
         cfg = self.solver

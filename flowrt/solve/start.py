@@ -20,7 +20,8 @@ Three starts:
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
-``auto`` (and ``split``) takes ``inpaint`` for a mask-only chain, whatever its noise, ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
+``auto`` (and ``split``) takes ``inpaint`` for a mask-only chain, whatever its noise; otherwise
+``auto`` takes ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
 (or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch, so both engines start
 the same way (``flowrt.pipeline.region`` makes every start with the numpy chain).
 """
