@@ -77,7 +77,8 @@ _OPTIONS = [
                  help="Where the MAP starts (split and denoise need a noise level or a JPEG term): split "
                       "alternates the chain's data term with a grouped denoiser (for --scale or --blur); "
                       "denoise denoises the observation and enlarges it; blur lightly blurs it. auto picks "
-                      "split, then denoise, where they apply."),
+                      "split, then denoise, where they apply; with --mask alone, auto and split fill the "
+                      "holes smoothly, then by splitting with the denoiser (no noise level needed)."),
     click.option("--denoiser", default="auto", show_default=True, metavar="|".join(denoiser_choices()),
                  help="flow: the group flow's Tweedie estimate (for noise alone it is the restore; for other damage the start the MAP refines); grouped: the classical grouped denoiser (BM3D's recipe) as the start; auto: flow."),
     click.option("--lam", type=float, default=_SOLVER.lam, show_default=True,

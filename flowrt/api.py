@@ -133,7 +133,8 @@ def restore(image: ImageLike, options: Optional[RestoreOptions] = None, *, model
     with source:
         plan = plan_restoration(source, opts)
         if mask is not None:   # given as an array: the plan reads only mask files
-            plan = dataclasses.replace(plan, mask=observed_from_array(mask, (h, w)), nothing_to_do=None)
+            plan = dataclasses.replace(plan, mask=observed_from_array(mask, (h, w)),
+                                       nothing_to_do=None).with_method(opts.solver)   # the mask decides the start
         if plan.nothing_to_do is not None:
             rgb = loaded.rgb
         else:

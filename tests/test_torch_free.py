@@ -108,3 +108,18 @@ def test_a_user_mistake_without_torch_is_still_one_line(run_without_torch, tmp_p
                                      "--engine", "ort", "--blur", "gaussian:99")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("Error:")] and report["loaded"] == []
+
+
+def test_an_inpainting_restore_never_imports_torch(run_without_torch, tmp_path):
+    """--mask alone takes the inpainting splitting (flowrt.solve.inpaint) with the flow denoiser, torch-free."""
+    src, mask, out = tmp_path / "holes.png", tmp_path / "mask.png", tmp_path / "out.png"
+    holes = np.zeros((32, 28), bool)
+    holes[10:18, 8:16] = True
+    Image.fromarray(np.where(holes[..., None], 0, photo(32, 28, 0.0, seed=6)).astype(np.uint8)).save(src)
+    Image.fromarray(np.where(holes, 255, 0).astype(np.uint8)).save(mask)
+    proc, report = run_without_torch("-m", "flowrt.cli.main", "restore", src, "-o", out, "--mask", mask,
+                                     "--sigma", "0", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert report == {"attempts": [], "loaded": []}, report
+    assert "inpainting: smooth fill" in proc.stderr
+    assert np.asarray(Image.open(out))[holes].mean() > 40   # the black holes are filled

@@ -138,15 +138,17 @@ class RestorationPlan:
         jpeg_sigma = None if self.jpeg is None else jpeg_equivalent_sigma(self.jpeg.quant_y)
         # For Gaussian noise alone the flow denoiser's Tweedie estimate is the restore (no MAP after it)
         alone = self.denoiser == "flow" and self.jpeg is None and self.mask is None and not self.inverts
+        mask_only = self.mask is not None and self.jpeg is None and not self.inverts
         return dataclasses.replace(self, start=choose_start(solver, self.sigma, jpeg_sigma, inverts=self.inverts,
-                                                            denoiser_is_estimate=alone))
+                                                            denoiser_is_estimate=alone, inpaints=mask_only))
 
     @property
     def needs_prior(self) -> bool:
         """Whether the image prior runs at all: not when a denoiser's estimate is the whole restore
         (noise alone with the flow denoiser, or ``--iters 0`` after a denoised or split start), so
         that no engine is loaded for it."""
-        return not (self.start is not None and self.start.kind in ("denoise", "split") and not self.solver.iters)
+        return not (self.start is not None and self.start.kind in ("denoise", "split", "inpaint")
+                    and not self.solver.iters)
 
     def with_engine(self, prior, device=None) -> "RestorationPlan":
         """The plan bound to the engine that runs ``prior`` (the one place a prior's type says which
@@ -175,8 +177,9 @@ class RestorationPlan:
         STAGE_DENOISE (one step), STAGE_SPLIT (its rounds) and STAGE_MAP (its iterations)."""
         if self.start is None:
             return ()
-        from flowrt.solve.splitting import ROUNDS
-        first = {"denoise": ((STAGE_DENOISE, 1),), "split": ((STAGE_SPLIT, ROUNDS),)}.get(self.start.kind, ())
+        from flowrt.solve import inpaint, splitting
+        first = {"denoise": ((STAGE_DENOISE, 1),), "split": ((STAGE_SPLIT, splitting.ROUNDS),),
+                 "inpaint": ((STAGE_SPLIT, inpaint.ROUNDS),)}.get(self.start.kind, ())
         return first + (((STAGE_MAP, self.solver.iters),) if self.solver.iters else ())
 
     def describe_model(self) -> str:
@@ -194,8 +197,8 @@ class RestorationPlan:
 
     def describe_method(self) -> str:
         """What runs, in words: "grouped denoiser then 20 flow-MAP iterations", "splitting start
-        (grouped denoiser), 10 rounds, then 10 flow-MAP iterations", "blurred start (1.0 px) then
-        150 flow-MAP iterations", with the engine once it is bound."""
+        (grouped denoiser), 10 rounds, then 10 flow-MAP iterations", "inpainting: smooth fill ...",
+        "blurred start (1.0 px) then 150 flow-MAP iterations", with the engine once it is bound."""
         if self.start is None:
             return ""
         cfg = self.solver
@@ -209,6 +212,9 @@ class RestorationPlan:
             words = f"{self.denoiser} denoiser then {iterations}"
         elif self.start.kind == "split":
             words = f"splitting start ({self.denoiser} denoiser), {first} rounds, then {iterations}"
+        elif self.start.kind == "inpaint":
+            words = f"inpainting: smooth fill of the holes, then splitting ({self.denoiser} denoiser, " \
+                    f"mask-blend data step), {first} rounds, then {iterations}"
         else:
             start = f"blurred start ({cfg.start_blur:g} px)" if cfg.start_blur else "start from the observation"
             words = f"{start} then {iterations}"

@@ -76,14 +76,15 @@ def make_start(numeric_fm, plan: RestorationPlan, greyscale: bool,
     if kind == "blur":
         return None
     from flowrt.denoise.base import get_denoiser
-    from flowrt.solve.start import denoised_start, split_start
+    from flowrt.solve import inpaint, splitting
+    from flowrt.solve.start import denoised_start, inpaint_start, split_start
     denoiser = get_denoiser(plan.denoiser)
-    if kind == "split":
-        from flowrt.solve.splitting import ROUNDS
+    if kind in ("split", "inpaint"):
         on_round = _stage(progress, STAGE_SPLIT)
         if on_round is not None:
-            on_round(0, ROUNDS)
-        return split_start(numeric_fm, sigma_255, greyscale, denoiser, progress=on_round)
+            on_round(0, inpaint.ROUNDS if kind == "inpaint" else splitting.ROUNDS)
+        run = inpaint_start if kind == "inpaint" else split_start
+        return run(numeric_fm, sigma_255, greyscale, denoiser, progress=on_round)
     on_denoise = _stage(progress, STAGE_DENOISE)
     if on_denoise is not None:
         on_denoise(0, 1)

@@ -13,9 +13,14 @@ Three starts:
 * ``split``: for chains that downsample or blur, where enlarging a denoised observation never
   undoes the chain: plug-and-play splitting with the same denoiser as its prior and the chain's
   own data term (``flowrt.solve.splitting``), then ITERS_AFTER_SPLIT gentle MAP iterations.
+* ``inpaint``: for a chain that only hides pixels (a mask, with Gaussian noise or none): a smooth
+  fill of the holes, then plug-and-play splitting with the denoiser and the mask's closed-form data
+  step (``flowrt.solve.inpaint``); its estimate is the restore (no MAP iterations by default), so
+  the holes are filled by the denoiser, not left to a few prior steps.
 * ``blur``: the observation itself, smoothed by ``start_blur`` pixels for Gaussian noise (the
   original schedule, 150 iterations).
 
+``auto`` (and ``split``) takes ``inpaint`` for a mask-only chain, whatever its noise; otherwise
 ``auto`` takes ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
 (or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch, so both engines start
 the same way (``flowrt.pipeline.region`` makes every start with the numpy chain).
@@ -65,14 +70,22 @@ class StartPlan:
 
 
 def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float],
-                 inverts: bool = False, denoiser_is_estimate: bool = False) -> StartPlan:
+                 inverts: bool = False, denoiser_is_estimate: bool = False, inpaints: bool = False) -> StartPlan:
     """Resolve ``solver.start`` for a data term with Gaussian noise std ``sigma_255`` (None: no noise
     level) and a JPEG term whose quantisation acts like noise of std ``jpeg_sigma_255`` (None: no
     JPEG term); ``inverts``: the chain downsamples or blurs. ``denoiser_is_estimate``: the damage is
     Gaussian noise alone and the denoiser is a minimum-MSE one (the flow's Tweedie estimate), so a
-    denoised start is the restore: no MAP iterations by default. Fields the user set are kept."""
+    denoised start is the restore: no MAP iterations by default. ``inpaints``: the chain is a mask
+    alone (no JPEG, blur or downsampling), which ``auto`` and ``split`` restore by the inpainting
+    splitting. Fields the user set are kept."""
     jpeg = jpeg_sigma_255 is not None
     strength = denoise_sigma(sigma_255, jpeg_sigma_255)
+    if inpaints and not jpeg and not inverts and solver.start in ("auto", "split"):
+        lr = solver.lr if solver.lr is not None else step_for_noise(sigma_255)
+        iters = 0 if solver.iters is None else solver.iters
+        scale = DENOISED_STEP_SCALE * SPLIT_STEP_SCALE   # a MAP after it only refines, as after ``split``
+        return StartPlan("inpaint", replace(solver, lr=lr, start_blur=0.0, iters=iters,
+                                            step_scale=solver.step_scale * scale), strength)
     kind = _start_kind(solver.start, strength >= MIN_DENOISE_SIGMA, inverts)
     lr = solver.lr if solver.lr is not None else step_for_noise(sigma_255)
     if kind == "blur":
@@ -117,6 +130,16 @@ def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: D
     from a ``flowrt.numeric`` chain (whichever engine runs the MAP that follows)."""
     sigma = float(sigma_255) / 255.0
     return forward_model.initial_estimate(denoise=lambda rgb: denoiser.denoise(rgb, sigma, greyscale=greyscale))
+
+
+def inpaint_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser,
+                  progress=None) -> np.ndarray:
+    """``flowrt.solve.inpaint.inpaint_restore`` of a mask-only ``flowrt.numeric`` chain (its observation
+    and observed-pixel mask) with ``denoiser`` as its prior step and ``sigma_255`` (0-255, >= 0) the
+    observed pixels' noise: (1, 3, H, W) float32 in [0, 1]. progress(done, rounds) after each round."""
+    from flowrt.solve.inpaint import inpaint_restore
+    return inpaint_restore(forward_model.observed, forward_model.observed_mask, denoiser, float(sigma_255),
+                           greyscale=greyscale, progress=progress)
 
 
 def split_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser, progress=None) -> np.ndarray:
