@@ -18,7 +18,7 @@ LOW_LAYERS = ("io", "operators", "numeric", "prior", "solve", "denoise", "tiling
 # The ort engine's path: none of these imports torch or the torch engine's modules, even lazily
 # (tests/test_torch_free.py runs the whole path with torch blocked)
 TORCH_FREE = ("numeric", "denoise", "solve/config.py", "solve/schedule.py", "solve/start.py", "solve/splitting.py",
-              "solve/numpy_solver.py",
+              "solve/numpy_solver.py", "solve/loop.py",
               "prior/ort_gradient.py", "prior/onnx_backend.py", "prior/folders.py")
 
 

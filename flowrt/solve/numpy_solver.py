@@ -1,6 +1,7 @@
 """MAP restoration in image space without torch:  argmin_x  -log p(y | x) - lambda log p(x).
 
-The numpy twin of ``flowrt.solve.solver``'s image space, for ``--engine ort``: the prior is any
+The torch-free objective of ``flowrt.solve.solver``'s image space, for ``--engine ort``, run by the
+one MAP loop (``flowrt.solve.loop``): the prior is any
 object with ``nll_and_grad(x) -> (nll (B,), d nll/dx)`` and ``multiple`` (``flowrt.prior.ort_gradient.
 OrtPriorGradient``), the forward model a ``flowrt.numeric.chain.ForwardModel`` (``nll_and_grad``,
 ``expected_nll``, ``at_observed_scale`` and its ``_vjp``, ``initial_estimate``). Every rule is the torch
@@ -20,11 +21,10 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from flowrt import interrupts
 from flowrt.numeric.padding import gaussian_blur, pad_to_multiple, pad_to_multiple_vjp
 from flowrt.solve.config import ITERS_FROM_OBSERVATION, SolverConfig
-from flowrt.solve.schedule import (lr_schedule, rebalanced_weight, rebalances_at, step_for_noise, tail_start,
-                                   with_halving_retries)
+from flowrt.solve.loop import optimise
+from flowrt.solve.schedule import rebalanced_weight, step_for_noise
 
 log = logging.getLogger("flowrt.solve.numpy_solver")
 
@@ -49,6 +49,7 @@ class Adam:
         self.betas, self.eps, self.t = betas, eps, 0
 
     def step(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
+        """param -= Adam's update for ``grad`` (both float32, param in place), step size ``lr``."""
         b1, b2 = self.betas
         self.t += 1
         self.m += np.float32(1 - b1) * (grad - self.m)
@@ -71,7 +72,18 @@ class _Objective:
         self.lam_coarse = cfg.lam * cfg.coarse_prior if scale > 1 else 0.0
         self.data_weight = 1.0
 
-    def __call__(self, x: np.ndarray) -> Tuple[float, np.ndarray]:
+    def fresh(self, start: np.ndarray) -> np.ndarray:
+        return start.astype(np.float32, copy=True)
+
+    def project(self, x: np.ndarray) -> None:
+        np.clip(x, 0.0, 1.0, out=x)
+
+    def iterate(self, x: np.ndarray, it: int) -> np.ndarray:
+        if not np.isfinite(x).all():
+            raise FloatingPointError(f"iterate became non-finite at iteration {it}")
+        return x.copy()
+
+    def energy_and_grad(self, x: np.ndarray) -> Tuple[float, np.ndarray]:
         """(E summed over the batch, float; dE/dx float32 like x). FloatingPointError for a non-finite x."""
         if not np.isfinite(x).all():
             raise FloatingPointError("the iterate became non-finite")
@@ -109,33 +121,6 @@ class _Objective:
         self.data_weight = rebalanced_weight(self.data_weight, misfit, float(np.sum(expected)), self.cfg)
 
 
-def _run(objective: _Objective, start: np.ndarray, cfg: SolverConfig, lr: float, progress: Progress):
-    """One optimisation attempt: (averaged image, objective history), or FloatingPointError."""
-    param = start.astype(np.float32, copy=True)
-    objective.data_weight = 1.0  # a retry starts from scratch
-    adam = Adam(param)
-    tail_from = tail_start(cfg)
-    total, count, history = np.zeros_like(param), 0, []
-    for it in range(cfg.iters):
-        interrupts.check()
-        if rebalances_at(it, cfg):
-            objective.rebalance(param)
-        energy, grad = objective(param)
-        if not np.isfinite(energy):
-            raise FloatingPointError(f"objective became {energy} at iteration {it}")
-        adam.step(param, grad, lr * lr_schedule(it, cfg))
-        np.clip(param, 0.0, 1.0, out=param)
-        if it >= tail_from:
-            if not np.isfinite(param).all():
-                raise FloatingPointError(f"iterate became non-finite at iteration {it}")
-            total += param
-            count += 1
-        history.append(energy)
-        if progress is not None:
-            progress(it + 1, cfg.iters)
-    return total / np.float32(max(count, 1)), history
-
-
 def _optimise(prior, fm, cfg: SolverConfig, x_start: np.ndarray, progress: Progress):
     """The MAP loop from ``x_start`` with the NaN guard: (x cropped, history), or (None, []) when every
     attempt failed."""
@@ -143,7 +128,7 @@ def _optimise(prior, fm, cfg: SolverConfig, x_start: np.ndarray, progress: Progr
     objective = _Objective(prior, fm, cfg, size)
     start = pad_to_multiple(x_start, prior.multiple)
     lr = (cfg.lr or step_for_noise(None)) * cfg.step_scale
-    done = with_halving_retries(lambda step: _run(objective, start, cfg, step, progress), lr, cfg.max_retries)
+    done = optimise(objective, Adam, start, cfg, lr, progress)
     return (None, []) if done is None else (done[0][..., : size[0], : size[1]], done[1])
 
 

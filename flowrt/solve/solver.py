@@ -1,6 +1,6 @@
 """MAP restoration with a flow prior:  argmin  -log p(y | x) - lambda log p(x).
 
-Two parametrisations share one objective and one loop:
+Two parametrisations share one objective, run by the one MAP loop (``flowrt.solve.loop``):
   * ``image``  optimise x directly; the prior's gradient flows through T^-1.
   * ``latent`` optimise u with x = T(u), as the paper does; -log p(T(u)) =
     ||u||^2 / 2 + log|det dT/du| comes out of a single generator pass.
@@ -25,14 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowrt import interrupts
 from flowrt.solve.config import (ITERS_FROM_DENOISED, ITERS_FROM_OBSERVATION, MAX_SEED, SPACES,  # noqa: F401
                                  STARTS, SolverConfig)  # re-exported: callers import them from here
 from flowrt.numeric.kernels import gaussian_taps
 from flowrt.numeric.padding import padding_for
-from flowrt.solve.schedule import (lr_schedule, rebalanced_weight, rebalances_at,
-                                   start_blur_for_noise, step_for_noise, tail_start,  # noqa: F401 - re-exported
-                                   with_halving_retries)
+from flowrt.solve.loop import optimise
+from flowrt.solve.schedule import rebalanced_weight, step_for_noise
 
 log = logging.getLogger("flowrt.solve.solver")
 
@@ -93,6 +91,28 @@ class _Objective:
             return param
         return self.prior.inverse(self.latent(param))[0]
 
+    def fresh(self, start: torch.Tensor) -> torch.Tensor:
+        return start.clone().requires_grad_(True)
+
+    def energy_and_grad(self, param: torch.Tensor) -> tuple:
+        energy = self(param)
+        if not torch.isfinite(energy):
+            return float(energy.detach()), None
+        grad, = torch.autograd.grad(energy, param)
+        return float(energy.detach()), grad
+
+    def project(self, param: torch.Tensor) -> None:
+        if self.cfg.space == "image":
+            with torch.no_grad():
+                param.clamp_(0.0, 1.0)
+
+    def iterate(self, param: torch.Tensor, it: int) -> torch.Tensor:
+        with torch.no_grad():
+            x_it = self.image(param)
+            if not torch.isfinite(x_it).all():
+                raise FloatingPointError(f"iterate became non-finite at iteration {it}")
+            return x_it.clamp(0, 1)
+
     def __call__(self, param: torch.Tensor) -> torch.Tensor:
         h, w = self.size
         if self.cfg.space == "image":
@@ -136,38 +156,17 @@ def _latent_scale(model, cfg: SolverConfig, shape, device) -> Optional[torch.Ten
     return cfg.level_lr_decay ** levels.float()
 
 
-def _run(objective: _Objective, start: torch.Tensor, cfg: SolverConfig, lr: float, progress) -> tuple:
-    """One optimisation attempt; returns (averaged image, objective history) or raises FloatingPointError."""
-    param = start.clone().requires_grad_(True)
-    objective.data_weight = 1.0  # a retry starts from scratch
-    opt = torch.optim.Adam([param], lr=lr)
-    tail_from = tail_start(cfg)
-    total, count, history = torch.zeros_like(start), 0, []
-    for it in range(cfg.iters):
-        interrupts.check()
-        for g in opt.param_groups:
-            g["lr"] = lr * lr_schedule(it, cfg)
-        if rebalances_at(it, cfg):
-            objective.rebalance(param.detach())
-        opt.zero_grad(set_to_none=True)
-        energy = objective(param)
-        if not torch.isfinite(energy):
-            raise FloatingPointError(f"objective became {float(energy.detach())} at iteration {it}")
-        energy.backward()
-        opt.step()
-        with torch.no_grad():
-            if cfg.space == "image":
-                param.clamp_(0.0, 1.0)
-            if it >= tail_from:
-                x_it = objective.image(param)
-                if not torch.isfinite(x_it).all():
-                    raise FloatingPointError(f"iterate became non-finite at iteration {it}")
-                total += x_it.clamp(0, 1)
-                count += 1
-        history.append(float(energy.detach()))
-        if progress is not None:
-            progress(it + 1, cfg.iters)
-    return total / max(count, 1), history
+class _TorchAdam:
+    """torch.optim.Adam on one parameter tensor, its step size given per call (the schedule's)."""
+
+    def __init__(self, param: torch.Tensor):
+        self.opt = torch.optim.Adam([param], lr=0.0)
+
+    def step(self, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        param.grad = grad
+        self.opt.step()
 
 
 def map_restore(prior, forward_model, cfg: SolverConfig = SolverConfig(), *,
@@ -226,5 +225,5 @@ def _optimise(prior, fm, cfg: SolverConfig, x_start: torch.Tensor, progress):
         if scale is not None:
             start = start / scale
     lr = (cfg.lr or step_for_noise(None)) * cfg.step_scale if cfg.space == "image" else cfg.lr_latent
-    done = with_halving_retries(lambda step: _run(objective, start, cfg, step, progress), lr, cfg.max_retries)
+    done = optimise(objective, _TorchAdam, start, cfg, lr, progress)
     return (None, []) if done is None else (done[0][..., : size[0], : size[1]], done[1])
