@@ -106,3 +106,21 @@ def test_progress_reports_the_rounds_then_the_map_iterations():
     assert rounds == [(d, splitting.ROUNDS) for d in range(splitting.ROUNDS + 1)]
     assert iterations == [(d, 3) for d in (1, 2, 3)]
     assert [s for s, _, _ in seen] == ["split"] * (splitting.ROUNDS + 1) + ["MAP"] * 3
+
+
+def test_a_noiseless_upscale_is_inverted_by_the_splitting_at_the_floor_std():
+    """No noise: the splitting still inverts the downsampling (the plan runs it with the denoiser
+    ending at NOISELESS_SPLIT_SIGMA_255), far closer to the truth than the bicubic enlargement."""
+    from flowrt.solve.start import NOISELESS_SPLIT_SIGMA_255, choose_start
+    from flowrt.solve.config import SolverConfig
+    clean = _scene(64)
+    exact = build_forward_model(clean[::2, ::2], sigma=0.0, scale=2)
+    low = exact.apply(np.ascontiguousarray(clean.transpose(2, 0, 1))[None])[0].transpose(1, 2, 0)
+    low = (np.round(np.clip(low, 0, 1) * 255) / 255).astype(np.float32)
+    fm = build_forward_model(low, sigma=0.0, scale=2)
+    plan = choose_start(SolverConfig(), 0.0, None, inverts=True)
+    assert plan.kind == "split" and plan.denoise_sigma_255 == NOISELESS_SPLIT_SIGMA_255
+    split = split_start(fm, plan.denoise_sigma_255, False, GroupedDenoiser())
+    truth = clean.transpose(2, 0, 1)[None]
+    enlarged = fm.initial_estimate()
+    assert np.mean((split - truth) ** 2) < 0.7 * np.mean((enlarged - truth) ** 2)

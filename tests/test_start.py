@@ -8,8 +8,8 @@ import torch
 from flowrt.errors import InputError
 from flowrt.solve.config import ITERS_AFTER_SPLIT, ITERS_FROM_OBSERVATION
 from flowrt.solve.solver import ITERS_FROM_DENOISED, SolverConfig, map_restore
-from flowrt.solve.start import (DENOISED_STEP_SCALE, JPEG_DENOISED_STEP_SCALE, SPLIT_STEP_SCALE, choose_start,
-                                denoise_sigma, jpeg_equivalent_sigma)
+from flowrt.solve.start import (DENOISED_STEP_SCALE, JPEG_DENOISED_STEP_SCALE, NOISELESS_SPLIT_SIGMA_255,
+                                SPLIT_STEP_SCALE, choose_start, denoise_sigma, jpeg_equivalent_sigma)
 
 
 def test_start_policy():
@@ -36,10 +36,14 @@ def test_split_start_policy():
     assert split.solver.step_scale == pytest.approx(JPEG_DENOISED_STEP_SCALE * SPLIT_STEP_SCALE)
     assert split.denoise_sigma_255 == pytest.approx(np.hypot(8.0, 5.0))
     assert choose_start(auto, 8.0, None, inverts=False).kind == "denoise"   # nothing to invert
-    assert choose_start(auto, None, None, inverts=True).kind == "blur"      # no noise level
+    noiseless = choose_start(auto, None, None, inverts=True)             # no noise: still inverted by splitting
+    assert noiseless.kind == "split" and noiseless.denoise_sigma_255 == NOISELESS_SPLIT_SIGMA_255
+    assert choose_start(auto, 0.0, None, inverts=True).kind == "split"
+    assert choose_start(SolverConfig(start="blur"), 0.0, None, inverts=True).kind == "blur"
+    assert choose_start(SolverConfig(start="denoise"), 0.0, None, inverts=True).kind == "blur"   # nothing to denoise
     assert choose_start(SolverConfig(start="denoise"), 8.0, None, inverts=True).kind == "denoise"
     assert choose_start(SolverConfig(start="split"), 8.0, None, inverts=False).kind == "denoise"
-    assert choose_start(SolverConfig(start="split"), 0.5, None, inverts=True).kind == "blur"
+    assert choose_start(SolverConfig(start="split"), 0.5, None, inverts=True).kind == "split"
     assert choose_start(SolverConfig(start="split", iters=3), 8.0, None, inverts=True).solver.iters == 3
 
 

@@ -21,8 +21,9 @@ Three starts:
   original schedule, 150 iterations).
 
 ``auto`` (and ``split``) takes ``inpaint`` for a mask-only chain, whatever its noise; otherwise
-``auto`` takes ``split`` for a noisy chain that downsamples or blurs, ``denoise`` for other noisy
-(or JPEG) observations and ``blur`` elsewhere. Nothing here imports torch, so both engines start
+``auto`` takes ``split`` for a chain that downsamples or blurs (a noiseless one with the denoiser
+ending at NOISELESS_SPLIT_SIGMA_255), ``denoise`` for other noisy (or JPEG) observations and
+``blur`` elsewhere. Nothing here imports torch, so both engines start
 the same way (``flowrt.pipeline.region`` makes every start with the numpy chain).
 """
 from __future__ import annotations
@@ -43,6 +44,11 @@ DENOISED_STEP_SCALE = 0.125  # the step after a denoised start, relative to step
 JPEG_DENOISED_STEP_SCALE = 0.5   # the same with a JPEG data term (its step is already 4x smaller)
 SPLIT_STEP_SCALE = 0.5       # the step after a split start, relative to the denoised start's
 MIN_DENOISE_SIGMA = 1.0      # below this noise std (0-255) denoising the start is not worth its time
+# A chain that downsamples or blurs with no noise (below MIN_DENOISE_SIGMA) still starts with the
+# splitting, its denoiser's last std set by this noise-equivalent std (0-255): the splitting inverts
+# the chain, which 150 MAP iterations from the observation did slowly and less well (chosen on
+# val-photos crops: benchmarks/results/split_start/noiseless.md).
+NOISELESS_SPLIT_SIGMA_255 = 1.0
 # The denoiser's std for a JPEG, per unit of the luma table's RMS quantisation error q/sqrt(12):
 # most coefficients are quantised to zero and err far less than q/sqrt(12), so the equivalent
 # white noise is a fraction of it (0.42 = 20/47 chosen at quality 20 on val crops).
@@ -86,7 +92,10 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
         scale = DENOISED_STEP_SCALE * SPLIT_STEP_SCALE   # a MAP after it only refines, as after ``split``
         return StartPlan("inpaint", replace(solver, lr=lr, start_blur=0.0, iters=iters,
                                             step_scale=solver.step_scale * scale), strength)
-    kind = _start_kind(solver.start, strength >= MIN_DENOISE_SIGMA, inverts)
+    can_denoise = strength >= MIN_DENOISE_SIGMA
+    if inverts and not can_denoise and solver.start in ("auto", "split"):
+        strength, can_denoise = NOISELESS_SPLIT_SIGMA_255, True
+    kind = _start_kind(solver.start, can_denoise, inverts)
     lr = solver.lr if solver.lr is not None else step_for_noise(sigma_255)
     if kind == "blur":
         blur = solver.start_blur if solver.start_blur is not None else start_blur_for_noise(sigma_255, jpeg)
