@@ -16,28 +16,20 @@ from flowrt.solve.config import SPACES, STARTS, SolverConfig
 _SOLVER = SolverConfig()
 
 
-class SigmaParam(click.ParamType):
-    name = "auto|S"
+class WordOrNumber(click.ParamType):
+    """One of ``words``, or a number of type ``number`` (its range: RestoreOptions.validate)."""
+
+    def __init__(self, words, number, what: str):
+        self.words, self.number, self.what = tuple(words), number, what
+        self.name = "|".join(self.words) + ("|S" if number is float else "|Q")
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) or value == "auto":
+        if value in self.words or isinstance(value, self.number):
             return value
         try:
-            return float(value)   # its range: RestoreOptions.validate
+            return self.number(value)
         except ValueError:
-            self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-
-
-class JpegParam(click.ParamType):
-    name = "auto|off|Q"
-
-    def convert(self, value, param, ctx):
-        if value in ("auto", "off") or isinstance(value, int):
-            return value
-        try:
-            return int(value)     # its range: RestoreOptions.validate
-        except ValueError:
-            self.fail(f"{value!r} is not auto, off or a quality 1-100", param, ctx)
+            self.fail(f"{value!r} is not {self.what}", param, ctx)
 
 
 class DeviceParam(click.ParamType):
@@ -54,9 +46,9 @@ class DeviceParam(click.ParamType):
 
 
 _OPTIONS = [
-    click.option("--sigma", type=SigmaParam(), default="auto", show_default=True,
+    click.option("--sigma", type=WordOrNumber(["auto"], float, "'auto' or a number"), default="auto", show_default=True,
                  help="Gaussian noise std on the 0-255 scale; 'auto' estimates it from the image."),
-    click.option("--jpeg", type=JpegParam(), default="auto", show_default=True,
+    click.option("--jpeg", type=WordOrNumber(["auto", "off"], int, "auto, off or a quality 1-100"), default="auto", show_default=True,
                  help="JPEG data term: auto (a JPEG input uses its own tables; any other input is checked for 8x8 "
                       "JPEG blocking and its quality estimated), off, or the quality Q a PNG was once saved at."),
     click.option("--scale", type=int, default=1, show_default=True,
