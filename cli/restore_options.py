@@ -45,10 +45,13 @@ class DeviceParam(click.ParamType):
             self.fail(str(exc).replace("--device must be", "must be"), param, ctx)
 
 
+SIGMA = WordOrNumber(["auto"], float, "'auto' or a number")
+JPEG = WordOrNumber(["auto", "off"], int, "auto, off or a quality 1-100")
+
 _OPTIONS = [
-    click.option("--sigma", type=WordOrNumber(["auto"], float, "'auto' or a number"), default="auto", show_default=True,
+    click.option("--sigma", type=SIGMA, default="auto", show_default=True,
                  help="Gaussian noise std on the 0-255 scale; 'auto' estimates it from the image."),
-    click.option("--jpeg", type=WordOrNumber(["auto", "off"], int, "auto, off or a quality 1-100"), default="auto", show_default=True,
+    click.option("--jpeg", type=JPEG, default="auto", show_default=True,
                  help="JPEG data term: auto (a JPEG input uses its own tables; any other input is checked for 8x8 "
                       "JPEG blocking and its quality estimated), off, or the quality Q a PNG was once saved at."),
     click.option("--scale", type=int, default=1, show_default=True,
