@@ -64,7 +64,7 @@ def profile_case(photo: Path, task_name: str, side: int, threads: int, repeats: 
     opts = RestoreOptions(sigma=task.sigma if task.sigma > 0 else "auto", scale=task.scale)
     plan = plan_restoration(from_image(image), opts)
     jpeg = plan.jpeg.for_region(image.rgb, (0, image.rgb.shape[0], 0, image.rgb.shape[1])) if plan.jpeg else None
-    fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
+    fm = build_forward_model(image.rgb, sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, degradations=plan.degradations,
                              mask=plan.mask, greyscale=image.mode == "L")
     greyscale = image.mode == "L"
     # the plan's own start (denoised, split or none), as restore_region makes it

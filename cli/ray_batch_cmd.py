@@ -17,8 +17,10 @@ def batch_on_ray(job, opts, tiling, model_dir, address: str, output: str, *, bit
     import_ray()  # without Ray: one line saying how to install it, before anything else
     from flowrt.distributed.ray_batch import run_batch_on_ray
     spec = PriorSpec(_absolute(model_dir), opts.engine, opts.device, model_key(model_dir))
+    from flowrt.numeric.degradations import REGISTRY
+    files = {d.option: getattr(opts, d.option) for d in REGISTRY.values() if d.path}
     opts = dataclasses.replace(opts, mask=_absolute(opts.mask),
-                               blur=_absolute(opts.blur) if opts.blur and Path(opts.blur).is_file() else opts.blur)
+                               **{k: _absolute(v) if v and Path(v).is_file() else v for k, v in files.items()})
     report = run_batch_on_ray(job, opts, tiling, spec, settings, bit_depth=bit_depth,
                               report=lambda line: click.echo(line, err=True), verbose=verbose)
     return report.summary

@@ -10,6 +10,7 @@ import click
 from flowrt.denoise.base import denoiser_choices
 from flowrt.device import DEVICE_CHOICES
 from flowrt.io.formats import FORMAT_CHOICES
+from flowrt.numeric.degradations import REGISTRY as DEGRADATIONS
 from flowrt.prior.engines import ENGINES
 from flowrt.solve.config import SPACES, STARTS, SolverConfig
 
@@ -56,7 +57,8 @@ _OPTIONS = [
                       "JPEG blocking and its quality estimated), off, or the quality Q a PNG was once saved at."),
     click.option("--scale", type=int, default=1, show_default=True,
                  help="Super-resolution factor (the input was Pillow-bicubic downsampled by it)."),
-    click.option("--blur", metavar="SPEC", help="Known blur: 'gaussian:S' (std in px) or a kernel image/.npy file.  [default: none]"),
+    *(click.option(d.flag, d.option, metavar=d.metavar, help=d.help + "  [default: none]")
+      for d in DEGRADATIONS.values()),   # --blur and every other registered degradation
     click.option("--mask", type=click.Path(dir_okay=False),
                  help="Inpainting mask at the input's size: white = missing (to fill), black = observed.  [default: none]"),
     click.option("--force", is_flag=True,

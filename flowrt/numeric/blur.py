@@ -115,3 +115,19 @@ def _fft_correlate_vjp(g: np.ndarray, kernel: np.ndarray, padded_hw: Tuple[int, 
     spectrum = np.fft.rfft2(kernel.astype(g.dtype), s=padded_hw)
     full = np.fft.irfft2(np.fft.rfft2(g, s=padded_hw) * spectrum, s=padded_hw)
     return full.astype(g.dtype)
+
+
+# the registry's interface (flowrt.numeric.degradations): --blur SPEC -> kernel -> Blur stage
+def parse_option(spec: str) -> np.ndarray:
+    """--blur's value -> the (kh, kw) float32 kernel (``kernels.parse_blur``: gaussian:S or a file)."""
+    from flowrt.numeric.kernels import parse_blur
+    return parse_blur(spec)
+
+
+def stage_for(kernel: np.ndarray) -> "Blur":
+    return Blur(kernel)
+
+
+def describe(kernel: np.ndarray) -> str:
+    return f"deblur with a {kernel.shape[1]}x{kernel.shape[0]} kernel"
+

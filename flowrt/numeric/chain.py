@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from flowrt.io.jpeg_coefficients import JpegInfo
-from flowrt.numeric.blur import Blur
+from flowrt.numeric.degradations import Parsed, stages_for
 from flowrt.numeric.downsample import BicubicDownsample
 from flowrt.numeric.jpeg import JpegLikelihood
 from flowrt.numeric.mask import Mask, fill_holes
@@ -93,18 +93,19 @@ class ForwardModel:
 
 def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
                         scale: int = 1, blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
-                        greyscale: bool = False) -> ForwardModel:
+                        greyscale: bool = False, degradations: Parsed = ()) -> ForwardModel:
     """The numpy forward model for an observation y, float (h, w, 3) in [0, 1] (for a JPEG, its decode).
 
     The arguments are ``flowrt.operators.build_forward_model``'s: sigma the Gaussian noise std on the
     0-255 scale (None: only the noise floor), jpeg the file's quantisation, scale the upscaling
-    factor (Pillow's bicubic downsampling), blur a kernel (kh, kw) applied at the restored size, mask
-    bool (h, w) True = observed, greyscale: y is one grey channel. InputError for anything inconsistent.
+    factor (Pillow's bicubic downsampling), mask bool (h, w) True = observed, greyscale: y is one
+    grey channel; degradations: (option, parsed value) pairs of ``flowrt.numeric.degradations``
+    (the plan's), applied at the restored size in their order; blur: a kernel (kh, kw), shorthand
+    for ``("blur", kernel)`` first among them. InputError for anything inconsistent.
     """
-    spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur, mask=mask, greyscale=greyscale)
-    stages: List = []
-    if blur is not None:
-        stages.append(Blur(blur))
+    spec = chain_spec(y, sigma=sigma, jpeg=jpeg, scale=scale, mask=mask, greyscale=greyscale)
+    given = ((("blur", blur),) if blur is not None else ()) + tuple(degradations)
+    stages: List = stages_for(given)
     if spec.scale > 1:
         stages.append(BicubicDownsample(spec.restored, spec.scale))
     if mask is not None:

@@ -74,8 +74,7 @@ class ChainSpec:
     """A checked observation model: observed float32 (h, w, 3) clipped to [0, 1] (the start's source);
     y the same unclipped (the Gaussian data term's target, as given); keep bool (h, w), True = observed;
     restored (H, W) = (h * scale, w * scale); sigma_255 the effective noise std (floor included);
-    noise_given: a noise level was given (the misfit then has an expectation); blur (kh, kw) or
-    None; mask: the user's mask (None when none was given); jpeg: the file's quantisation or None."""
+    noise_given: a noise level was given (the misfit then has an expectation); mask: the user's mask (None when none was given); jpeg: the file's quantisation or None."""
     observed: np.ndarray
     y: np.ndarray
     keep: np.ndarray
@@ -83,15 +82,13 @@ class ChainSpec:
     scale: int
     sigma_255: float
     noise_given: bool
-    blur: Optional[np.ndarray]
     mask: Optional[np.ndarray]
     jpeg: Optional[JpegInfo]
     greyscale: bool
 
 
 def chain_spec(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None, scale: int = 1,
-               blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
-               greyscale: bool = False) -> ChainSpec:
+               mask: Optional[np.ndarray] = None, greyscale: bool = False) -> ChainSpec:
     """Check what ``build_forward_model`` was told (see there); InputError for anything inconsistent."""
     observed = check_observed(y)
     h, w = observed.shape[:2]
@@ -100,5 +97,5 @@ def chain_spec(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[J
     keep = np.ones((h, w), bool) if mask is None else check_mask(mask, (h, w))
     if jpeg is not None and (jpeg.height, jpeg.width) != (h, w):
         raise InputError(f"the JPEG is {jpeg.width}x{jpeg.height} but the observed image is {w}x{h}")
-    return ChainSpec(observed, np.asarray(y, np.float32), keep, (h * scale, w * scale), scale, sigma_255, bool(sigma), blur,
+    return ChainSpec(observed, np.asarray(y, np.float32), keep, (h * scale, w * scale), scale, sigma_255, bool(sigma),
                      None if mask is None else keep, jpeg, greyscale)

@@ -76,9 +76,10 @@ class ForwardModel:
 
 def build_forward_model(y: np.ndarray, *, sigma: Optional[float] = None, jpeg: Optional[JpegInfo] = None,
                         scale: int = 1, blur: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
-                        greyscale: bool = False) -> ForwardModel:
+                        greyscale: bool = False, degradations=()) -> ForwardModel:
     """The torch forward model for an observation y, float (h, w, 3) in [0, 1] (for a JPEG, its
     decode): ``flowrt.numeric.chain.build_forward_model``'s, whose arguments these are, behind the
     bridge. InputError for anything inconsistent."""
     return ForwardModel(numeric_chain.build_forward_model(y, sigma=sigma, jpeg=jpeg, scale=scale, blur=blur,
-                                                          mask=mask, greyscale=greyscale))
+                                                          mask=mask, greyscale=greyscale,
+                                                          degradations=degradations))

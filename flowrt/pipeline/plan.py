@@ -110,7 +110,7 @@ class RestorationPlan:
     jpeg: Optional[JpegTerm]        # FileJpeg, JpegQuality or None
     jpeg_source: str                # 'file', 'quality Q', 'off'
     scale: int
-    blur: Optional[np.ndarray]
+    degradations: Optional[tuple]   # (option, parsed value) of each flowrt.numeric.degradations entry given; None: ()
     mask: Optional[np.ndarray]
     sigma_estimate: Optional[float] = None   # --sigma auto's reading (0-255), whether used or not
     nothing_to_do: Optional[str] = None      # why the input is returned unchanged; None: restore it
@@ -119,10 +119,14 @@ class RestorationPlan:
     engine: Optional[str] = None    # 'ort' or 'torch' once the prior is opened (with_engine); None before
     device: Optional[str] = None    # where the engine runs ('cpu', 'cuda', 'cuda:1'), with the engine
 
+    def __post_init__(self) -> None:
+        self.degradations = tuple(self.degradations or ())
+
     @property
     def inverts(self) -> bool:
         """The chain downsamples or blurs: enlarging a denoised observation would not undo it."""
-        return self.scale > 1 or self.blur is not None
+        from flowrt.numeric import degradations
+        return self.scale > 1 or degradations.inverts(self.degradations)
 
     @property
     def solver(self) -> SolverConfig:
@@ -183,14 +187,14 @@ class RestorationPlan:
         return first + (((STAGE_MAP, self.solver.iters),) if self.solver.iters else ())
 
     def describe_model(self) -> str:
-        """The forward model in words: the noise, JPEG, scale, blur and mask terms."""
+        """The forward model in words: the noise, JPEG, scale, blur (and other degradations) and mask terms."""
+        from flowrt.numeric import degradations
         parts = [f"noise sigma {self.sigma:.1f} ({self.sigma_source})" if self.sigma is not None
                  else f"no noise term ({self.sigma_source})"]
         parts.append(f"JPEG data term from {self.jpeg_source}" if self.jpeg is not None else "no JPEG term")
         if self.scale > 1:
             parts.append(f"x{self.scale} super-resolution (Pillow bicubic model)")
-        if self.blur is not None:
-            parts.append(f"deblur with a {self.blur.shape[1]}x{self.blur.shape[0]} kernel")
+        parts.extend(degradations.describe(self.degradations))
         if self.mask is not None:
             parts.append(f"inpaint {int((~self.mask).sum())} missing pixels")
         return "; ".join(parts)
@@ -285,11 +289,11 @@ def resolve_sigma(sample: Optional[np.ndarray], opts: RestoreOptions, jpeg) -> t
     return estimate, "estimated", estimate
 
 
-def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, blur, mask) -> Optional[str]:
+def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, degradations, mask) -> Optional[str]:
     """Why a plan changes nothing worth a MAP run (a clean, non-JPEG input, no degradation asked
     for, no --force), or None."""
     if opts.force or sigma is not None or estimate is None or jpeg is not None or opts.scale > 1 \
-            or blur is not None or mask is not None:
+            or degradations or mask is not None:
         return None
     return (f"nothing to restore: estimated noise {estimate:.1f} < {NOISE_THRESHOLD:g}; "
             "pass --sigma S or --force to restore anyway")
@@ -298,19 +302,19 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, blur, mask) -> O
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options (valid by construction) against one opened input (a
     flowrt.pipeline.source.Source, decoded or streamed; ``source.from_image`` wraps a LoadedImage),
-    read the mask and blur files and, unless there is nothing to do, resolve the start, the
+    read the mask and parse the degradations (a blur's kernel file) and, unless there is nothing to do, resolve the start, the
     iteration count and the schedule. The noise sample is read only for ``--sigma auto``."""
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sample = noise_sample(source.read_rgb, h, w) if opts.sigma == "auto" else None
     sigma, sigma_source, estimate = resolve_sigma(sample, opts, jpeg)
-    blur = mask = None
-    if opts.blur or opts.mask:
-        from flowrt.numeric.kernels import parse_blur
+    from flowrt.numeric.degradations import parse_given
+    given = parse_given(opts)
+    mask = None
+    if opts.mask:
         from flowrt.numeric.observation import read_mask
-        blur = parse_blur(opts.blur) if opts.blur else None
-        mask = read_mask(opts.mask, (h, w)) if opts.mask else None
-    plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), blur, mask, estimate,
-                           _nothing_to_do(opts, sigma, estimate, jpeg, blur, mask),
+        mask = read_mask(opts.mask, (h, w))
+    plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), given, mask, estimate,
+                           _nothing_to_do(opts, sigma, estimate, jpeg, given, mask),
                            denoiser=resolve_denoiser(opts.denoiser))
     return plan if plan.nothing_to_do else plan.with_method(opts.solver)

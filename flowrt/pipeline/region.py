@@ -38,7 +38,7 @@ def restore_region(rgb: np.ndarray, box: Box, plan: RestorationPlan, prior, *, g
         raise ValueError("bind the plan to its engine first: plan.with_engine(prior, device)")
     y0, y1, x0, x1 = box
     jpeg = None if plan.jpeg is None else plan.jpeg.for_region(rgb, box)
-    chain = dict(sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, blur=plan.blur,
+    chain = dict(sigma=plan.sigma, jpeg=jpeg, scale=plan.scale, degradations=plan.degradations,
                  mask=None if plan.mask is None else plan.mask[y0:y1, x0:x1], greyscale=greyscale)
     log.info("%s: %s", name, plan.describe_method())
     numeric_fm = None

@@ -231,7 +231,7 @@ def warn_if_sigma_far(source: Source, plan: RestorationPlan) -> Optional[float]:
     """Log a warning when ``--sigma`` is far from what the image shows (``--sigma 255`` smears a clean
     photo, ``--sigma 0`` leaves a noisy one as it is); returns the estimate it compared with. Only for
     plain noise (no JPEG term, scale, blur or mask), where the blind estimate is the noise."""
-    if plan.sigma_source != "given" or plan.jpeg is not None or plan.scale != 1 or plan.blur is not None \
+    if plan.sigma_source != "given" or plan.jpeg is not None or plan.scale != 1 or plan.degradations \
             or plan.mask is not None:
         return None
     from flowrt.pipeline.noise_level import estimate_sigma

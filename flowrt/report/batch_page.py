@@ -22,8 +22,10 @@ def settings_rows(opts, model_dir: Optional[str]) -> Tuple[Tuple[str, str], ...]
     """(label, text) rows for what every image of the batch shares: the options asked for and the
     prior. What ran on each image (its start, denoiser, iterations, engine) is its record's plan."""
     solver = opts.solver
-    return (("asked", f"sigma {opts.sigma}, jpeg {opts.jpeg}, scale x{opts.scale}"
-                      + (f", blur {opts.blur}" if opts.blur else "") + (f", mask {opts.mask}" if opts.mask else "")),
+    from flowrt.numeric.degradations import REGISTRY
+    given = "".join(f", {name} {getattr(opts, name)}" for name in REGISTRY if getattr(opts, name) is not None)
+    return (("asked", f"sigma {opts.sigma}, jpeg {opts.jpeg}, scale x{opts.scale}" + given
+                      + (f", mask {opts.mask}" if opts.mask else "")),
             ("asked of the solver", f"start {solver.start}, "
              + ("iterations by start" if solver.iters is None else f"{solver.iters} flow-MAP iterations")
              + f" in {solver.space} space, lam {solver.lam}, seed {solver.seed}, engine {opts.engine}"),
