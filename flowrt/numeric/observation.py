@@ -74,7 +74,8 @@ class ChainSpec:
     """A checked observation model: observed float32 (h, w, 3) clipped to [0, 1] (the start's source);
     y the same unclipped (the Gaussian data term's target, as given); keep bool (h, w), True = observed;
     restored (H, W) = (h * scale, w * scale); sigma_255 the effective noise std (floor included);
-    noise_given: a noise level was given (the misfit then has an expectation); mask: the user's mask (None when none was given); jpeg: the file's quantisation or None."""
+    noise_given: a noise level was given (the misfit then has an expectation); mask: the user's
+    mask (None when none was given); jpeg: the file's quantisation or None."""
     observed: np.ndarray
     y: np.ndarray
     keep: np.ndarray

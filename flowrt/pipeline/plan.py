@@ -302,8 +302,8 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, degradations, ma
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options (valid by construction) against one opened input (a
     flowrt.pipeline.source.Source, decoded or streamed; ``source.from_image`` wraps a LoadedImage),
-    read the mask and parse the degradations (a blur's kernel file) and, unless there is nothing to do, resolve the start, the
-    iteration count and the schedule. The noise sample is read only for ``--sigma auto``."""
+    read the mask and parse the degradations (a blur's kernel file) and, unless there is nothing to
+    do, resolve the start, the iteration count and the schedule. The noise sample is read only for ``--sigma auto``."""
     w, h = source.size
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sample = noise_sample(source.read_rgb, h, w) if opts.sigma == "auto" else None
