@@ -73,7 +73,7 @@ def test_an_ort_prior_refuses_the_latent_space_in_the_api(tiny_grad_prior):
 
 
 def test_auto_picks_ort_on_the_cpu_in_image_space_with_a_gradient_graph(tiny_prior, tiny_grad_prior, monkeypatch):
-    """benchmarks/results/restore_speed.md: ort 0.305x torch's time at the defaults on this CPU."""
+    """Why ort on the CPU: it was faster than torch there (benchmarks/results/restore_speed.md)."""
     import flowrt.device
     from flowrt.prior.engines import choose_engine
 
