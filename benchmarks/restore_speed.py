@@ -46,10 +46,12 @@ def _env(threads):
     return env
 
 
-def time_flowrt(src: Path, out: Path, extra: list, threads, task_flags: tuple = ("--sigma", "25")) -> float:
-    """Seconds for ``flowrt restore SRC -o OUT <task_flags> <extra>`` in a fresh process."""
+def time_flowrt(src: Path, out: Path, extra: list, threads, task_flags: tuple = ("--sigma", "25"),
+                python: str = sys.executable) -> float:
+    """Seconds for ``flowrt restore SRC -o OUT <task_flags> <extra>`` in a fresh process of ``python``
+    (another interpreter runs the flowrt installed there: an earlier checkout, with --before)."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), *task_flags, *extra]
+    cmd = [python, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), *task_flags, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads))
     if proc.returncode != 0:
         raise SystemExit(f"flowrt restore failed: {proc.stderr.strip()}")
@@ -115,7 +117,10 @@ def write_report(args, report: dict, load_before: list) -> None:
         + f"{report['defaults_over_bm3d']} (wall-clock ratios of the medians).\n"
         + "\nCommand: `python benchmarks/restore_speed.py" + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
         + (" --skip-old" if args.skip_old else "")
-        + (f" --threads {args.threads}" if args.threads else "") + "`\n")
+        + (f" --threads {args.threads}" if args.threads else "")
+        + (f" --before {args.before}" if args.before else "") + "`\n"
+        + ("".join(f"\n{name}: after / before = {ratio}" for name, ratio in report["after_over_before"].items())
+           + "\n" if args.before else ""))
 
 
 def main(argv: list | None = None) -> int:
@@ -126,19 +131,26 @@ def main(argv: list | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of every run (default: unset, all cores)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--skip-old", action="store_true", help="leave out flowrt 0.1.0's path (the slowest run)")
+    ap.add_argument("--before", metavar="PYTHON",
+                    help="also time the flowrt rows with this interpreter's flowrt (an earlier checkout installed in "
+                         "another venv), taking turns with this one's; the report gives after / before per row")
     args = ap.parse_args(argv)
     task = TASKS["noise"]
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
     grouped = f"--denoiser grouped (grouped denoiser, {ITERS_FROM_DENOISED} MAP iterations)"
 
-    def flowrt_run(extra):
-        return lambda src, out: time_flowrt(src, out, extra, args.threads)
+    def flowrt_run(extra, python=sys.executable):
+        return lambda src, out: time_flowrt(src, out, extra, args.threads, python=python)
     runners = {} if args.skip_old else {"flowrt old path (torch, 150 Adam)": flowrt_run(OLD_PATH)}
-    runners.update({"flowrt defaults (flow denoiser, no MAP)": flowrt_run([]),
-                    f"{grouped}, --engine torch": flowrt_run(["--denoiser", "grouped", "--engine", "torch"]),
-                    f"{grouped}, --engine ort": flowrt_run(["--denoiser", "grouped", "--engine", "ort"]),
-                    "BM3D (sigma 25)": lambda src, out: time_bm3d(src, out, args.threads)})
+    flowrt_rows = {"flowrt defaults (flow denoiser, no MAP)": [],
+                   f"{grouped}, --engine torch": ["--denoiser", "grouped", "--engine", "torch"],
+                   f"{grouped}, --engine ort": ["--denoiser", "grouped", "--engine", "ort"]}
+    for name, extra in flowrt_rows.items():
+        runners[name] = flowrt_run(extra)
+        if args.before:
+            runners[f"{name} [before]"] = flowrt_run(extra, args.before)
+    runners["BM3D (sigma 25)"] = lambda src, out: time_bm3d(src, out, args.threads)
     load_before = [round(v, 2) for v in os.getloadavg()]
     rows = take_turns(encoded, ".png", runners, args.repeats, clean)
     by_name = {row["method"]: row for row in rows}
@@ -152,6 +164,10 @@ def main(argv: list | None = None) -> int:
               "rows": rows, "ort_over_torch": ort_over_torch, "defaults_over_bm3d": defaults_over_bm3d,
               "load_average_before": load_before,
               "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
+    if args.before:
+        report["before"] = args.before
+        report["after_over_before"] = {name: round(seconds[name] / seconds[f"{name} [before]"], 3)
+                                       for name in flowrt_rows}
     write_report(args, report, load_before)
     print(json.dumps(report))
     return 0
