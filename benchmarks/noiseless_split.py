@@ -32,17 +32,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import psnr  # noqa: E402
-from protocol import list_photos  # noqa: E402
+from protocol import list_photos, load_photo  # noqa: E402
 
 CROP = 256
 METHODS = {"map": ["--start", "blur"], "split": [], "split-grouped": ["--denoiser", "grouped"]}
-
-
-def centre_crop(path: Path) -> np.ndarray:
-    rgb = np.asarray(Image.open(path).convert("RGB"))
-    h, w = rgb.shape[:2]
-    y0, x0 = (h - CROP) // 2, (w - CROP) // 2
-    return rgb[y0:y0 + CROP, x0:x0 + CROP]
 
 
 def run_cli(small: Path, out: Path, flags) -> float:
@@ -55,13 +48,12 @@ def run_cli(small: Path, out: Path, flags) -> float:
 
 
 def measure(photo: Path, work: Path) -> dict:
-    clean = centre_crop(photo)
+    clean = load_photo(photo, CROP)
     small_img = Image.fromarray(clean).resize((CROP // 2, CROP // 2), Image.BICUBIC)
     small = work / f"{photo.stem}_small.png"
     small_img.save(small)
-    row = {"photo": photo.name, "bicubic": {"psnr": psnr(clean, np.asarray(small_img.resize((CROP, CROP),
-                                                                                           Image.BICUBIC))),
-                                            "seconds": 0.0}}
+    enlarged = np.asarray(small_img.resize((CROP, CROP), Image.BICUBIC))
+    row = {"photo": photo.name, "bicubic": {"psnr": psnr(clean, enlarged), "seconds": 0.0}}
     for name, flags in METHODS.items():
         out = work / f"{photo.stem}_{name}.png"
         seconds = run_cli(small, out, flags)

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
+from flowrt.errors import InputError
 from flowrt.numeric import degradations
 from flowrt.numeric.chain import build_forward_model
 from flowrt.pipeline.options import RestoreOptions
@@ -71,7 +72,6 @@ class Gain:
 def parse_option(value):
     gain = float(value)
     if not 0 < gain <= 4:
-        from flowrt.errors import InputError
         raise InputError(f"--gain must be in (0, 4], not {value!r}")
     return gain
 
@@ -99,5 +99,5 @@ def test_a_toy_degradation_needs_only_its_module_its_entry_and_its_field(monkeyp
     fm = build_forward_model(y, sigma=5.0, degradations=plan.degradations)
     x = np.full((1, 3, 8, 8), 0.5, np.float32)
     assert fm.nll(x)[0] < fm.nll(x * 0.5)[0]           # 0.5 x 0.5 explains y = 0.25 exactly
-    with pytest.raises(Exception, match="--gain must be"):
+    with pytest.raises(InputError, match="--gain must be"):
         plan_restoration(from_image(_photo()), ToyOptions(sigma=5, gain="9"))

@@ -14,7 +14,7 @@ from typing import Tuple
 import numba
 import numpy as np
 
-from flowrt.numeric.kernels import Taps, blur_layout
+from flowrt.numeric.kernels import Taps, blur_layout, parse_blur
 from flowrt.numeric.padding import edge_pad_vjp
 
 
@@ -120,7 +120,6 @@ def _fft_correlate_vjp(g: np.ndarray, kernel: np.ndarray, padded_hw: Tuple[int, 
 # the registry's interface (flowrt.numeric.degradations): --blur SPEC -> kernel -> Blur stage
 def parse_option(spec: str) -> np.ndarray:
     """--blur's value -> the (kh, kw) float32 kernel (``kernels.parse_blur``: gaussian:S or a file)."""
-    from flowrt.numeric.kernels import parse_blur
     return parse_blur(spec)
 
 
@@ -130,4 +129,3 @@ def stage_for(kernel: np.ndarray) -> "Blur":
 
 def describe(kernel: np.ndarray) -> str:
     return f"deblur with a {kernel.shape[1]}x{kernel.shape[0]} kernel"
-
