@@ -124,3 +124,44 @@ def test_a_noiseless_upscale_is_inverted_by_the_splitting_at_the_floor_std():
     truth = clean.transpose(2, 0, 1)[None]
     enlarged = fm.initial_estimate()
     assert np.mean((split - truth) ** 2) < 0.7 * np.mean((enlarged - truth) ** 2)
+
+
+def _jpeg_upscale_chain(size: int):
+    """A x2 chain observed as a quality-50 JPEG of size // 2 px (4:2:0), as the multi task's files are."""
+    from flowrt.io.jpeg_coefficients import jpeg_info_for_quality
+    clean = _scene(size)
+    exact = build_forward_model(clean[::2, ::2], scale=2)
+    low = exact.apply(np.ascontiguousarray(clean.transpose(2, 0, 1))[None])[0].transpose(1, 2, 0)
+    info = jpeg_info_for_quality(np.clip(low, 0, 1), 50)
+    return build_forward_model(np.clip(low, 0, 1).astype(np.float32), sigma=4.0, jpeg=info, scale=2)
+
+
+def test_jpeg_padding_copies_weigh_the_edge():
+    """A 30 px JPEG is coded as 32 px (16 px MCUs): its last row and column fill 3 samples, the
+    corner 9; on the restored grid the weights stay 1 inside and rise towards the edge."""
+    fm = _jpeg_upscale_chain(60)
+    copies = fm.likelihood.curvature_weights()
+    assert copies.shape == (30, 30) and copies[0, 0] == 1 and copies[-1, 5] == 3 and copies[-1, -1] == 9
+    weights = fm.curvature_weights()
+    assert weights.shape == (1, 1, 60, 60) and np.allclose(weights[..., :50, :50], 1.0)
+    assert weights[0, 0, -1, -1] > 4 and np.all(weights >= 1)
+    assert build_forward_model(np.zeros((8, 8, 3), np.float32), sigma=5.0).curvature_weights() is None
+
+
+def test_data_step_is_not_stalled_by_the_jpeg_padding(monkeypatch):
+    """Where the JPEG's size is not a whole number of MCUs (26 px coded as 32), one global step
+    sized for the edge pixels (copied 7 times into the padding) barely moves the rest: the weighted
+    step fits the file's coefficients far better in the same number of steps. An MCU-aligned file
+    (32 px) has no padding, and its step is unchanged."""
+    for size, gain in ((52, 2.0), (64, 1.0)):
+        fm = _jpeg_upscale_chain(size)
+        z = fm.initial_estimate()
+        weighted, _ = splitting._data_step(fm, z, 0.0, 1.0)
+        monkeypatch.setattr(fm, "curvature_weights", lambda: None)
+        uniform, _ = splitting._data_step(fm, z, 0.0, 1.0)
+        fit_weighted, fit_uniform = fm.nll(weighted)[0], fm.nll(uniform)[0]
+        assert fit_weighted < fm.nll(z)[0] / 10
+        if gain > 1:
+            assert fit_weighted * gain < fit_uniform
+        else:
+            np.testing.assert_array_equal(weighted, uniform)

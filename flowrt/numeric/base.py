@@ -36,6 +36,10 @@ class Likelihood(Protocol):
     def nll_and_grad(self, z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(nll (B,) float64, d nll / dz like z in z's dtype)."""
 
+    def curvature_weights(self) -> Optional[np.ndarray]:
+        """(h, w) float64 >= 1, the data term's curvature per pixel relative to an inner pixel's, or
+        None where it is the same everywhere (a first-order solver scales its steps by it)."""
+
     def expected_nll(self, z: np.ndarray) -> Optional[np.ndarray]:
         """E[nll(z)] over observations drawn from this model at z, (B,) float64; None when the model
         was given no noise level (its misfit then says nothing about over-smoothing)."""

@@ -63,6 +63,21 @@ class ForwardModel:
         """E[nll(x)] over observations the model would draw at x, (B,); None without a noise level."""
         return self.likelihood.expected_nll(self.apply(x))
 
+    def curvature_weights(self) -> Optional[np.ndarray]:
+        """(1, 1, H, W) float64 >= 1 on the restored grid: the likelihood's ``curvature_weights`` carried
+        back through the stages' adjoints (normalised by the adjoint of ones, so a pixel inside
+        reads 1); None where the likelihood's curvature is the same everywhere."""
+        weights = self.likelihood.curvature_weights()
+        if weights is None:
+            return None
+        spread = np.broadcast_to(weights, (1, 1) + weights.shape).astype(np.float64)
+        ones = np.ones_like(spread)
+        for stage in reversed(self.stages):
+            spread, ones = stage.vjp(spread), stage.vjp(ones)
+        inside = ones > 1e-6 * ones.max()   # a masked-out pixel gets no data term: weight 1
+        ratio = np.divide(spread, ones, out=np.ones_like(spread), where=inside)
+        return np.maximum(ratio, 1.0)
+
     def _downsampler(self) -> Optional[BicubicDownsample]:
         return next((s for s in self.stages if isinstance(s, BicubicDownsample)), None)
 

@@ -76,6 +76,10 @@ class JpegLikelihood:
             g_ycc[:, c] = edge_pad_vjp(full, (0, full.shape[-1] - w, 0, full.shape[-2] - h))
         return (255.0 * np.einsum("ij,bihw->bjhw", YCBCR, g_ycc)).astype(dtype)
 
+    def curvature_weights(self) -> np.ndarray:
+        """(h, w) float64 >= 1: the relative curvature of the data term per pixel (``JpegLayout.padding_copies``)."""
+        return self.layout.padding_copies()
+
     def nll(self, z: np.ndarray) -> np.ndarray:
         """-log p(k | z), (B,) float64 nats."""
         return self._interval_nll(self.coefficients(z), self._k)
@@ -107,6 +111,7 @@ class JpegLikelihood:
         coefs = self.coefficients(z)
         total = np.zeros(coefs[0].shape[0])
         for noise in standard_normal_draws([coef.shape for coef in coefs], draws):
-            ks = [np.round((coef + self.layout.std[c] * n) / self._q[c]) for c, (coef, n) in enumerate(zip(coefs, noise))]
+            ks = [np.round((coef + self.layout.std[c] * n) / self._q[c])
+                  for c, (coef, n) in enumerate(zip(coefs, noise))]
             total += self._interval_nll(coefs, ks)
         return total / draws

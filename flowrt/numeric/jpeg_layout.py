@@ -80,6 +80,17 @@ class JpegLayout:
         mh, mw = BLOCK * self.vmax, BLOCK * self.hmax
         return -(-self.hw[0] // mh) * mh, -(-self.hw[1] // mw) * mw
 
+    def padding_copies(self) -> np.ndarray:
+        """(H, W) float64: how many samples of the MCU-padded image each pixel fills (1 inside; the
+        last row and column, copied into the padding, more). The data term's curvature at a pixel
+        grows with its copies' count squared, which the splitting's data step has to know
+        (``flowrt.solve.splitting``): one global step sized for the corner stalls everywhere else."""
+        (h, w), (ph, pw) = self.hw, self.padded_size()
+        rows, cols = np.ones(h), np.ones(w)
+        rows[-1] += ph - h
+        cols[-1] += pw - w
+        return np.outer(rows, cols)
+
     def coded_size(self, c: int) -> Tuple[int, int]:
         """(rows, columns) of component c's samples the file's blocks cover."""
         by, bx = self.k[c].shape[:2]

@@ -101,7 +101,6 @@ def taps(kernel: np.ndarray) -> Taps:
     return tuple((int(a), int(b), float(kernel[a, b])) for a, b in zip(*np.nonzero(keep)))
 
 
-
 @dataclass(frozen=True)
 class BlurLayout:
     """How a blur stage runs its kernel: true convolution = correlation with the flipped kernel over

@@ -50,6 +50,10 @@ class GaussianLikelihood:
     def _nll_of(self, r: np.ndarray) -> np.ndarray:
         return np.square(r).reshape(r.shape[0], -1).sum(1, dtype=np.float64) / (2 * self.sigma ** 2)
 
+    def curvature_weights(self) -> None:
+        """The same curvature at every observed pixel (``flowrt.numeric.base.Likelihood``)."""
+        return None
+
     def nll(self, z: np.ndarray) -> np.ndarray:
         """-log p(y | z), (B,) float64 nats, constants dropped."""
         return self._nll_of(self._residual(z))

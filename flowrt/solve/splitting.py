@@ -54,6 +54,8 @@ class DataTerm(Protocol):
 
     def initial_estimate(self, denoise=None) -> np.ndarray: ...
 
+    def curvature_weights(self) -> Optional[np.ndarray]: ...
+
 
 def sigma_schedule(noise_255: float, rounds: int = ROUNDS) -> np.ndarray:
     """The denoiser std of each round, 0-255 scale, (rounds,): geometric from SIGMA_START_255 to
@@ -95,29 +97,40 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
 
 def _data_step(fm: DataTerm, z: np.ndarray, mu: float, curvature: float) -> Tuple[np.ndarray, float]:
     """argmin_x nll(x) + mu/2 ||x - z||^2, approximately: DATA_STEPS of Nesterov's method from z,
-    the step 1 / (L + mu) with L, the data term's curvature, found by backtracking (and kept for
-    the next round, since the data term does not change). Returns (x float32, L)."""
+    each pixel's step 1 / (L w + mu), w the data term's relative curvature there
+    (``curvature_weights``: a JPEG's edge pixels, copied into its MCU padding, have many times an
+    inner pixel's, and one step sized for them stalls the rest) and L found by backtracking (and
+    kept for the next round, since the data term does not change). Returns (x float32, L)."""
+    weights = _weights(fm)
     x = z.astype(np.float64)
     v, t = x.copy(), 1.0
     for _ in range(DATA_STEPS):
         nll_v, grad = fm.nll_and_grad(v.astype(np.float32))
         grad = grad.astype(np.float64)
-        curvature = _backtrack(fm, v, float(nll_v.sum()), grad, curvature)
-        x_next = v - (grad + mu * (v - z)) / (curvature + mu)
+        curvature = _backtrack(fm, v, float(nll_v.sum()), grad, curvature, weights)
+        x_next = v - (grad + mu * (v - z)) / (curvature * weights + mu)
         t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         v = x_next + ((t - 1.0) / t_next) * (x_next - x)
         x, t = x_next, t_next
     return x.astype(np.float32), curvature
 
 
-def _backtrack(fm: DataTerm, v: np.ndarray, nll_v: float, grad: np.ndarray, curvature: float) -> float:
-    """The smallest curvature * 2^n (n >= 0, at most MAX_DOUBLINGS) for which a gradient step of
-    1 / curvature from v passes Beck and Teboulle's sufficient-decrease test on the data term; a
-    non-finite data term fails the test, so a bad region only shrinks the step."""
+def _weights(fm: DataTerm):
+    """The data term's relative curvature per pixel, (1, 1, H, W) float64, or 1.0 where it has none."""
+    weights = fm.curvature_weights()
+    return 1.0 if weights is None else weights
+
+
+def _backtrack(fm: DataTerm, v: np.ndarray, nll_v: float, grad: np.ndarray, curvature: float,
+               weights=1.0) -> float:
+    """The smallest curvature * 2^n (n >= 0, at most MAX_DOUBLINGS) for which a step of
+    grad / (curvature * weights) from v passes Beck and Teboulle's sufficient-decrease test on the
+    data term in the metric of ``weights``; a non-finite data term fails the test, so a bad region
+    only shrinks the step."""
     for _ in range(MAX_DOUBLINGS):
-        move = -grad / curvature
+        move = -grad / (curvature * weights)
         gap = float(fm.nll((v + move).astype(np.float32)).sum()) - nll_v
-        bound = float(np.sum(grad * move)) + 0.5 * curvature * float(np.sum(move * move))
+        bound = float(np.sum(grad * move)) + 0.5 * curvature * float(np.sum(weights * move * move))
         if np.isfinite(gap) and gap <= bound + 1e-9 * abs(nll_v):
             return curvature
         curvature *= 2.0
