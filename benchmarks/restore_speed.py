@@ -39,6 +39,9 @@ from flowrt.solve.config import ITERS_FROM_DENOISED  # noqa: E402
 OLD_PATH = ["--engine", "torch", "--iters", "150", "--start", "blur"]   # flowrt 0.1.0's defaults (150 Adam steps)
 
 
+_NEUTRAL_CWD = tempfile.gettempdir()
+
+
 def _env(threads):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if threads is not None:
@@ -52,10 +55,21 @@ def time_flowrt(src: Path, out: Path, extra: list, threads, task_flags: tuple = 
     (another interpreter runs the flowrt installed there: an earlier checkout, with --before)."""
     t0 = time.perf_counter()
     cmd = [python, "-m", "flowrt.cli.main", "restore", str(src), "-o", str(out), *task_flags, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=_NEUTRAL_CWD)
     if proc.returncode != 0:
         raise SystemExit(f"flowrt restore failed: {proc.stderr.strip()}")
     return time.perf_counter() - t0
+
+
+def flowrt_location(python: str) -> str:
+    """Where ``python`` imports flowrt from, run as ``time_flowrt`` runs it (from a folder outside any
+    checkout: ``python -m`` puts the working folder first on sys.path, so run from the repository
+    root every interpreter would import this checkout's flowrt, whatever it has installed)."""
+    code = "import flowrt, os; print(os.path.dirname(os.path.dirname(os.path.abspath(flowrt.__file__))))"
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=_NEUTRAL_CWD, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{python} cannot import flowrt: {proc.stderr.strip()}")
+    return proc.stdout.strip()
 
 
 def time_bm3d(src: Path, out: Path, threads, sigma_255: float = 25.0, scale: int = 1) -> float:
@@ -120,7 +134,8 @@ def write_report(args, report: dict, load_before: list) -> None:
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --before {args.before}" if args.before else "") + "`\n"
         + ("".join(f"\n{name}: after / before = {ratio}" for name, ratio in report["after_over_before"].items())
-           + "\n" if args.before else ""))
+           + "\n\nflowrt imported from: after {after}, before {before}\n".format(**report["flowrt_imported_from"])
+           if args.before else ""))
 
 
 def main(argv: list | None = None) -> int:
@@ -135,6 +150,11 @@ def main(argv: list | None = None) -> int:
                     help="also time the flowrt rows with this interpreter's flowrt (an earlier checkout installed in "
                          "another venv), taking turns with this one's; the report gives after / before per row")
     args = ap.parse_args(argv)
+    if args.before:
+        imported_from = {"after": flowrt_location(sys.executable), "before": flowrt_location(args.before)}
+        if imported_from["after"] == imported_from["before"]:
+            raise SystemExit(f"--before {args.before} imports the same flowrt as this interpreter: "
+                             f"{imported_from['after']}")
     task = TASKS["noise"]
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
@@ -166,6 +186,7 @@ def main(argv: list | None = None) -> int:
               "load_average": [round(v, 2) for v in os.getloadavg()], "machine": platform.machine()}
     if args.before:
         report["before"] = args.before
+        report["flowrt_imported_from"] = imported_from
         report["after_over_before"] = {name: round(seconds[name] / seconds[f"{name} [before]"], 3)
                                        for name in flowrt_rows}
     write_report(args, report, load_before)
