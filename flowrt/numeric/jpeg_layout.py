@@ -82,8 +82,9 @@ class JpegLayout:
 
     def padding_copies(self) -> np.ndarray:
         """(H, W) float64: how many samples of the MCU-padded image each pixel fills (1 inside; the
-        last row and column, copied into the padding, more). The data term's curvature at a pixel
-        grows with its copies' count squared, which the splitting's data step has to know
+        last row and column, copied into the padding, more; the corner their product). The data
+        term's curvature at a pixel grows in proportion to its count (the padding P has P^T P =
+        diag(counts), and the DCT is orthonormal), which the splitting's data step has to know
         (``flowrt.solve.splitting``): one global step sized for the corner stalls everywhere else."""
         (h, w), (ph, pw) = self.hw, self.padded_size()
         rows, cols = np.ones(h), np.ones(w)
