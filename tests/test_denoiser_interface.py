@@ -67,6 +67,24 @@ def test_option_is_validated_and_planned():
     assert "grouped denoiser then 20 flow-MAP iterations" in plan.describe()
 
 
+def test_auto_names_the_grouped_denoiser_for_a_jpeg_start():
+    """The flow was fitted to Gaussian noise; a JPEG's denoised start gets the grouped denoiser under
+    'auto' (measured on val-photos), a chain that inverts keeps the flow, and a name given is kept."""
+    assert resolve_denoiser("auto", jpeg_start=True) == "grouped" and resolve_denoiser("auto") == "flow"
+    assert resolve_denoiser("flow", jpeg_start=True) == "flow"
+    from flowrt.io.arrays import loaded_from_array
+    from flowrt.pipeline.plan import plan_restoration
+    from flowrt.pipeline.source import from_image
+
+    def planned(**fields):
+        return plan_restoration(from_image(loaded_from_array(_noisy(32, 32))), RestoreOptions.from_fields(**fields))
+    jpeg = planned(jpeg=30)
+    assert jpeg.denoiser == "grouped" and jpeg.start.kind == "denoise" and "grouped denoiser then" in jpeg.describe()
+    assert planned(jpeg=30, denoiser="flow").denoiser == "flow"
+    assert planned(jpeg=30, scale=2, sigma=5).denoiser == "flow"    # the splitting start
+    assert planned(sigma=10).denoiser == "flow"
+
+
 def test_cli_refuses_an_unknown_denoiser_in_one_line(tmp_path):
     from PIL import Image
     Image.fromarray((_noisy() * 255).astype(np.uint8)).save(tmp_path / "in.png")

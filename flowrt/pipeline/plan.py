@@ -308,13 +308,14 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     jpeg, jpeg_source = _resolve_jpeg(source, opts)
     sample = noise_sample(source.read_rgb, h, w) if opts.sigma == "auto" else None
     sigma, sigma_source, estimate = resolve_sigma(sample, opts, jpeg)
-    from flowrt.numeric.degradations import parse_given
-    given = parse_given(opts)
+    from flowrt.numeric import degradations
+    given = degradations.parse_given(opts)
     mask = None
     if opts.mask:
         from flowrt.numeric.observation import read_mask
         mask = read_mask(opts.mask, (h, w))
+    jpeg_start = jpeg is not None and not (opts.scale > 1 or degradations.inverts(given))
     plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), given, mask, estimate,
                            _nothing_to_do(opts, sigma, estimate, jpeg, given, mask),
-                           denoiser=resolve_denoiser(opts.denoiser))
+                           denoiser=resolve_denoiser(opts.denoiser, jpeg_start=jpeg_start))
     return plan if plan.nothing_to_do else plan.with_method(opts.solver)
