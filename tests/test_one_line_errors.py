@@ -86,15 +86,18 @@ def test_an_interrupt_inside_a_numba_kernel_is_one_line():
 
 
 def test_ctrl_c_during_a_restore_is_one_line(noisy, tmp_path):
-    """SIGINT while the grouped denoiser (numba) runs, at a few moments; never a traceback."""
+    """SIGINT while the denoiser (numba) or the MAP runs, at a few moments; never a traceback. The
+    restore is sized (576 px, 10 MAP iterations: about 10 s on a quiet 2-core machine) so that every
+    signal lands before it ends: on a fast machine a 384 px one finished in 2.9 s, and a signal after
+    the CLI returned killed the exiting interpreter (-2)."""
     big = tmp_path / "big.png"
     rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 255, (384, 384, 3), dtype=np.uint8)).save(big)
+    Image.fromarray(rng.integers(0, 255, (576, 576, 3), dtype=np.uint8)).save(big)
     warm = ("import sys; from flowrt.cli.main import cli; import flowrt.denoise.grouped, flowrt.pipeline.run\n"
             "print('ready', flush=True); sys.stdin.readline(); cli(sys.argv[1:])")
     for delay in (0.5, 1.5, 3.0):
         proc = subprocess.Popen([sys.executable, "-c", warm, "restore", str(big), "-o", str(tmp_path / "o.png"),
-                                 "--sigma", "30", "--engine", "ort", "--iters", "3"], env=_env(), text=True,
+                                 "--sigma", "30", "--engine", "ort", "--iters", "10"], env=_env(), text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout.readline().strip() == "ready"
         proc.stdin.write("go\n")
