@@ -125,8 +125,7 @@ class RestorationPlan:
     @property
     def inverts(self) -> bool:
         """The chain downsamples or blurs: enlarging a denoised observation would not undo it."""
-        from flowrt.numeric import degradations
-        return self.scale > 1 or degradations.inverts(self.degradations)
+        return chain_inverts(self.scale, self.degradations)
 
     @property
     def solver(self) -> SolverConfig:
@@ -299,6 +298,13 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, degradations, ma
             "pass --sigma S or --force to restore anyway")
 
 
+def chain_inverts(scale: int, given: tuple) -> bool:
+    """Whether a chain of upscaling factor ``scale`` and these parsed degradations downsamples or
+    blurs (``RestorationPlan.inverts``; decided before the plan exists for the denoiser's choice)."""
+    from flowrt.numeric import degradations
+    return scale > 1 or degradations.inverts(given)
+
+
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     """Resolve the options (valid by construction) against one opened input (a
     flowrt.pipeline.source.Source, decoded or streamed; ``source.from_image`` wraps a LoadedImage),
@@ -314,7 +320,7 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     if opts.mask:
         from flowrt.numeric.observation import read_mask
         mask = read_mask(opts.mask, (h, w))
-    jpeg_start = jpeg is not None and not (opts.scale > 1 or degradations.inverts(given))
+    jpeg_start = jpeg is not None and not chain_inverts(opts.scale, given)
     plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), given, mask, estimate,
                            _nothing_to_do(opts, sigma, estimate, jpeg, given, mask),
                            denoiser=resolve_denoiser(opts.denoiser, jpeg_start=jpeg_start))

@@ -81,10 +81,11 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
         denoise=lambda rgb: denoiser.denoise(rgb, noise_255 / 255.0, greyscale=greyscale))
     z = z.astype(np.float32)
     curvature = _FIRST_CURVATURE
+    weights = _weights(forward_model)   # the data term does not change between rounds
     for k, sigma_255 in enumerate(sigma_schedule(noise_255, rounds)):
         interrupts.check()
         mu = LAM / (sigma_255 / 255.0) ** 2
-        x, curvature = _data_step(forward_model, z, mu, curvature)
+        x, curvature = _data_step(forward_model, z, mu, curvature, weights)
         coarse = k < rounds - FULL_ROUNDS
         pilot = None if coarse else np.ascontiguousarray(z[0].transpose(1, 2, 0))
         rgb = denoiser.denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0,
@@ -95,13 +96,15 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
     return np.clip(z, 0, 1)
 
 
-def _data_step(fm: DataTerm, z: np.ndarray, mu: float, curvature: float) -> Tuple[np.ndarray, float]:
+def _data_step(fm: DataTerm, z: np.ndarray, mu: float, curvature: float, weights=None) -> Tuple[np.ndarray, float]:
     """argmin_x nll(x) + mu/2 ||x - z||^2, approximately: DATA_STEPS of Nesterov's method from z,
     each pixel's step 1 / (L w + mu), w the data term's relative curvature there
     (``curvature_weights``: a JPEG's edge pixels, copied into its MCU padding, have many times an
     inner pixel's, and one step sized for them stalls the rest) and L found by backtracking (and
-    kept for the next round, since the data term does not change). Returns (x float32, L)."""
-    weights = _weights(fm)
+    kept for the next round, since the data term does not change; ``weights``: ``_weights(fm)``,
+    derived here when not given). Returns (x float32, L)."""
+    if weights is None:
+        weights = _weights(fm)
     x = z.astype(np.float64)
     v, t = x.copy(), 1.0
     for _ in range(DATA_STEPS):
