@@ -117,10 +117,10 @@ def test_the_plan_names_what_ran(quick):
     assert plan.engine in ("ort", "torch") and plan.device == "cpu"
     assert plan.stages() == (("denoise", 1), ("MAP", 2))
     assert seen == [("denoise", 0, 1), ("denoise", 1, 1), ("MAP", 1, 2), ("MAP", 2, 2)]
-    assert plan.describe().endswith(f"grouped denoiser then 2 flow-MAP iterations; engine {plan.engine} on cpu")
+    assert plan.describe().endswith(f"grouped denoiser, clipped noise mapped back, then 2 flow-MAP iterations; engine {plan.engine} on cpu")
     flow = quick(noisy_photo(), sigma=12, iters=None).plan          # the default: the flow denoiser alone
     assert flow.denoiser == "flow" and flow.solver.iters == 0 and flow.stages() == (("denoise", 1),)
-    assert flow.describe_method().startswith("flow denoiser alone (no flow-MAP iterations)")
+    assert flow.describe_method().startswith("flow denoiser alone, clipped noise mapped back (no flow-MAP iterations)")
     blurred = quick(noisy_photo(), sigma=12, start="blur", iters=3).plan
     assert blurred.stages() == (("MAP", 3),) and "blurred start" in blurred.describe_method()
 

@@ -172,7 +172,7 @@ def test_a_long_restore_off_a_terminal_logs_its_stages(run, photo, tmp_path, mon
     *steps, summary = result.stderr.splitlines()
     assert [line.split(": ", 1)[1].rsplit(",", 1)[0] for line in steps] == ["denoise 0/1", "denoise 1/1",
                                                                             "MAP 1/2", "MAP 2/2"]
-    assert "flow denoiser then 2 flow-MAP iterations" in summary
+    assert "flow denoiser, clipped noise mapped back, then 2 flow-MAP iterations" in summary
 
 
 # ---------------------------------------------------------------- device and help

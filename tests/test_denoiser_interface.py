@@ -20,6 +20,7 @@ from flowrt.solve.start import denoised_start, split_start
 class RecordingDenoiser:
     """Returns its input shrunk towards mid-grey and records every call's arguments."""
     name = "recording"
+    estimates_clipped_mean = False
 
     def __init__(self):
         self.calls = []
@@ -64,7 +65,10 @@ def test_option_is_validated_and_planned():
     assert plan.denoiser == "flow" and "flow denoiser alone" in plan.describe()   # noise alone: no MAP
     assert plan.cut((0, 8, 0, 8)).denoiser == "flow"
     plan = plan_restoration(from_image(loaded_from_array(_noisy())), RestoreOptions(sigma=10, denoiser="grouped"))
-    assert "grouped denoiser then 20 flow-MAP iterations" in plan.describe()
+    assert "grouped denoiser alone, clipped noise mapped back (no flow-MAP iterations)" in plan.describe()
+    plan = plan_restoration(from_image(loaded_from_array(_noisy())), RestoreOptions(sigma=10, denoiser="grouped",
+                                                                                    jpeg=20))
+    assert "grouped denoiser then 20 flow-MAP iterations" in plan.describe()      # a JPEG's decode: no map back
 
 
 def test_auto_names_the_grouped_denoiser_for_a_jpeg_start():

@@ -69,7 +69,7 @@ def test_restore_calls_the_flow_denoiser_and_no_map_for_noise_alone(monkeypatch,
     assert calls == [pytest.approx(SIGMA / 255)] * 2
     assert map_runs == []                                           # the denoiser's estimate is the restore
     flowrt.restore(noisy, sigma=SIGMA, denoiser="grouped")
-    assert len(calls) == 2 and len(map_runs) == 1                   # grouped: its start, then the MAP
+    assert len(calls) == 2 and map_runs == []                       # grouped: its estimate is the restore too
 
 
 def test_the_fused_kernel_equals_gather_filter_and_put_back():

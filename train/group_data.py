@@ -8,8 +8,11 @@ a random subset of its groups is kept, with the clean image's groups at the same
 Arrays of a shard (N channel-groups, G = GROUP_WIENER members, 64 DCT coefficients, [0, 1] units):
 ``y``, ``p``, ``x`` float32 (N, G, 64): noisy, pilot and clean 3-D coefficients, zero from the
 count on; ``count`` int32 (N,); ``channel`` int8 (N,) (0 luma-like, 1-2 colour opponents);
-``sigma`` float32 (N,) in [0, 1] units. Shards are written atomically and named by their seed,
-so an interrupted run resumes by skipping the shards already there.
+``sigma`` float32 (N,) in [0, 1] units; ``clipped`` int8 (N,): 1 where ``x`` holds the groups of
+the clipped mean f(clean) (``flowrt.numeric.clipping``: the mean of the noisy 8-bit file, which the
+runtime maps back to the clean image pixel by pixel), 0 where it holds the clean image's. Shards are
+written atomically and named by their seed, so an interrupted run resumes by skipping the shards
+already there.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from flowrt.denoise import grouped as G
 from flowrt.denoise import kernels as K
 from flowrt.denoise.grouped import group_planes
 from flowrt.io.atomic import atomic_file
+from flowrt.numeric.clipping import clipped_mean
 
 log = logging.getLogger("flowrt.train.group_data")
 
@@ -50,10 +54,11 @@ def noisy_copy(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) ->
 
 
 def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.Generator,
-                pilot_filter=None) -> Dict[str, np.ndarray]:
+                pilot_filter=None, clipped_target: bool = True) -> Dict[str, np.ndarray]:
     """The channel-groups of ``keep`` random references of one crop (float32 (H, W, 3) in [0, 1]).
     pilot_filter: a ``grouped.GroupFilter`` whose estimate is the pilot (a second stage's groups)
-    instead of the hard-thresholding pass."""
+    instead of the hard-thresholding pass. clipped_target: the target is the clipped mean of the
+    clean crop, not the crop (see the module docstring)."""
     noisy = noisy_copy(clean, sigma_255, rng)
     sigma = sigma_255 / 255.0
     pilot = None
@@ -61,7 +66,8 @@ def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.G
         pilot = G._planes(G.denoise_rgb(noisy, sigma, group_filter=pilot_filter), False)
     grouping = group_planes(G._planes(noisy, False), sigma, pilot)
     d = K.dct_matrix()
-    clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(clean, False)]
+    target = clipped_mean(clean, sigma).astype(np.float32) if clipped_target else clean
+    clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(target, False)]
     refs = np.sort(rng.choice(len(grouping.counts), size=min(keep, len(grouping.counts)), replace=False))
     ys, xs, counts = grouping.ys[refs], grouping.xs[refs], grouping.counts[refs]
     parts = {"y": [], "p": [], "x": [], "count": [], "channel": []}
@@ -73,11 +79,12 @@ def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.G
         parts["channel"].append(np.full(n, channel, np.int8))
     out = {k: np.concatenate(v) for k, v in parts.items()}
     out["sigma"] = np.full(len(out["count"]), sigma, np.float32)
+    out["clipped"] = np.full(len(out["count"]), int(clipped_target), np.int8)
     return out
 
 
 def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep: int,
-               sigma_255: Tuple[float, float], pilot_filter=None) -> Dict[str, np.ndarray]:
+               sigma_255: Tuple[float, float], pilot_filter=None, clipped_target: bool = True) -> Dict[str, np.ndarray]:
     """One shard: ``crops`` random crops (random photo, position, flip), each its own sigma."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -88,7 +95,8 @@ def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep:
         clean = photo[top:top + crop, left:left + crop].astype(np.float32) / 255.0
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
-        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng, pilot_filter))
+        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng, pilot_filter,
+                                 clipped_target))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -128,6 +136,9 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", type=int, default=48, help="groups kept per crop")
     ap.add_argument("--sigma", type=float, nargs=2, default=(2.0, 60.0), help="noise std range, 0-255")
     ap.add_argument("--pilot-model", help="a model folder whose flow denoiser makes the pilot (second-stage groups)")
+    ap.add_argument("--target", choices=("clipped-mean", "clean"), default="clipped-mean",
+                    help="what the groups' x holds: the clipped mean of the clean crop (the runtime undoes the "
+                         "clipping pixel by pixel), or the clean crop itself (the tables then learn the clipping)")
     args = ap.parse_args(argv)
     pilot_filter = None
     if args.pilot_model:
@@ -137,7 +148,8 @@ def main(argv=None) -> None:
     photos = read_photos(args.data, args.crop)
     log.info("%d photos", len(photos))
     write_shards(photos, Path(args.out), args.first_seed, args.shards, crops=args.crops, crop=args.crop,
-                 keep=args.keep, sigma_255=tuple(args.sigma), pilot_filter=pilot_filter)
+                 keep=args.keep, sigma_255=tuple(args.sigma), pilot_filter=pilot_filter,
+                 clipped_target=args.target == "clipped-mean")
 
 
 if __name__ == "__main__":

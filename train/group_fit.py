@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numba
 import numpy as np
@@ -86,10 +86,13 @@ def solve_tables(stats: np.ndarray, cfg: TableConfig, ridge: float) -> Tuple[np.
 
 @dataclass
 class Stats:
-    """The fit's state: the cells' sums and the names of the shards they hold."""
+    """The fit's state: the cells' sums, the names of the shards they hold, and their target
+    ('clipped-mean' or 'clean': what the shards' x holds, ``flowrt.train.group_data``; None before
+    the first shard)."""
     cfg: TableConfig
     sums: np.ndarray
     shards: Tuple[str, ...] = ()
+    target: Optional[str] = None
 
     @classmethod
     def empty(cls, cfg: TableConfig, slots: int) -> "Stats":
@@ -111,6 +114,13 @@ def add_shards(stats: Stats, folder, limit: int = 0, log=print) -> Stats:
         if path.name in done:
             continue
         d = np.load(path)
+        target = "clipped-mean" if "clipped" in d and bool(np.all(d["clipped"] == 1)) else "clean"
+        if "clipped" in d and np.any(d["clipped"] == 1) and target == "clean":
+            raise SystemExit(f"{path}: mixes clipped-mean and clean targets")
+        if stats.target is None:
+            stats.target = target
+        elif stats.target != target:
+            raise SystemExit(f"{path}: its target is {target}, the fit's {stats.target} (one target per fit)")
         accumulate(d["y"], d["p"], d["x"], d["count"], d["channel"].astype(np.int64), d["sigma"], slots,
                    stats.sums, axes)
         stats.shards = stats.shards + (path.name,)
@@ -127,7 +137,8 @@ def save_run(stats: Stats, ridge: float, out) -> None:
     from flowrt.io.atomic import atomic_file
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = json.dumps({"config": stats.cfg.to_dict(), "ridge": ridge, "shards": list(stats.shards)})
+    meta = json.dumps({"config": stats.cfg.to_dict(), "ridge": ridge, "shards": list(stats.shards),
+                       "target": stats.target or "clean"})
     with atomic_file(out / "stats.npz") as fh:
         np.savez_compressed(fh, sums=stats.sums, meta=np.array(meta))
     gain, weight = solve_tables(stats.sums, stats.cfg, ridge)
@@ -139,7 +150,7 @@ def load_stats(path) -> Stats:
     import json
     d = np.load(path)
     meta = json.loads(str(d["meta"]))
-    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]))
+    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]), meta.get("target", "clean"))
 
 
 def main(argv=None) -> None:

@@ -25,8 +25,14 @@ class Denoiser(Protocol):
     in [0, 1]. greyscale: the three channels hold one grey image. coarse: a cheaper, rougher
     estimate will do (an early splitting round). pilot: None, or an earlier estimate of the clean
     image (H, W, 3) in [0, 1] the denoiser may refine instead of starting afresh.
+
+    estimates_clipped_mean: on an 8-bit photo, whose noise was clipped at black and white, the
+    estimate is of the clipped mean f(x) (``flowrt.numeric.clipping``), as any average of noisy
+    values is, and the start maps it back pixel by pixel; False for a denoiser fitted to undo the
+    clipping itself (a flow denoiser exported before the clipped-mean target).
     """
     name: str
+    estimates_clipped_mean: bool
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
                 pilot: Optional[np.ndarray] = None) -> np.ndarray: ...
@@ -35,6 +41,7 @@ class Denoiser(Protocol):
 class GroupedDenoiser:
     """The grouped transform-domain denoiser (``flowrt.denoise.grouped.denoise_rgb``, BM3D's recipe)."""
     name = "grouped"
+    estimates_clipped_mean = True
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
                 pilot: Optional[np.ndarray] = None) -> np.ndarray:

@@ -33,11 +33,14 @@ R_FLOOR = math.exp(-8.0)   # the same constant as flowrt.prior.group_flow (check
 @dataclass(frozen=True)
 class GroupTables:
     """The flow's parameters: gain, weight (slots, sigma_bins, r_bins) float32; slots (3, sizes,
-    G, 64) int64; axes (r_min, r_max, r_bins, log sigma_min, log sigma_max, sigma_bins) float64."""
+    G, 64) int64; axes (r_min, r_max, r_bins, log sigma_min, log sigma_max, sigma_bins) float64;
+    target: what the tables were fitted to estimate, 'clipped-mean' (the noisy file's clipped mean,
+    ``flowrt.train.group_data``) or 'clean' (graphs exported before the fit recorded it)."""
     gain: np.ndarray
     weight: np.ndarray
     slots: np.ndarray
     axes: np.ndarray
+    target: str = "clean"
 
     @classmethod
     def from_graph(cls, path: Path) -> "GroupTables":
@@ -52,7 +55,7 @@ class GroupTables:
         shape = (int(found["slots"].max()) + 1, int(axes[5]), int(axes[2]))
         gain = found["gain"].astype(np.float32).reshape(shape)
         weight = found["weight"].astype(np.float32).reshape(shape)
-        return cls(gain, weight, found["slots"].astype(np.int64), axes)
+        return cls(gain, weight, found["slots"].astype(np.int64), axes, fit_target(meta.get("fit")))
 
     def at_sigma(self, sigma: float) -> Tuple[np.ndarray, np.ndarray]:
         """(gain, weight) (slots, r_bins) float32 interpolated to ``sigma`` ([0, 1] units) along
@@ -81,6 +84,17 @@ class GroupTables:
                                grouping.counts, r0, r1, channel, float(sigma), self.slots, gain, weight, self.axes)
 
 
+def fit_target(fit_json: Optional[str]) -> str:
+    """The fit's target from the graph's 'fit' metadata (``flowrt.train.group_fit.save_run``'s
+    meta): 'clipped-mean' or 'clean' (also when the fit predates the field)."""
+    import json
+    try:
+        target = json.loads(fit_json).get("target", "clean") if fit_json else "clean"
+    except (ValueError, AttributeError):
+        return "clean"
+    return target if target in ("clipped-mean", "clean") else "clean"
+
+
 class FlowDenoiser:
     """The ``Denoiser`` of the group flow: ``denoise`` is the grouped denoiser with the flow's
     Tweedie estimate as its second pass. ``coarse`` is the hard-thresholding pass alone, as for the
@@ -91,6 +105,7 @@ class FlowDenoiser:
 
     def __init__(self, tables: GroupTables):
         self.tables = tables
+        self.estimates_clipped_mean = tables.target == "clipped-mean"
 
     @classmethod
     def from_model_dir(cls, folder: Path) -> "FlowDenoiser":

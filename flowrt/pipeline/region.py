@@ -88,7 +88,7 @@ def make_start(numeric_fm, plan: RestorationPlan, greyscale: bool,
     on_denoise = _stage(progress, STAGE_DENOISE)
     if on_denoise is not None:
         on_denoise(0, 1)
-    start = denoised_start(numeric_fm, sigma_255, greyscale, denoiser)
+    start = denoised_start(numeric_fm, sigma_255, greyscale, denoiser, unclip=plan.start.unclip)
     if on_denoise is not None:
         on_denoise(1, 1)
     return start

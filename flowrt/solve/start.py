@@ -68,11 +68,15 @@ def jpeg_equivalent_sigma(luma_quant: Optional[np.ndarray]) -> float:
 class StartPlan:
     """The start chosen for a restore (once, in its plan: every region of an image starts alike):
     ``kind`` 'split', 'denoise' or 'blur', the solver settings with every start-dependent field
-    resolved (lr, start_blur, iters, step_scale; ``solver.iters`` is never None), and the denoiser's
-    noise std ``denoise_sigma_255`` (0-255 scale; used unless kind is 'blur')."""
+    resolved (lr, start_blur, iters, step_scale; ``solver.iters`` is never None), the denoiser's
+    noise std ``denoise_sigma_255`` (0-255 scale; used unless kind is 'blur'), and ``unclip``: the
+    denoised observation's noise was clipped at black and white, so the denoiser's estimate of its
+    clipped mean is mapped back (``flowrt.numeric.clipping.unclip``; a denoised start without a
+    JPEG term, whose decode is no noisy file's clipped mean)."""
     kind: str
     solver: SolverConfig
     denoise_sigma_255: float = 0.0
+    unclip: bool = False
 
 
 def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_255: Optional[float],
@@ -101,6 +105,7 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
         blur = solver.start_blur if solver.start_blur is not None else start_blur_for_noise(sigma_255, jpeg)
         iters = ITERS_FROM_OBSERVATION if solver.iters is None else solver.iters
         return StartPlan(kind, replace(solver, lr=lr, start_blur=blur, iters=iters), strength)
+    unclip = kind == "denoise" and not jpeg
     scale = JPEG_DENOISED_STEP_SCALE if jpeg else DENOISED_STEP_SCALE
     iters = ITERS_AFTER_SPLIT if kind == "split" else ITERS_FROM_DENOISED
     if kind == "denoise" and denoiser_is_estimate and not jpeg:
@@ -109,7 +114,7 @@ def choose_start(solver: SolverConfig, sigma_255: Optional[float], jpeg_sigma_25
         scale *= SPLIT_STEP_SCALE
     resolved = replace(solver, lr=lr, start_blur=0.0, iters=iters if solver.iters is None else solver.iters,
                        step_scale=solver.step_scale * scale)
-    return StartPlan(kind, resolved, strength)
+    return StartPlan(kind, resolved, strength, unclip)
 
 
 def _start_kind(asked: str, can_denoise: bool, inverts: bool) -> str:
@@ -133,12 +138,20 @@ def denoise_sigma(sigma_255: Optional[float], jpeg_sigma_255: Optional[float]) -
     return float(np.hypot(sigma_255 or 0.0, jpeg_sigma_255 or 0.0))
 
 
-def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser):
+def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser, unclip: bool = False):
     """The forward model's initial estimate computed from its observation denoised by ``denoiser``
     at noise std ``sigma_255`` (0-255 scale, the value of ``denoise_sigma``): (1, 3, H, W) in [0, 1],
-    from a ``flowrt.numeric`` chain (whichever engine runs the MAP that follows)."""
+    from a ``flowrt.numeric`` chain (whichever engine runs the MAP that follows). unclip
+    (``StartPlan.unclip``): the estimate of the clipped mean is mapped back to the clean image, where
+    the denoiser estimates that mean (``Denoiser.estimates_clipped_mean``)."""
+    from flowrt.numeric.clipping import unclip as unclip_mean
     sigma = float(sigma_255) / 255.0
-    return forward_model.initial_estimate(denoise=lambda rgb: denoiser.denoise(rgb, sigma, greyscale=greyscale))
+    mapped = unclip and getattr(denoiser, "estimates_clipped_mean", False)
+
+    def denoise(rgb: np.ndarray) -> np.ndarray:
+        estimate = denoiser.denoise(rgb, sigma, greyscale=greyscale)
+        return unclip_mean(estimate, sigma) if mapped else estimate
+    return forward_model.initial_estimate(denoise=denoise)
 
 
 def inpaint_start(forward_model, sigma_255: float, greyscale: bool, denoiser: Denoiser,
