@@ -129,6 +129,14 @@ def test_fit_learns_beyond_wiener_and_resumes_exactly(tmp_path):
     group_fit.save_run(first, 0.5, tmp_path / "run")
     resumed = group_fit.add_shards(group_fit.load_stats(tmp_path / "run" / "stats.npz"), shards, log=lambda s: None)
     assert resumed.shards == whole.shards and np.allclose(resumed.sums, whole.sums)
+    # the shards hold the clipped mean's groups, and the fit says so (the runtime maps back only then)
+    assert whole.target == resumed.target == "clipped-mean"
+    assert "clipped-mean" in str(np.load(tmp_path / "run" / "group_flow.npz")["meta"])
+    clean_target = tmp_path / "clean"
+    group_data.write_shards(photos, clean_target, 5, 1, crops=2, crop=48, keep=8, sigma_255=(15.0, 40.0),
+                            clipped_target=False)
+    with pytest.raises(SystemExit, match="one target per fit"):
+        group_fit.add_shards(group_fit.load_stats(tmp_path / "run" / "stats.npz"), clean_target, log=lambda s: None)
     # the fitted estimate beats the Wiener shrinkage on the training groups (least squares)
     d = group_data.load_shards(shards)
     fitted = GroupTables(*group_fit.solve_tables(whole.sums, cfg, 0.5), slot_index(cfg.group).numpy(), group_fit.axes_of(cfg))

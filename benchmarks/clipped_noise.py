@@ -1,0 +1,134 @@
+"""What undoing the clipping of 8-bit noise gives each denoiser, and what the flow adds after it.
+
+Whole photos of each folder, noise added, rounded and clipped to 8 bits (seeded by the photo's
+path), RGB PSNR over all pixels. Rows, all in one invocation on the same noisy photos:
+
+- ``grouped``: the grouped denoiser (``denoise_rgb``), as the pipeline ran it before the map back;
+- ``grouped+unclip``: the same, then ``flowrt.numeric.clipping.unclip`` (what ``--denoiser grouped``
+  restores now);
+- ``flow`` / ``flow+unclip``: the flow denoiser of each ``--tables`` entry (a fit's ``group_flow.npz``,
+  an exported ``denoiser.onnx``, or ``packaged`` for the model folder's), without and with the map back;
+- ``bm3d`` / ``bm3d+unclip``: the ``bm3d`` package (colour, default profile), without and with it.
+
+    python benchmarks/clipped_noise.py --data ../shared/data/val-photos --sigmas 15,25,50 \
+        --tables packaged --out benchmarks/results/clipped_noise/val-photos
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metrics import psnr  # noqa: E402
+
+from flowrt.denoise.grouped import denoise_rgb  # noqa: E402
+from flowrt.numeric.clipping import unclip  # noqa: E402
+
+
+def noisy_photo(path: Path, sigma_255: float):
+    from PIL import Image
+    clean = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
+    rng = np.random.default_rng(zlib.crc32(f"{path.name}:{sigma_255:g}".encode()))
+    noisy = np.clip(np.round(clean * 255.0 + sigma_255 * rng.standard_normal(clean.shape)), 0, 255) / 255.0
+    return clean, noisy.astype(np.float32)
+
+
+def flow_denoiser(spec: str):
+    """The FlowDenoiser of a fit file (``group_flow.npz``), of an exported graph (``denoiser.onnx``,
+    e.g. an earlier model folder's) or of the packaged model ('packaged')."""
+    from flowrt.denoise.flow import FlowDenoiser, GroupTables, packaged_flow_denoiser
+    if spec == "packaged":
+        return packaged_flow_denoiser()
+    if spec.endswith(".onnx"):
+        return FlowDenoiser(GroupTables.from_graph(Path(spec)))
+    from flowrt.prior.group_flow import TableConfig, slot_index
+    from flowrt.train.group_fit import axes_of
+    fit = np.load(spec)
+    meta = json.loads(str(fit["meta"]))
+    cfg = TableConfig(**meta["config"])
+    half = lambda t: t.astype(np.float16).astype(np.float32)  # noqa: E731 - as the export stores them
+    tables = GroupTables(half(fit["gain"]), half(fit["weight"]), slot_index(cfg.group).numpy().astype(np.int64),
+                         axes_of(cfg), meta.get("target", "clean"))
+    return FlowDenoiser(tables)
+
+
+def bm3d_colour(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    import bm3d
+    return np.clip(bm3d.bm3d_rgb(noisy, sigma), 0.0, 1.0).astype(np.float32)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def run_photo(path: Path, sigma_255: float, flows: dict, with_bm3d: bool) -> dict:
+    clean, noisy = noisy_photo(path, sigma_255)
+    sigma = sigma_255 / 255.0
+    row = {"input": (psnr(noisy, clean), 0.0)}
+    out, sec = timed(denoise_rgb, noisy, sigma)
+    row["grouped"] = (psnr(out, clean), sec)
+    row["grouped+unclip"] = (psnr(unclip(out, sigma), clean), sec)
+    for name, denoiser in flows.items():
+        out, sec = timed(denoiser.denoise, noisy, sigma)
+        row[f"flow {name}"] = (psnr(out, clean), sec)
+        row[f"flow {name}+unclip"] = (psnr(unclip(out, sigma), clean), sec)
+    if with_bm3d:
+        out, sec = timed(bm3d_colour, noisy, sigma)
+        row["bm3d"] = (psnr(out, clean), sec)
+        row["bm3d+unclip"] = (psnr(unclip(out, sigma), clean), sec)
+    return row
+
+
+def table(results: dict) -> str:
+    lines = []
+    for sigma, photos in results.items():
+        names = list(next(iter(photos.values())))
+        lines += [f"### noise {sigma}", "", "| photo | " + " | ".join(names) + " |",
+                  "| --- |" + " --- |" * len(names)]
+        for photo, row in photos.items():
+            lines.append(f"| {photo} | " + " | ".join(f"{row[n][0]:.2f}" for n in names) + " |")
+        mean = {n: np.mean([r[n][0] for r in photos.values()]) for n in names}
+        secs = {n: np.mean([r[n][1] for r in photos.values()]) for n in names}
+        lines.append("| **mean** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names) + " |")
+        lines.append("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder of clean PNG photos")
+    ap.add_argument("--sigmas", default="15,25,50")
+    ap.add_argument("--tables", nargs="*", default=["packaged"], help="group_flow.npz fits, or 'packaged'")
+    ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--out", required=True, help="folder for results.json and results.md")
+    args = ap.parse_args(argv)
+    flows = {spec if spec == "packaged" else f"{Path(spec).parent.name}/{Path(spec).stem}": flow_denoiser(spec)
+             for spec in args.tables}
+    results = {}
+    for sigma in (float(s) for s in args.sigmas.split(",")):
+        photos = {}
+        for path in sorted(Path(args.data).glob("*.png")):
+            photos[path.name] = run_photo(path, sigma, flows, not args.no_bm3d)
+            print(f"[{path.name} noise {sigma:g}] " + " ".join(f"{k} {v[0]:.2f}" for k, v in photos[path.name].items()),
+                  flush=True)
+        results[f"{sigma:g}"] = photos
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"argv": sys.argv[1:], "results": results}, indent=1))
+    (out / "results.md").write_text(f"`python benchmarks/clipped_noise.py {' '.join(sys.argv[1:])}`\n\n"
+                                    "PSNR dB, whole photos; seconds per photo of the denoiser (the map back "
+                                    "takes milliseconds)\n\n" + table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

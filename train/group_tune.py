@@ -1,0 +1,221 @@
+"""Tuning the group flow's tables through the aggregation: SGD on the restored image's error.
+
+``flowrt.train.group_fit`` fits each table cell to the error of one group's estimate. The image a
+restore returns is not one group's estimate but the weighted average of every group covering a
+pixel (``grouped._filter_learned``): averaging removes much of an estimate's variance and none of
+its bias, so the cells that are best for a lone group are not the best for the average. This stage
+keeps the closed-form fit and tunes, by Adam on the error of the averaged image, two factors per
+(slot, sigma knot): how far each cell's gain moves from the Wiener gain and how much of its pilot
+weight is kept,
+
+    g = g_wiener + alpha (g_fit - g_wiener),   b = beta b_fit,
+
+so alpha = beta = 1 is the fit and alpha = beta = 0 the Wiener shrinkage. The estimate is still
+x_hat = g y + b p, Tweedie's formula for the same affine flow (``flowrt.prior.group_flow``), and
+the export verifies it as before. The forward pass here is the runtime's (gather, estimate, inverse
+Haar, weighted put-back, Kaiser-windowed overlap-add) in torch, checked against the numba kernel by
+``tests/test_group_tune.py``.
+
+Training data: random crops of clean photos with fresh noise (uniform ``sigma`` range, rounded and
+clipped to 8 bits), grouped by the runtime's ``group_planes``, the target being the clipped mean
+(``flowrt.numeric.clipping``). A checkpoint (factors, Adam state, step) is written every
+``--every`` steps; the crop sequence is a function of the seed and the step, so a run resumes
+exactly.
+
+    python -m flowrt.train.group_tune --fit runs/group_flow/group_flow.npz --data ../shared/data/train \
+        ../shared/data/train-bsds --out runs/group_tune --steps 1200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+
+from flowrt.denoise import grouped as G
+from flowrt.denoise import kernels as K
+from flowrt.numeric.clipping import clipped_mean
+from flowrt.prior.group_flow import MAX_GAIN, R_FLOOR, TableConfig, slot_index, wiener_tables
+
+SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def haar_inverse(k: int) -> np.ndarray:
+    """(k, k) float32: member rows from 3-D coefficient rows, the kernels' inverse Haar."""
+    g = np.zeros((k, K.COEFS), np.float32)
+    g[:k, :k] = np.eye(k, dtype=np.float32)
+    if k > 1:
+        K._haar(g, k, True)
+    return g[:k, :k].copy()
+
+
+def crop_example(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) -> Dict[str, object]:
+    """One training crop (float32 (H, W, 3) in [0, 1]) noised, grouped as a restore groups it, and
+    its target: the clipped mean's opponent planes."""
+    import torch
+
+    from flowrt.train.group_data import noisy_copy
+    noisy = noisy_copy(clean, sigma_255, rng)
+    sigma = sigma_255 / 255.0
+    grouping = G.group_planes(G._planes(noisy, False), sigma)
+    n = len(grouping.counts)
+    gather = lambda coefs: [torch.from_numpy(K.gather_groups(c, grouping.ys, grouping.xs, grouping.counts, 0, n))  # noqa: E731
+                            for c in coefs]
+    return {"y": gather(grouping.coefs), "p": gather(grouping.pilot_coefs), "sigma": sigma,
+            "ys": torch.from_numpy(grouping.ys.astype(np.int64)), "xs": torch.from_numpy(grouping.xs.astype(np.int64)),
+            "counts": torch.from_numpy(grouping.counts.astype(np.int64)), "shape": grouping.coefs[0].shape[:2],
+            "target": [torch.from_numpy(t) for t in G._planes(clipped_mean(clean, sigma).astype(np.float32), False)]}
+
+
+class AveragedEstimate:
+    """The learned pass's image of one channel, differentiable in the tables (torch)."""
+
+    def __init__(self, cfg: TableConfig):
+        import torch
+        self.cfg = cfg
+        self.slots = slot_index(cfg.group)
+        self.haar = {k: torch.from_numpy(haar_inverse(k)) for k in SIZES if k <= cfg.group}
+        self.dct = torch.from_numpy(K.dct_matrix().astype(np.float32))
+        window = torch.from_numpy(np.kaiser(K.PATCH, G.LEARNED_KAISER_BETA).astype(np.float32))
+        self.window = (window[:, None] * window[None, :]).reshape(-1)
+
+    def _at_sigma(self, table, sigma: float):
+        cfg = self.cfg
+        u = (math.log(sigma * 255.0) - math.log(cfg.sigma_min)) * ((cfg.sigma_bins - 1) / math.log(cfg.sigma_max / cfg.sigma_min))
+        u = min(max(u, 0.0), cfg.sigma_bins - 1.0)
+        j0 = min(int(math.floor(u)), cfg.sigma_bins - 2)
+        return (table[:, j0] * (1 - (u - j0)) + table[:, j0 + 1] * (u - j0)).reshape(-1)
+
+    def image(self, gain, weight, example: Dict[str, object], channel: int):
+        """(image (H, W), covered (H, W) bool) of ``channel``: ``grouped._filter_learned`` with the
+        tables (slots, sigma_bins, r_bins) ``gain`` and ``weight``."""
+        import torch
+        import torch.nn.functional as F
+        cfg, y, p, counts, sigma = self.cfg, example["y"][channel], example["p"][channel], example["counts"], example["sigma"]
+        hp, wp = example["shape"]
+        gs, bs = self._at_sigma(gain, sigma), self._at_sigma(weight, sigma)
+        with torch.no_grad():
+            r = torch.log((p / sigma) ** 2 + R_FLOOR)
+            t = (torch.clamp(r, cfg.r_min, cfg.r_max) - cfg.r_min) * ((cfg.r_bins - 1) / (cfg.r_max - cfg.r_min))
+            i0 = torch.clamp(torch.floor(t), max=cfg.r_bins - 2)
+            wr = t - i0
+            size = torch.round(torch.log2(counts.float())).long()
+            index = self.slots[channel][size] * cfg.r_bins + i0.long()
+            valid = (torch.arange(y.shape[1])[None, :, None] < counts[:, None, None]).float()
+        g = torch.clamp(gs[index] * (1 - wr) + gs[index + 1] * wr, 0.0, MAX_GAIN)
+        b = bs[index] * (1 - wr) + bs[index + 1] * wr
+        estimate = (g * y + b * p) * valid
+        group_weight = 1.0 / torch.clamp((g * g * valid).sum((1, 2)), min=1e-6)
+        num, den = torch.zeros(hp * wp, K.COEFS), torch.zeros(hp * wp)
+        for k, inverse in self.haar.items():
+            chosen = (counts == k).nonzero()[:, 0]
+            if len(chosen) == 0:
+                continue
+            members = torch.einsum("mn,rnd->rmd", inverse, estimate[chosen, :k]) * group_weight[chosen, None, None]
+            at = (example["ys"][chosen, :k] * wp + example["xs"][chosen, :k]).reshape(-1)
+            num = num.index_add(0, at, members.reshape(-1, K.COEFS))
+            den = den.index_add(0, at, group_weight[chosen, None].expand(-1, k).reshape(-1))
+        patches = torch.einsum("ki,nkm,mj->nij", self.dct, num.view(-1, K.PATCH, K.PATCH), self.dct)
+        size_hw = (hp + K.PATCH - 1, wp + K.PATCH - 1)
+        image = F.fold((patches.reshape(-1, K.COEFS) * self.window).T[None], size_hw, K.PATCH)[0, 0]
+        cover = F.fold((den[:, None] * self.window[None]).T[None], size_hw, K.PATCH)[0, 0]
+        return image / torch.clamp(cover, min=1e-12), cover > 0
+
+
+def tuned_tables(alpha, beta, fit_gain, fit_weight, wiener_gain):
+    """(gain, weight) (slots, sigma_bins, r_bins) from the factors (slots, sigma_bins)."""
+    return wiener_gain + alpha[:, :, None] * (fit_gain - wiener_gain), beta[:, :, None] * fit_weight
+
+
+def random_crop(photos, rng: np.random.Generator, side: int) -> np.ndarray:
+    photo = photos[int(rng.integers(len(photos)))]
+    top, left = int(rng.integers(photo.shape[0] - side + 1)), int(rng.integers(photo.shape[1] - side + 1))
+    crop = photo[top:top + side, left:left + side].astype(np.float32) / 255.0
+    return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+
+def load_fit(path: Path) -> Tuple[TableConfig, dict, np.ndarray, np.ndarray]:
+    fit = np.load(path)
+    meta = json.loads(str(fit["meta"]))
+    return TableConfig(**meta["config"]), meta, fit["gain"], fit["weight"]
+
+
+def main(argv=None) -> None:
+    import torch
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fit", required=True, help="the closed-form fit (group_fit's group_flow.npz)")
+    ap.add_argument("--data", nargs="+", required=True, help="folders of clean photos")
+    ap.add_argument("--out", required=True, help="run folder: tune.pt (resume state) and group_flow.npz (tuned)")
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--crop", type=int, default=80)
+    ap.add_argument("--sigma", type=float, nargs=2, default=(5.0, 55.0), help="noise std range, 0-255")
+    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--every", type=int, default=50, help="checkpoint every this many steps")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from flowrt.train.group_data import read_photos
+    cfg, meta, fit_gain, fit_weight = load_fit(Path(args.fit))
+    if meta.get("target") != "clipped-mean":
+        raise SystemExit(f"{args.fit}: tuning needs a fit to the clipped-mean target (group_data --target clipped-mean)")
+    fit_gain, fit_weight = torch.from_numpy(fit_gain), torch.from_numpy(fit_weight)
+    wiener_gain = wiener_tables(cfg)[0].float()
+    alpha = torch.ones(fit_gain.shape[:2], requires_grad=True)
+    beta = torch.ones(fit_gain.shape[:2], requires_grad=True)
+    opt = torch.optim.Adam([alpha, beta], lr=args.lr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step, losses = 0, []
+    if (out / "tune.pt").exists():
+        state = torch.load(out / "tune.pt")
+        with torch.no_grad():
+            alpha.copy_(state["alpha"])
+            beta.copy_(state["beta"])
+        opt.load_state_dict(state["opt"])
+        step, losses = state["step"], state["losses"]
+        print(f"resuming at step {step}")
+    photos = read_photos(args.data, args.crop)
+    model = AveragedEstimate(cfg)
+    started = time.process_time()
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])   # the crop of step N is the same on a resume
+        example = crop_example(random_crop(photos, rng, args.crop), float(rng.uniform(*args.sigma)), rng)
+        gain, weight = tuned_tables(alpha, beta, fit_gain, fit_weight, wiener_gain)
+        loss = 0.0
+        for channel in range(3):
+            image, covered = model.image(gain, weight, example, channel)
+            loss = loss + ((image - example["target"][channel]) ** 2)[covered].mean() / example["sigma"] ** 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        if step % args.every == 0 or step == args.steps:
+            _save(out, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain)
+            print(f"step {step}: mean loss of the last {args.every} {np.mean(losses[-args.every:]):.4f}; "
+                  f"alpha {float(alpha.detach().mean()):.3f} beta {float(beta.detach().mean()):.3f}; "
+                  f"{time.process_time() - started:.0f} CPU-s this leg", flush=True)
+
+
+def _save(out: Path, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain) -> None:
+    """tune.pt (what resuming needs) and group_flow.npz (the tuned tables, as group_fit writes them)."""
+    import torch
+
+    from flowrt.io.atomic import atomic_file
+    with atomic_file(out / "tune.pt") as fh:
+        torch.save({"alpha": alpha.detach(), "beta": beta.detach(), "opt": opt.state_dict(), "step": step,
+                    "losses": losses}, fh)
+    gain, weight = tuned_tables(alpha.detach(), beta.detach(), fit_gain, fit_weight, wiener_gain)
+    tuned = dict(meta, tune={"fit": str(args.fit), "steps": step, "lr": args.lr, "crop": args.crop,
+                             "sigma": list(args.sigma), "seed": args.seed})
+    with atomic_file(out / "group_flow.npz") as fh:
+        np.savez_compressed(fh, gain=gain.numpy().astype(np.float32), weight=weight.numpy().astype(np.float32),
+                            meta=np.array(json.dumps(tuned)))
+
+
+if __name__ == "__main__":
+    main()
