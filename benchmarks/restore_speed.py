@@ -1,7 +1,7 @@
 """Seconds for one 512x512 noise-25 restore, side by side in one invocation: flowrt's old path (torch,
 150 Adam iterations from the blurred observation; ``--skip-old`` leaves it out), flowrt's defaults
-(the flow denoiser, no MAP), the previous defaults (``--denoiser grouped``: the grouped denoiser
-and 20 MAP iterations) on each engine, ``--engine torch`` (torch autograd, the torch loop) and
+(the flow denoiser, no MAP), ``--denoiser grouped`` (the grouped denoiser; until 271485d it ran 20
+MAP iterations after it, since then noise alone runs none, so the two engine rows time the same work) on each engine, ``--engine torch`` (torch autograd, the torch loop) and
 ``--engine ort`` (ONNX Runtime's prior gradient under the numpy loop, no torch imported), and BM3D
 (the ``bm3d`` package, sigma 25). The engines are named explicitly, whatever ``--engine auto`` picks; the report
 gives their ratio, ort seconds / torch seconds (below 1: ort is faster).
@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metrics import psnr  # noqa: E402
 from protocol import TASKS, degrade, load_photo, seed_for  # noqa: E402
 
-from flowrt.solve.config import ITERS_FROM_DENOISED  # noqa: E402
 
 OLD_PATH = ["--engine", "torch", "--iters", "150", "--start", "blur"]   # flowrt 0.1.0's defaults (150 Adam steps)
 
@@ -158,7 +157,7 @@ def main(argv: list | None = None) -> int:
     task = TASKS["noise"]
     clean = load_photo(args.data / args.photo, 512)
     _, encoded = degrade(clean, task, seed_for(task.name, args.photo))
-    grouped = f"--denoiser grouped (grouped denoiser, {ITERS_FROM_DENOISED} MAP iterations)"
+    grouped = "--denoiser grouped (grouped denoiser alone: noise alone runs no MAP since 271485d)"
 
     def flowrt_run(extra, python=sys.executable):
         return lambda src, out: time_flowrt(src, out, extra, args.threads, python=python)

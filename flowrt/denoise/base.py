@@ -65,8 +65,9 @@ DENOISERS: Dict[str, Callable[[], Denoiser]] = {
     "flow": flow_denoiser,
     GroupedDenoiser.name: GroupedDenoiser,
 }
-# What ``denoiser='auto'`` resolves to: the flow, which beats the grouped denoiser on every noise
-# level measured (benchmarks/results/flow_denoiser/, standard/).
+# What ``denoiser='auto'`` resolves to: the flow, which beats the grouped denoiser at every noise
+# level measured, both with the clipping mapped back (kodak24 and whole val-photos:
+# benchmarks/results/standard/noise25_unclip/, clipped_noise/).
 AUTO = "flow"
 # ... except for a JPEG's denoised start (a JPEG term and nothing to invert): the flow was fitted to
 # Gaussian noise, and on a JPEG's quantisation error the grouped denoiser does better (whole
