@@ -1,6 +1,6 @@
 """What undoing the clipping of 8-bit noise gives each denoiser, and what the flow adds after it.
 
-Whole photos of each folder, noise added, rounded and clipped to 8 bits (seeded by the photo's
+Whole photos of each folder (or their centre crops, ``--crop``), noise added, rounded and clipped to 8 bits (seeded by the photo's
 path), RGB PSNR over all pixels. Rows, all in one invocation on the same noisy photos:
 
 - ``grouped``: the grouped denoiser (``denoise_rgb``), as the pipeline ran it before the map back;
@@ -31,9 +31,13 @@ from flowrt.denoise.grouped import denoise_rgb  # noqa: E402
 from flowrt.numeric.clipping import unclip  # noqa: E402
 
 
-def noisy_photo(path: Path, sigma_255: float):
+def noisy_photo(path: Path, sigma_255: float, crop: int = 0):
+    """(clean, noisy) float32 (H, W, 3) in [0, 1]: the photo (its centre crop x crop when crop > 0)."""
     from PIL import Image
     clean = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
+    if crop:
+        top, left = max(0, (clean.shape[0] - crop) // 2), max(0, (clean.shape[1] - crop) // 2)
+        clean = np.ascontiguousarray(clean[top:top + crop, left:left + crop])
     rng = np.random.default_rng(zlib.crc32(f"{path.name}:{sigma_255:g}".encode()))
     noisy = np.clip(np.round(clean * 255.0 + sigma_255 * rng.standard_normal(clean.shape)), 0, 255) / 255.0
     return clean, noisy.astype(np.float32)
@@ -69,8 +73,8 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def run_photo(path: Path, sigma_255: float, flows: dict, with_bm3d: bool) -> dict:
-    clean, noisy = noisy_photo(path, sigma_255)
+def run_photo(path: Path, sigma_255: float, flows: dict, with_bm3d: bool, crop: int = 0) -> dict:
+    clean, noisy = noisy_photo(path, sigma_255, crop)
     sigma = sigma_255 / 255.0
     row = {"input": (psnr(noisy, clean), 0.0)}
     out, sec = timed(denoise_rgb, noisy, sigma)
@@ -109,6 +113,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sigmas", default="15,25,50")
     ap.add_argument("--tables", nargs="*", default=["packaged"], help="group_flow.npz fits, or 'packaged'")
     ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--crop", type=int, default=0, help="centre crops of this side (0: whole photos)")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     args = ap.parse_args(argv)
     flows = {spec if spec == "packaged" else f"{Path(spec).parent.name}/{Path(spec).stem}": flow_denoiser(spec)
@@ -117,7 +122,7 @@ def main(argv=None) -> None:
     for sigma in (float(s) for s in args.sigmas.split(",")):
         photos = {}
         for path in sorted(Path(args.data).glob("*.png")):
-            photos[path.name] = run_photo(path, sigma, flows, not args.no_bm3d)
+            photos[path.name] = run_photo(path, sigma, flows, not args.no_bm3d, args.crop)
             print(f"[{path.name} noise {sigma:g}] " + " ".join(f"{k} {v[0]:.2f}" for k, v in photos[path.name].items()),
                   flush=True)
         results[f"{sigma:g}"] = photos
@@ -125,7 +130,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"argv": sys.argv[1:], "results": results}, indent=1))
     (out / "results.md").write_text(f"`python benchmarks/clipped_noise.py {' '.join(sys.argv[1:])}`\n\n"
-                                    "PSNR dB, whole photos; seconds per photo of the denoiser (the map back "
+                                    f"PSNR dB, {'whole photos' if not args.crop else f'{args.crop}x{args.crop} centre crops'}; seconds per photo of the denoiser (the map back "
                                     "takes milliseconds)\n\n" + table(results))
     print(table(results))
 
