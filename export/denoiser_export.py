@@ -138,7 +138,7 @@ def add_denoiser(fit: Path, folder: Path) -> Dict[str, Any]:
     manifest["denoiser"] = {
         "graph": DENOISER_ONNX, "kind": "group flow (flowrt.prior.group_flow), Tweedie estimate",
         "inputs": NAMES_IN, "outputs": NAMES_OUT, "table_config": meta["config"], "ridge": meta["ridge"],
-        "shards": len(meta["shards"]), "target": meta.get("target", "clean"), "verification": dict(figures, tolerance=TOLERANCE, passed=True),
+        "shards": len(meta["shards"]), "target": meta.get("target") or "clean", "verification": dict(figures, tolerance=TOLERANCE, passed=True),
     }
     write_manifest(folder, manifest)
     return manifest["denoiser"]

@@ -83,20 +83,24 @@ def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.G
     return out
 
 
+def random_crop(photos: List[np.ndarray], rng: np.random.Generator, side: int) -> np.ndarray:
+    """A random side x side crop of a random photo, flipped left-right half the time: float32 (side,
+    side, 3) in [0, 1]."""
+    photo = photos[int(rng.integers(len(photos)))]
+    top = int(rng.integers(photo.shape[0] - side + 1))
+    left = int(rng.integers(photo.shape[1] - side + 1))
+    clean = photo[top:top + side, left:left + side].astype(np.float32) / 255.0
+    return np.ascontiguousarray(clean[:, ::-1] if rng.random() < 0.5 else clean)
+
+
 def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep: int,
                sigma_255: Tuple[float, float], pilot_filter=None, clipped_target: bool = True) -> Dict[str, np.ndarray]:
     """One shard: ``crops`` random crops (random photo, position, flip), each its own sigma."""
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(crops):
-        photo = photos[int(rng.integers(len(photos)))]
-        top = int(rng.integers(photo.shape[0] - crop + 1))
-        left = int(rng.integers(photo.shape[1] - crop + 1))
-        clean = photo[top:top + crop, left:left + crop].astype(np.float32) / 255.0
-        if rng.random() < 0.5:
-            clean = clean[:, ::-1]
-        parts.append(crop_groups(np.ascontiguousarray(clean), float(rng.uniform(*sigma_255)), keep, rng, pilot_filter,
-                                 clipped_target))
+        clean = random_crop(photos, rng, crop)
+        parts.append(crop_groups(clean, float(rng.uniform(*sigma_255)), keep, rng, pilot_filter, clipped_target))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

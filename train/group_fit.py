@@ -99,6 +99,15 @@ class Stats:
         return cls(cfg, np.zeros((slots * cfg.sigma_bins * cfg.r_bins, FIELDS), np.float64))
 
 
+def shard_target(shard, path) -> str:
+    """'clipped-mean' or 'clean': what a shard's x holds (its ``clipped`` flags; shards written before
+    the flag hold the clean image)."""
+    flags = np.unique(shard["clipped"]) if "clipped" in shard else np.zeros(1)
+    if len(flags) != 1:
+        raise SystemExit(f"{path}: mixes clipped-mean and clean targets")
+    return "clipped-mean" if flags[0] == 1 else "clean"
+
+
 def add_shards(stats: Stats, folder, limit: int = 0, log=print) -> Stats:
     """Accumulate the shards of ``folder`` not yet in ``stats`` (the first ``limit`` by name when > 0)."""
     from pathlib import Path
@@ -114,9 +123,7 @@ def add_shards(stats: Stats, folder, limit: int = 0, log=print) -> Stats:
         if path.name in done:
             continue
         d = np.load(path)
-        target = "clipped-mean" if "clipped" in d and bool(np.all(d["clipped"] == 1)) else "clean"
-        if "clipped" in d and np.any(d["clipped"] == 1) and target == "clean":
-            raise SystemExit(f"{path}: mixes clipped-mean and clean targets")
+        target = shard_target(d, path)
         if stats.target is None:
             stats.target = target
         elif stats.target != target:
@@ -138,7 +145,7 @@ def save_run(stats: Stats, ridge: float, out) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"config": stats.cfg.to_dict(), "ridge": ridge, "shards": list(stats.shards),
-                       "target": stats.target or "clean"})
+                       "target": stats.target})
     with atomic_file(out / "stats.npz") as fh:
         np.savez_compressed(fh, sums=stats.sums, meta=np.array(meta))
     gain, weight = solve_tables(stats.sums, stats.cfg, ridge)
@@ -150,7 +157,8 @@ def load_stats(path) -> Stats:
     import json
     d = np.load(path)
     meta = json.loads(str(d["meta"]))
-    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]), meta.get("target", "clean"))
+    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]),
+                 meta.get("target", "clean" if meta["shards"] else None))   # fits before the field were clean
 
 
 def main(argv=None) -> None:

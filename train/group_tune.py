@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -39,7 +38,8 @@ import numpy as np
 from flowrt.denoise import grouped as G
 from flowrt.denoise import kernels as K
 from flowrt.numeric.clipping import clipped_mean
-from flowrt.prior.group_flow import MAX_GAIN, R_FLOOR, TableConfig, slot_index, wiener_tables
+from flowrt.prior.group_flow import MAX_GAIN, TableConfig, slot_index, table_lookup, wiener_tables
+from flowrt.train.group_data import noisy_copy, random_crop
 
 SIZES = (1, 2, 4, 8, 16, 32)
 
@@ -57,8 +57,6 @@ def crop_example(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) 
     """One training crop (float32 (H, W, 3) in [0, 1]) noised, grouped as a restore groups it, and
     its target: the clipped mean's opponent planes."""
     import torch
-
-    from flowrt.train.group_data import noisy_copy
     noisy = noisy_copy(clean, sigma_255, rng)
     sigma = sigma_255 / 255.0
     grouping = G.group_planes(G._planes(noisy, False), sigma)
@@ -83,13 +81,6 @@ class AveragedEstimate:
         window = torch.from_numpy(np.kaiser(K.PATCH, G.LEARNED_KAISER_BETA).astype(np.float32))
         self.window = (window[:, None] * window[None, :]).reshape(-1)
 
-    def _at_sigma(self, table, sigma: float):
-        cfg = self.cfg
-        u = (math.log(sigma * 255.0) - math.log(cfg.sigma_min)) * ((cfg.sigma_bins - 1) / math.log(cfg.sigma_max / cfg.sigma_min))
-        u = min(max(u, 0.0), cfg.sigma_bins - 1.0)
-        j0 = min(int(math.floor(u)), cfg.sigma_bins - 2)
-        return (table[:, j0] * (1 - (u - j0)) + table[:, j0 + 1] * (u - j0)).reshape(-1)
-
     def image(self, gain, weight, example: Dict[str, object], channel: int):
         """(image (H, W), covered (H, W) bool) of ``channel``: ``grouped._filter_learned`` with the
         tables (slots, sigma_bins, r_bins) ``gain`` and ``weight``."""
@@ -97,17 +88,11 @@ class AveragedEstimate:
         import torch.nn.functional as F
         cfg, y, p, counts, sigma = self.cfg, example["y"][channel], example["p"][channel], example["counts"], example["sigma"]
         hp, wp = example["shape"]
-        gs, bs = self._at_sigma(gain, sigma), self._at_sigma(weight, sigma)
-        with torch.no_grad():
-            r = torch.log((p / sigma) ** 2 + R_FLOOR)
-            t = (torch.clamp(r, cfg.r_min, cfg.r_max) - cfg.r_min) * ((cfg.r_bins - 1) / (cfg.r_max - cfg.r_min))
-            i0 = torch.clamp(torch.floor(t), max=cfg.r_bins - 2)
-            wr = t - i0
-            size = torch.round(torch.log2(counts.float())).long()
-            index = self.slots[channel][size] * cfg.r_bins + i0.long()
-            valid = (torch.arange(y.shape[1])[None, :, None] < counts[:, None, None]).float()
-        g = torch.clamp(gs[index] * (1 - wr) + gs[index + 1] * wr, 0.0, MAX_GAIN)
-        b = bs[index] * (1 - wr) + bs[index + 1] * wr
+        n = len(counts)
+        g, b = table_lookup(gain, weight, self.slots, cfg, p, counts, torch.full((n,), channel),
+                            torch.full((n,), float(sigma)))
+        g = torch.clamp(g, 0.0, MAX_GAIN)
+        valid = (torch.arange(y.shape[1])[None, :, None] < counts[:, None, None]).float()
         estimate = (g * y + b * p) * valid
         group_weight = 1.0 / torch.clamp((g * g * valid).sum((1, 2)), min=1e-6)
         num, den = torch.zeros(hp * wp, K.COEFS), torch.zeros(hp * wp)
@@ -129,13 +114,6 @@ class AveragedEstimate:
 def tuned_tables(alpha, beta, fit_gain, fit_weight, wiener_gain):
     """(gain, weight) (slots, sigma_bins, r_bins) from the factors (slots, sigma_bins)."""
     return wiener_gain + alpha[:, :, None] * (fit_gain - wiener_gain), beta[:, :, None] * fit_weight
-
-
-def random_crop(photos, rng: np.random.Generator, side: int) -> np.ndarray:
-    photo = photos[int(rng.integers(len(photos)))]
-    top, left = int(rng.integers(photo.shape[0] - side + 1)), int(rng.integers(photo.shape[1] - side + 1))
-    crop = photo[top:top + side, left:left + side].astype(np.float32) / 255.0
-    return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
 
 
 def load_fit(path: Path) -> Tuple[TableConfig, dict, np.ndarray, np.ndarray]:

@@ -115,6 +115,31 @@ class ConditionalAffine(nn.Module):
         return y, (torch.log(ctx.scale) * ctx.valid).sum(dim=(1, 2))
 
 
+def table_lookup(gain, weight, slots, cfg: TableConfig, p, counts, channel, sigma) -> Pair:
+    """(g, b) (B, G, 64) at each entry of pilot groups p (B, G, 64): bilinear in (log sigma, r) within
+    the entry's slot of the tables gain, weight (slots, sigma_bins, r_bins); slots ``slot_index``;
+    counts, channel, sigma (B,). Differentiable in the tables (``flowrt.train.group_tune`` tunes
+    them through it); g is not clamped here."""
+    r = torch.log((p / sigma[:, None, None]) ** 2 + R_FLOOR)
+    t = (torch.clamp(r, cfg.r_min, cfg.r_max) - cfg.r_min) * ((cfg.r_bins - 1) / (cfg.r_max - cfg.r_min))
+    i0 = torch.clamp(torch.floor(t), max=cfg.r_bins - 2)
+    wr = t - i0
+    u = (torch.log(sigma * 255.0) - math.log(cfg.sigma_min)) * (
+        (cfg.sigma_bins - 1) / math.log(cfg.sigma_max / cfg.sigma_min))
+    u = torch.clamp(u, 0.0, cfg.sigma_bins - 1.0)
+    j0 = torch.clamp(torch.floor(u), max=cfg.sigma_bins - 2)
+    wu = (u - j0)[:, None, None]
+    size = torch.round(torch.log2(counts.to(p.dtype))).long()
+    slot = slots[channel, size]                                             # (B, G, 64)
+    base = (slot * cfg.sigma_bins + j0.long()[:, None, None]) * cfg.r_bins + i0.long()
+    out = []
+    for table in (gain.to(p.dtype).reshape(-1), weight.to(p.dtype).reshape(-1)):
+        lo = table[base] * (1 - wr) + table[base + 1] * wr
+        hi = table[base + cfg.r_bins] * (1 - wr) + table[base + cfg.r_bins + 1] * wr
+        out.append(lo * (1 - wu) + hi * wu)
+    return out[0], out[1]
+
+
 class GroupFlow(nn.Module):
     """The conditional flow p(y | p, sigma) over channel-groups; see the module docstring.
 
@@ -137,26 +162,8 @@ class GroupFlow(nn.Module):
         self.bijection = ConditionalAffine()
 
     def _lookup(self, p, counts, channel, sigma) -> Pair:
-        """(g, b) at each entry: bilinear in (log sigma, r) within the entry's slot."""
-        cfg = self.cfg
-        r = torch.log((p / sigma[:, None, None]) ** 2 + R_FLOOR)
-        t = (torch.clamp(r, cfg.r_min, cfg.r_max) - cfg.r_min) * ((cfg.r_bins - 1) / (cfg.r_max - cfg.r_min))
-        i0 = torch.clamp(torch.floor(t), max=cfg.r_bins - 2)
-        wr = t - i0
-        u = (torch.log(sigma * 255.0) - math.log(cfg.sigma_min)) * (
-            (cfg.sigma_bins - 1) / math.log(cfg.sigma_max / cfg.sigma_min))
-        u = torch.clamp(u, 0.0, cfg.sigma_bins - 1.0)
-        j0 = torch.clamp(torch.floor(u), max=cfg.sigma_bins - 2)
-        wu = (u - j0)[:, None, None]
-        size = torch.round(torch.log2(counts.to(p.dtype))).long()
-        slot = self.slots[channel, size]                                        # (B, G, 64)
-        base = (slot * cfg.sigma_bins + j0.long()[:, None, None]) * cfg.r_bins + i0.long()
-        out = []
-        for table in (self.gain.to(p.dtype).reshape(-1), self.weight.to(p.dtype).reshape(-1)):
-            lo = table[base] * (1 - wr) + table[base + 1] * wr
-            hi = table[base + cfg.r_bins] * (1 - wr) + table[base + cfg.r_bins + 1] * wr
-            out.append(lo * (1 - wu) + hi * wu)
-        return out[0], out[1]
+        """(g, b) at each entry: ``table_lookup`` of this flow's tables."""
+        return table_lookup(self.gain, self.weight, self.slots, self.cfg, p, counts, channel, sigma)
 
     def context(self, p, counts, channel, sigma) -> GroupContext:
         g, b = self._lookup(p, counts, channel, sigma)

@@ -146,7 +146,7 @@ def denoised_start(forward_model, sigma_255: float, greyscale: bool, denoiser: D
     the denoiser estimates that mean (``Denoiser.estimates_clipped_mean``)."""
     from flowrt.numeric.clipping import unclip as unclip_mean
     sigma = float(sigma_255) / 255.0
-    mapped = unclip and getattr(denoiser, "estimates_clipped_mean", False)
+    mapped = unclip and denoiser.estimates_clipped_mean
 
     def denoise(rgb: np.ndarray) -> np.ndarray:
         estimate = denoiser.denoise(rgb, sigma, greyscale=greyscale)
