@@ -7,7 +7,8 @@ path), RGB PSNR over all pixels. Rows, all in one invocation on the same noisy p
 - ``grouped+unclip``: the same, then ``flowrt.numeric.clipping.unclip`` (what ``--denoiser grouped``
   restores now);
 - ``flow`` / ``flow+unclip``: the flow denoiser of each ``--tables`` entry (a fit's ``group_flow.npz``,
-  an exported ``denoiser.onnx``, or ``packaged`` for the model folder's), without and with the map back;
+  an exported ``denoiser.onnx``, a model folder with both its stages, or ``packaged`` for the packaged
+  model's), without and with the map back;
 - ``bm3d`` / ``bm3d+unclip``: the ``bm3d`` package (colour, default profile), without and with it.
 
     python benchmarks/clipped_noise.py --data ../shared/data/val-photos --sigmas 15,25,50 \
@@ -44,11 +45,14 @@ def noisy_photo(path: Path, sigma_255: float, crop: int = 0):
 
 
 def flow_denoiser(spec: str):
-    """The FlowDenoiser of a fit file (``group_flow.npz``), of an exported graph (``denoiser.onnx``,
-    e.g. an earlier model folder's) or of the packaged model ('packaged')."""
+    """The FlowDenoiser of a fit file (``group_flow.npz``: one stage), of an exported graph
+    (``denoiser.onnx``: its first stage alone), of a model folder (its first stage, and its second
+    where it has one) or of the packaged model ('packaged')."""
     from flowrt.denoise.flow import FlowDenoiser, GroupTables, packaged_flow_denoiser
     if spec == "packaged":
         return packaged_flow_denoiser()
+    if Path(spec).is_dir():
+        return FlowDenoiser.from_model_dir(Path(spec))
     if spec.endswith(".onnx"):
         return FlowDenoiser(GroupTables.from_graph(Path(spec)))
     from flowrt.prior.group_flow import TableConfig, slot_index
@@ -111,13 +115,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of clean PNG photos")
     ap.add_argument("--sigmas", default="15,25,50")
-    ap.add_argument("--tables", nargs="*", default=["packaged"], help="group_flow.npz fits, or 'packaged'")
+    ap.add_argument("--tables", nargs="*", default=["packaged"], help="group_flow.npz fits, denoiser.onnx graphs, model folders, or 'packaged'")
     ap.add_argument("--no-bm3d", action="store_true")
     ap.add_argument("--crop", type=int, default=0, help="centre crops of this side (0: whole photos)")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     args = ap.parse_args(argv)
-    flows = {spec if spec == "packaged" else f"{Path(spec).parent.name}/{Path(spec).stem}": flow_denoiser(spec)
-             for spec in args.tables}
+    flows = {spec if spec == "packaged" else Path(spec).name if Path(spec).is_dir()
+             else f"{Path(spec).parent.name}/{Path(spec).stem}": flow_denoiser(spec) for spec in args.tables}
     results = {}
     for sigma in (float(s) for s in args.sigmas.split(",")):
         photos = {}

@@ -1,5 +1,11 @@
 """The flow denoiser into a model folder: fitted tables -> ``denoiser.onnx``, verified, in the manifest.
 
+A fit whose shards had the first stage's estimates as pilots (``group_data --pilot-model``: its
+meta names that graph's sha256) is the second stage: it becomes ``denoiser_refine.onnx`` (manifest
+section ``denoiser_refine``), and only in a folder whose ``denoiser.onnx`` is that very graph,
+since the second stage's tables are only right after the first stage they were fitted behind.
+Re-exporting the first stage removes a second stage fitted behind an earlier one.
+
 ``add_denoiser(fit, folder)`` builds the group flow (``flowrt.prior.group_flow.GroupFlow``) from a
 fit (``flowrt.train.group_fit``'s ``group_flow.npz``), exports it as one graph
 
@@ -23,7 +29,7 @@ from typing import Any, Dict
 import numpy as np
 
 from flowrt.errors import ModelError
-from flowrt.prior.folders import DENOISER_ONNX, read_manifest, sha256_file
+from flowrt.prior.folders import DENOISER_ONNX, REFINE_ONNX, read_manifest, sha256_file
 
 from .manifest import write_manifest
 
@@ -117,38 +123,66 @@ def verify_graph(model, path: Path) -> Dict[str, float]:
     return figures
 
 
+def stage_of(meta: Dict[str, Any], folder: Path, manifest: Dict[str, Any]) -> tuple:
+    """(graph name, manifest section) for a fit: the first stage, or the second when its pilots were
+    a first stage's estimates, checked to be the folder's ``denoiser.onnx`` (ModelError otherwise)."""
+    wanted = meta.get("pilot_graph") or ""
+    if not wanted:
+        return DENOISER_ONNX, "denoiser"
+    found = manifest["files"].get(DENOISER_ONNX, {}).get("sha256")
+    if found != wanted:
+        raise ModelError(f"this fit is a second stage, fitted behind the first stage {wanted[:12]}, but "
+                         f"{folder} holds {'no first stage' if found is None else found[:12]}: export "
+                         f"that first stage there first, or make new shards with --pilot-model {folder}")
+    return REFINE_ONNX, "denoiser_refine"
+
+
 def add_denoiser(fit: Path, folder: Path) -> Dict[str, Any]:
-    """Export, verify and publish ``folder/denoiser.onnx`` from ``fit``; returns the manifest's
-    ``denoiser`` section. The folder must hold a verified prior (its manifest is extended)."""
+    """Export, verify and publish ``folder/denoiser.onnx`` (or ``denoiser_refine.onnx``, see the
+    module docstring) from ``fit``; returns the manifest's section for it. The folder must hold a
+    verified prior (its manifest is extended)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     model, meta = load_fit(Path(fit))
+    name, section = stage_of(meta, folder, manifest)
     fd, staged = tempfile.mkstemp(prefix=".denoiser-", suffix=".onnx", dir=folder)
     os.close(fd)
     try:
         export_graph(model, meta, Path(staged))
         os.chmod(staged, 0o644)   # it ships as package data
         figures = verify_graph(model, Path(staged))
-        os.replace(staged, folder / DENOISER_ONNX)
+        os.replace(staged, folder / name)
     finally:
         if os.path.exists(staged):
             os.unlink(staged)
-    path = folder / DENOISER_ONNX
-    manifest["files"][DENOISER_ONNX] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest["denoiser"] = {
-        "graph": DENOISER_ONNX, "kind": "group flow (flowrt.prior.group_flow), Tweedie estimate",
+    path = folder / name
+    previous = manifest["files"].get(name, {}).get("sha256")
+    manifest["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest[section] = {
+        "graph": name, "kind": "group flow (flowrt.prior.group_flow), Tweedie estimate",
         "inputs": NAMES_IN, "outputs": NAMES_OUT, "table_config": meta["config"], "ridge": meta["ridge"],
-        "shards": len(meta["shards"]), "target": meta.get("target") or "clean", "verification": dict(figures, tolerance=TOLERANCE, passed=True),
+        "shards": len(meta["shards"]), "target": meta.get("target") or "clean",
+        "verification": dict(figures, tolerance=TOLERANCE, passed=True),
     }
+    if section == "denoiser_refine":
+        manifest[section]["pilot_graph"] = meta["pilot_graph"]
+    elif previous != manifest["files"][name]["sha256"] and REFINE_ONNX in manifest["files"]:
+        # a second stage fitted behind the replaced first stage would now meet pilots it never saw
+        del manifest["files"][REFINE_ONNX]
+        manifest.pop("denoiser_refine", None)
+        (folder / REFINE_ONNX).unlink(missing_ok=True)
+    if "tune" in meta:
+        manifest[section]["tune"] = meta["tune"]
     write_manifest(folder, manifest)
-    return manifest["denoiser"]
+    return manifest[section]
 
 
 def main(argv=None) -> None:
     """python -m flowrt.export.denoiser_export FIT FOLDER: add a verified denoiser.onnx to FOLDER."""
     import argparse
     import sys
-    ap = argparse.ArgumentParser(description="Export a group-flow fit into a model folder as denoiser.onnx, verified.")
+    ap = argparse.ArgumentParser(description="Export a group-flow fit into a model folder as denoiser.onnx "
+                                             "(or denoiser_refine.onnx for a second stage's fit), verified.")
     ap.add_argument("fit", help="group_flow.npz from python -m flowrt.train.group_fit")
     ap.add_argument("folder", help="an exported prior's folder (its manifest gains the denoiser)")
     args = ap.parse_args(argv)

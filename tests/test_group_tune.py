@@ -52,3 +52,27 @@ def test_factors_span_the_wiener_shrinkage_and_the_fit():
     assert torch.allclose(gain, fit_gain, atol=1e-6) and torch.equal(weight, fit_weight)
     gain, weight = tuned_tables(zeros, zeros, fit_gain, fit_weight, wiener)
     assert torch.equal(gain, wiener) and not weight.any()
+
+
+def test_zero_steps_write_the_blend_and_keep_how_the_tables_were_made(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from flowrt.train import group_tune
+    cfg = TableConfig(r_bins=6, sigma_bins=3)
+    wiener = wiener_tables(cfg)[0].numpy()
+    gen = np.random.default_rng(0)
+    fit_gain, fit_weight = gen.uniform(0, 1, wiener.shape).astype(np.float32), gen.normal(0, 1, wiener.shape).astype(np.float32)
+    meta = {"config": cfg.to_dict(), "ridge": 0.5, "shards": ["a"], "target": "clipped-mean", "pilot_graph": "",
+            "tune": {"steps": 1600}}
+    np.savez(tmp_path / "fit.npz", gain=fit_gain, weight=fit_weight, meta=np.array(json.dumps(meta)))
+    (tmp_path / "photos").mkdir()
+    Image.fromarray((_scene(48) * 255).astype(np.uint8)).save(tmp_path / "photos" / "a.png")
+    group_tune.main(["--fit", str(tmp_path / "fit.npz"), "--data", str(tmp_path / "photos"), "--out",
+                     str(tmp_path / "run"), "--steps", "0", "--init", "0.7", "--crop", "32"])
+    out = np.load(tmp_path / "run" / "group_flow.npz")
+    assert np.allclose(out["gain"], wiener + 0.7 * (fit_gain - wiener), atol=1e-6)
+    assert np.allclose(out["weight"], 0.7 * fit_weight, atol=1e-6)
+    made = json.loads(str(out["meta"]))["tune"]
+    assert made["steps"] == 0 and made["init"] == 0.7 and made["before"] == {"steps": 1600}

@@ -10,7 +10,10 @@ Arrays of a shard (N channel-groups, G = GROUP_WIENER members, 64 DCT coefficien
 count on; ``count`` int32 (N,); ``channel`` int8 (N,) (0 luma-like, 1-2 colour opponents);
 ``sigma`` float32 (N,) in [0, 1] units; ``clipped`` int8 (N,): 1 where ``x`` holds the groups of
 the clipped mean f(clean) (``flowrt.numeric.clipping``: the mean of the noisy 8-bit file, which the
-runtime maps back to the clean image pixel by pixel), 0 where it holds the clean image's. Shards are
+runtime maps back to the clean image pixel by pixel), 0 where it holds the clean image's;
+``pilot_graph`` str (a 0-d array): '' where the pilot is the hard-thresholding pass (the first
+stage's groups), else the sha256 of the ``denoiser.onnx`` whose flow estimate is the pilot (the
+second stage's groups, ``--pilot-model``; the export checks the folder's first stage is that graph). Shards are
 written atomically and named by their seed, so an interrupted run resumes by skipping the shards
 already there.
 """
@@ -104,8 +107,9 @@ def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def write_shards(photos, out: Path, first_seed: int, shards: int, **kw) -> None:
-    """Write shards ``first_seed .. first_seed + shards - 1`` into ``out``, skipping those present."""
+def write_shards(photos, out: Path, first_seed: int, shards: int, pilot_graph: str = "", **kw) -> None:
+    """Write shards ``first_seed .. first_seed + shards - 1`` into ``out``, skipping those present;
+    ``pilot_graph``: see the module docstring."""
     out.mkdir(parents=True, exist_ok=True)
     for seed in range(first_seed, first_seed + shards):
         path = out / f"shard-{seed:05d}.npz"
@@ -113,6 +117,7 @@ def write_shards(photos, out: Path, first_seed: int, shards: int, **kw) -> None:
             continue
         started = time.time()
         shard = make_shard(photos, seed, **kw)
+        shard["pilot_graph"] = np.array(pilot_graph)
         with atomic_file(path) as fh:
             np.savez(fh, **shard)
         log.info("%s: %d channel-groups in %.1f s", path.name, len(shard["count"]), time.time() - started)
@@ -126,7 +131,15 @@ def load_shards(folder: Path, limit: int = 0) -> Dict[str, np.ndarray]:
     if not paths:
         raise SystemExit(f"no shards in {folder}")
     parts = [dict(np.load(p)) for p in paths]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if np.ndim(parts[0][k])}
+
+
+def first_stage(folder: Path):
+    """(group filter, sha256 of its graph): the first stage of the flow denoiser in model folder
+    ``folder``, whose estimate is a second stage's pilot."""
+    from flowrt.denoise.flow import FlowDenoiser
+    from flowrt.prior.folders import DENOISER_ONNX, sha256_file
+    return FlowDenoiser.from_model_dir(folder).tables.filter_grouping, sha256_file(folder / DENOISER_ONNX)
 
 
 def main(argv=None) -> None:
@@ -144,16 +157,15 @@ def main(argv=None) -> None:
                     help="what the groups' x holds: the clipped mean of the clean crop (the runtime undoes the "
                          "clipping pixel by pixel), or the clean crop itself (the tables then learn the clipping)")
     args = ap.parse_args(argv)
-    pilot_filter = None
+    pilot_filter, pilot_graph = None, ""
     if args.pilot_model:
-        from flowrt.denoise.flow import FlowDenoiser
-        pilot_filter = FlowDenoiser.from_model_dir(Path(args.pilot_model)).tables.filter_grouping
+        pilot_filter, pilot_graph = first_stage(Path(args.pilot_model))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     photos = read_photos(args.data, args.crop)
     log.info("%d photos", len(photos))
     write_shards(photos, Path(args.out), args.first_seed, args.shards, crops=args.crops, crop=args.crop,
                  keep=args.keep, sigma_255=tuple(args.sigma), pilot_filter=pilot_filter,
-                 clipped_target=args.target == "clipped-mean")
+                 clipped_target=args.target == "clipped-mean", pilot_graph=pilot_graph)
 
 
 if __name__ == "__main__":

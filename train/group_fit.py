@@ -88,11 +88,13 @@ def solve_tables(stats: np.ndarray, cfg: TableConfig, ridge: float) -> Tuple[np.
 class Stats:
     """The fit's state: the cells' sums, the names of the shards they hold, and their target
     ('clipped-mean' or 'clean': what the shards' x holds, ``flowrt.train.group_data``; None before
-    the first shard)."""
+    the first shard), and their pilot ('' for the hard-thresholding pass, else the sha256 of the
+    first-stage graph whose estimate was the pilot: a second stage's fit; None before the first shard)."""
     cfg: TableConfig
     sums: np.ndarray
     shards: Tuple[str, ...] = ()
     target: Optional[str] = None
+    pilot_graph: Optional[str] = None
 
     @classmethod
     def empty(cls, cfg: TableConfig, slots: int) -> "Stats":
@@ -106,6 +108,22 @@ def shard_target(shard, path) -> str:
     if len(flags) != 1:
         raise SystemExit(f"{path}: mixes clipped-mean and clean targets")
     return "clipped-mean" if flags[0] == 1 else "clean"
+
+
+def shard_pilot(shard) -> str:
+    """'' or a first-stage graph's sha256: what made a shard's pilot (shards written before the
+    field have hard-thresholding pilots)."""
+    return str(shard["pilot_graph"]) if "pilot_graph" in shard else ""
+
+
+def _check_same(stats: Stats, field: str, value: str, path) -> None:
+    """One target and one pilot per fit: the first shard sets them, a differing one is refused."""
+    if getattr(stats, field) is None:
+        setattr(stats, field, value)
+    elif getattr(stats, field) != value:
+        what = {"target": "target", "pilot_graph": "pilot's first-stage graph"}[field]
+        raise SystemExit(f"{path}: its {what} is {value or 'the hard-thresholding pass'}, the fit's "
+                         f"{getattr(stats, field) or 'the hard-thresholding pass'} (one per fit)")
 
 
 def add_shards(stats: Stats, folder, limit: int = 0, log=print) -> Stats:
@@ -123,11 +141,8 @@ def add_shards(stats: Stats, folder, limit: int = 0, log=print) -> Stats:
         if path.name in done:
             continue
         d = np.load(path)
-        target = shard_target(d, path)
-        if stats.target is None:
-            stats.target = target
-        elif stats.target != target:
-            raise SystemExit(f"{path}: its target is {target}, the fit's {stats.target} (one target per fit)")
+        _check_same(stats, "target", shard_target(d, path), path)
+        _check_same(stats, "pilot_graph", shard_pilot(d), path)
         accumulate(d["y"], d["p"], d["x"], d["count"], d["channel"].astype(np.int64), d["sigma"], slots,
                    stats.sums, axes)
         stats.shards = stats.shards + (path.name,)
@@ -145,7 +160,7 @@ def save_run(stats: Stats, ridge: float, out) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"config": stats.cfg.to_dict(), "ridge": ridge, "shards": list(stats.shards),
-                       "target": stats.target})
+                       "target": stats.target, "pilot_graph": stats.pilot_graph})
     with atomic_file(out / "stats.npz") as fh:
         np.savez_compressed(fh, sums=stats.sums, meta=np.array(meta))
     gain, weight = solve_tables(stats.sums, stats.cfg, ridge)
@@ -157,8 +172,9 @@ def load_stats(path) -> Stats:
     import json
     d = np.load(path)
     meta = json.loads(str(d["meta"]))
-    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]),
-                 meta.get("target", "clean" if meta["shards"] else None))   # fits before the field were clean
+    before = "clean" if meta["shards"] else None   # fits before the fields: clean target, hard pilots
+    return Stats(TableConfig(**meta["config"]), d["sums"], tuple(meta["shards"]), meta.get("target", before),
+                 meta.get("pilot_graph", before and ""))
 
 
 def main(argv=None) -> None:

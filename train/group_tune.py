@@ -53,13 +53,18 @@ def haar_inverse(k: int) -> np.ndarray:
     return g[:k, :k].copy()
 
 
-def crop_example(clean: np.ndarray, sigma_255: float, rng: np.random.Generator) -> Dict[str, object]:
+def crop_example(clean: np.ndarray, sigma_255: float, rng: np.random.Generator,
+                 pilot_filter=None) -> Dict[str, object]:
     """One training crop (float32 (H, W, 3) in [0, 1]) noised, grouped as a restore groups it, and
-    its target: the clipped mean's opponent planes."""
+    its target: the clipped mean's opponent planes. pilot_filter: a first stage's group filter whose
+    estimate is the pilot (a second stage's groups), as in ``group_data.crop_groups``."""
     import torch
     noisy = noisy_copy(clean, sigma_255, rng)
     sigma = sigma_255 / 255.0
-    grouping = G.group_planes(G._planes(noisy, False), sigma)
+    pilot = None
+    if pilot_filter is not None:
+        pilot = G._planes(G.denoise_rgb(noisy, sigma, group_filter=pilot_filter), False)
+    grouping = G.group_planes(G._planes(noisy, False), sigma, pilot)
     n = len(grouping.counts)
     gather = lambda coefs: [torch.from_numpy(K.gather_groups(c, grouping.ys, grouping.xs, grouping.counts, 0, n))  # noqa: E731
                             for c in coefs]
@@ -122,6 +127,24 @@ def load_fit(path: Path) -> Tuple[TableConfig, dict, np.ndarray, np.ndarray]:
     return TableConfig(**meta["config"]), meta, fit["gain"], fit["weight"]
 
 
+def pilot_of(meta: dict, pilot_model, fit) -> object:
+    """The first stage's group filter a second stage's fit needs (None for a first stage's): the
+    one in ``pilot_model``, refused unless it is the graph the fit's shards were made with."""
+    wanted = meta.get("pilot_graph") or ""
+    if not wanted:
+        if pilot_model:
+            raise SystemExit(f"{fit}: a first stage's fit (hard-thresholding pilots) takes no --pilot-model")
+        return None
+    if not pilot_model:
+        raise SystemExit(f"{fit}: a second stage's fit needs --pilot-model, the folder whose first stage made its pilots")
+    from flowrt.train.group_data import first_stage
+    pilot_filter, found = first_stage(Path(pilot_model))
+    if found != wanted:
+        raise SystemExit(f"{pilot_model}: its denoiser.onnx ({found[:12]}) is not the first stage the fit's "
+                         f"shards were made with ({wanted[:12]})")
+    return pilot_filter
+
+
 def main(argv=None) -> None:
     import torch
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,16 +157,22 @@ def main(argv=None) -> None:
     ap.add_argument("--sigma", type=float, nargs=2, default=(5.0, 55.0), help="noise std range, 0-255")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--every", type=int, default=50, help="checkpoint every this many steps")
+    ap.add_argument("--init", type=float, default=1.0,
+                    help="both factors' starting value: 1 starts from the fit, 0 from the Wiener shrinkage; with "
+                         "--steps 0 the tables are written at this blend, untuned")
+    ap.add_argument("--pilot-model", help="for a second stage's fit: the model folder whose first stage made its "
+                                          "shards' pilots (group_data --pilot-model)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from flowrt.train.group_data import read_photos
     cfg, meta, fit_gain, fit_weight = load_fit(Path(args.fit))
     if meta.get("target") != "clipped-mean":
         raise SystemExit(f"{args.fit}: tuning needs a fit to the clipped-mean target (group_data --target clipped-mean)")
+    pilot_filter = pilot_of(meta, args.pilot_model, args.fit)
     fit_gain, fit_weight = torch.from_numpy(fit_gain), torch.from_numpy(fit_weight)
     wiener_gain = wiener_tables(cfg)[0].float()
-    alpha = torch.ones(fit_gain.shape[:2], requires_grad=True)
-    beta = torch.ones(fit_gain.shape[:2], requires_grad=True)
+    alpha = torch.full(fit_gain.shape[:2], args.init, requires_grad=True)
+    beta = torch.full(fit_gain.shape[:2], args.init, requires_grad=True)
     opt = torch.optim.Adam([alpha, beta], lr=args.lr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,9 +188,11 @@ def main(argv=None) -> None:
     photos = read_photos(args.data, args.crop)
     model = AveragedEstimate(cfg)
     started = time.process_time()
+    if args.steps == 0:   # no tuning: the tables at --init (a blend chosen on validation photos)
+        _save(out, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain)
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])   # the crop of step N is the same on a resume
-        example = crop_example(random_crop(photos, rng, args.crop), float(rng.uniform(*args.sigma)), rng)
+        example = crop_example(random_crop(photos, rng, args.crop), float(rng.uniform(*args.sigma)), rng, pilot_filter)
         gain, weight = tuned_tables(alpha, beta, fit_gain, fit_weight, wiener_gain)
         loss = 0.0
         for channel in range(3):
@@ -188,8 +219,11 @@ def _save(out: Path, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_w
         torch.save({"alpha": alpha.detach(), "beta": beta.detach(), "opt": opt.state_dict(), "step": step,
                     "losses": losses}, fh)
     gain, weight = tuned_tables(alpha.detach(), beta.detach(), fit_gain, fit_weight, wiener_gain)
-    tuned = dict(meta, tune={"fit": str(args.fit), "steps": step, "lr": args.lr, "crop": args.crop,
-                             "sigma": list(args.sigma), "seed": args.seed})
+    tune = {"fit": str(args.fit), "steps": step, "lr": args.lr, "crop": args.crop, "sigma": list(args.sigma),
+            "seed": args.seed, "init": args.init}
+    if "tune" in meta:   # tables tuned before (a blend of tuned tables): keep how they were made
+        tune["before"] = meta["tune"]
+    tuned = dict(meta, tune=tune)
     with atomic_file(out / "group_flow.npz") as fh:
         np.savez_compressed(fh, gain=gain.numpy().astype(np.float32), weight=weight.numpy().astype(np.float32),
                             meta=np.array(json.dumps(tuned)))

@@ -25,9 +25,13 @@ import numpy as np
 from flowrt.denoise import grouped
 from flowrt.denoise import kernels as K
 from flowrt.errors import ModelError
-from flowrt.prior.folders import DENOISER_ONNX
+from flowrt.prior.folders import DENOISER_ONNX, REFINE_ONNX
 
 R_FLOOR = math.exp(-8.0)   # the same constant as flowrt.prior.group_flow (checked by a test)
+# The second stage's reference patches every this many pixels, not grouped.REF_STEP's 3: after the
+# first stage's pilot, 4 lost nothing on val-photos crops at noise 25 in 60% of the time
+# (benchmarks/results/flow_refine/README.md).
+REFINE_REF_STEP = 4
 
 
 @dataclass(frozen=True)
@@ -97,14 +101,20 @@ def fit_target(fit_json: Optional[str]) -> str:
 
 class FlowDenoiser:
     """The ``Denoiser`` of the group flow: ``denoise`` is the grouped denoiser with the flow's
-    Tweedie estimate as its second pass. ``coarse`` is the hard-thresholding pass alone, as for the
-    grouped denoiser; with a ``pilot`` (the splitting's last rounds) the second pass is the Wiener
-    shrinkage, because the tables are fitted to hard-thresholding pilots: given a better pilot
-    they lost 0.3 dB on val-photos (benchmarks/results/flow_denoiser/README.md)."""
+    Tweedie estimate as its second pass, and, when the model has a second stage (``refine``), that
+    estimate is the pilot of one more matching and Tweedie pass with the second stage's tables
+    (fitted on such pilots: ``flowrt.train.group_data --pilot-model``). ``coarse`` is the
+    hard-thresholding pass alone, as for the grouped denoiser; with a ``pilot`` (the splitting's
+    last rounds) the pass after it is the Wiener shrinkage, because the first stage's tables are
+    fitted to hard-thresholding pilots: given a better pilot they lost 0.3 dB on val-photos
+    (benchmarks/results/flow_denoiser/README.md)."""
     name = "flow"
 
-    def __init__(self, tables: GroupTables):
+    def __init__(self, tables: GroupTables, refine: Optional[GroupTables] = None):
         self.tables = tables
+        self.refine = refine
+        if refine is not None and refine.target != tables.target:
+            raise ModelError(f"the flow denoiser's stages estimate different targets ({tables.target}, {refine.target})")
         self.estimates_clipped_mean = tables.target == "clipped-mean"
 
     @classmethod
@@ -113,21 +123,27 @@ class FlowDenoiser:
         if not path.is_file():
             raise ModelError(f"the model in {folder} has no flow denoiser ({DENOISER_ONNX}); "
                              f"use --denoiser grouped, or export one with flowrt export")
-        return cls(GroupTables.from_graph(path))
+        refine = Path(folder) / REFINE_ONNX
+        return cls(GroupTables.from_graph(path), GroupTables.from_graph(refine) if refine.is_file() else None)
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
                 pilot: Optional[np.ndarray] = None) -> np.ndarray:
         """float32 (H, W, 3) in [0, 1] from ``rgb`` (H, W, 3) in [0, 1] with noise std ``sigma``
         ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
-        return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot,
-                                   group_filter=None if coarse or pilot is not None else self.tables.filter_grouping)
+        learned = None if coarse or pilot is not None else self.tables.filter_grouping
+        first = grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot, group_filter=learned)
+        if learned is None or self.refine is None:
+            return first
+        return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, pilot=first,
+                                   group_filter=self.refine.filter_grouping, ref_step=REFINE_REF_STEP)
 
 
 @lru_cache(maxsize=1)
 def packaged_flow_denoiser() -> FlowDenoiser:
-    """The FlowDenoiser of the packaged default model folder, read once per process."""
-    from flowrt.prior.folders import open_model_dir
-    folder, _ = open_model_dir(None, [DENOISER_ONNX])
+    """The FlowDenoiser of the packaged default model folder (hash-checked), read once per process."""
+    from flowrt.prior.folders import open_model_dir, read_manifest, resolve_model_dir
+    listed = read_manifest(resolve_model_dir(None))["files"]
+    folder, _ = open_model_dir(None, [name for name in (DENOISER_ONNX, REFINE_ONNX) if name in listed])
     return FlowDenoiser.from_model_dir(folder)
 
 

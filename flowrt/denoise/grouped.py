@@ -65,7 +65,8 @@ OPPONENT = np.array([
 
 
 def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
-                pilot: Optional[np.ndarray] = None, group_filter: Optional[GroupFilter] = None) -> np.ndarray:
+                pilot: Optional[np.ndarray] = None, group_filter: Optional[GroupFilter] = None,
+                ref_step: int = REF_STEP) -> np.ndarray:
     """Denoise ``rgb`` float (H, W, 3) in [0, 1], corrupted by white Gaussian noise of std ``sigma``
     ([0, 1] units, > 0) per channel; returns float32 (H, W, 3) clipped to [0, 1].
 
@@ -76,7 +77,8 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coars
     estimate of the clean image, (H, W, 3) in [0, 1]; the hard-thresholding pass is skipped and the
     Wiener pass matches on, and shrinks towards, the pilot instead of its own first estimate.
     group_filter: a learned second pass (``GroupFilter``, e.g. ``flowrt.denoise.flow``'s) in
-    place of the Wiener shrinkage, over the same groups.
+    place of the Wiener shrinkage, over the same groups. ref_step: the second pass's reference
+    patches every this many pixels (``REF_STEP``; a later stage after a good pilot can afford fewer).
     """
     rgb = _checked(rgb, "rgb")
     if not (math.isfinite(sigma) and sigma > 0):
@@ -88,7 +90,7 @@ def denoise_rgb(rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coars
         if guide[0].shape != planes[0].shape:
             raise ValueError(f"the pilot is {guide[0].shape}, the image {planes[0].shape}")
     with KERNEL_LOCK:   # numba's workqueue layer takes one caller at a time (flowrt.parallel)
-        done = _denoise_planes(planes, float(sigma), coarse, guide, group_filter)
+        done = _denoise_planes(planes, float(sigma), coarse, guide, group_filter, ref_step)
     if greyscale:
         out = np.repeat(done[0][..., None], 3, axis=2)
     else:
@@ -111,45 +113,45 @@ def _planes(rgb: np.ndarray, greyscale: bool) -> List[np.ndarray]:
 
 
 def _denoise_planes(planes: List[np.ndarray], sigma: float, coarse: bool,
-                    pilot: Optional[List[np.ndarray]], group_filter=None) -> List[np.ndarray]:
+                    pilot: Optional[List[np.ndarray]], group_filter=None, ref_step: int = REF_STEP) -> List[np.ndarray]:
     """Denoise channels (H, W) sharing one noise std; channel 0 guides the matching. Bands of
     rows bound the memory; each band sees MARGIN rows of context on both sides."""
     h, w = planes[0].shape
     band = max(64, BAND_PIXELS // max(w, 1))
     if h <= band + 2 * MARGIN:
-        return _denoise_padded(planes, sigma, coarse, pilot, group_filter)
+        return _denoise_padded(planes, sigma, coarse, pilot, group_filter, ref_step)
     out = [np.empty_like(p) for p in planes]
     for r0 in range(0, h, band):
         r1 = min(h, r0 + band)
         a, b = max(0, r0 - MARGIN), min(h, r1 + MARGIN)
         part = _denoise_padded([p[a:b] for p in planes], sigma, coarse,
-                               None if pilot is None else [p[a:b] for p in pilot], group_filter)
+                               None if pilot is None else [p[a:b] for p in pilot], group_filter, ref_step)
         for o, q in zip(out, part):
             o[r0:r1] = q[r0 - a:r1 - a]
     return out
 
 
 def _denoise_padded(planes: List[np.ndarray], sigma: float, coarse: bool,
-                    pilot: Optional[List[np.ndarray]], group_filter=None) -> List[np.ndarray]:
+                    pilot: Optional[List[np.ndarray]], group_filter=None, ref_step: int = REF_STEP) -> List[np.ndarray]:
     """Reflect-pad planes smaller than two patches (matching needs room), denoise, crop back."""
     h, w = planes[0].shape
     ph, pw = max(0, 2 * K.PATCH - h), max(0, 2 * K.PATCH - w)
     if ph or pw:
         mode = "reflect" if h > 1 and w > 1 and ph < h and pw < w else "edge"
         pad = lambda ps: None if ps is None else [np.pad(p, ((0, ph), (0, pw)), mode=mode) for p in ps]  # noqa: E731
-        return [p[:h, :w] for p in _two_passes(pad(planes), sigma, coarse, pad(pilot), group_filter)]
-    return _two_passes(planes, sigma, coarse, pilot, group_filter)
+        return [p[:h, :w] for p in _two_passes(pad(planes), sigma, coarse, pad(pilot), group_filter, ref_step)]
+    return _two_passes(planes, sigma, coarse, pilot, group_filter, ref_step)
 
 
 def _two_passes(planes: List[np.ndarray], sigma: float, coarse: bool = False,
                 pilot: Optional[List[np.ndarray]] = None,
-                group_filter: Optional[GroupFilter] = None) -> List[np.ndarray]:
+                group_filter: Optional[GroupFilter] = None, ref_step: int = REF_STEP) -> List[np.ndarray]:
     if pilot is None and coarse:
         planes = [np.ascontiguousarray(p, np.float32) for p in planes]
         d = K.dct_matrix()
         refs = _reference_grid(*planes[0].shape, COARSE_REF_STEP)
         return _hard_pass(planes, [K.patch_dct(p, d) for p in planes], refs, sigma, COARSE_SEARCH_RADIUS, d)
-    grouping = group_planes(planes, sigma, pilot)
+    grouping = group_planes(planes, sigma, pilot, ref_step)
     d = K.dct_matrix()
     if group_filter is None:
         groups = (grouping.ys, grouping.xs, grouping.counts)
@@ -170,7 +172,7 @@ class Grouping:
 
 
 def group_planes(planes: List[np.ndarray], sigma: float,
-                 pilot: Optional[List[np.ndarray]] = None) -> Grouping:
+                 pilot: Optional[List[np.ndarray]] = None, ref_step: int = REF_STEP) -> Grouping:
     """The second pass's groups of noisy planes ((H, W) float32, H, W >= 16, channel 0 guiding
     the matching; noise std ``sigma`` in [0, 1] units): the pilot is the hard-thresholding pass
     unless given, and patches are matched on it. Training (``flowrt.train.group_data``) calls
@@ -181,6 +183,8 @@ def group_planes(planes: List[np.ndarray], sigma: float,
     refs = _reference_grid(*planes[0].shape, REF_STEP)
     if pilot is None:
         pilot = _hard_pass(planes, coefs, refs, sigma, SEARCH_RADIUS, d)
+    if ref_step != REF_STEP:
+        refs = _reference_grid(*planes[0].shape, ref_step)
     pilot = [np.ascontiguousarray(p, np.float32) for p in pilot]
     ys, xs, counts = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
     return Grouping(coefs, [K.patch_dct(p, d) for p in pilot], ys, xs, counts)

@@ -39,6 +39,8 @@ GRADIENT_FILES = (PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX)
 # The flow denoiser (flowrt.denoise.flow): its own graph, added to a folder by
 # flowrt.export.denoiser_export and listed in the manifest when present.
 DENOISER_ONNX = "denoiser.onnx"
+# Its optional second stage: tables fitted on the first stage's estimates as pilots, run after it.
+REFINE_ONNX = "denoiser_refine.onnx"
 
 PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
@@ -133,7 +135,8 @@ def check_files(model_dir: Union[str, Path], manifest: Dict[str, Any], names: It
 
 def listed_files(manifest: Dict[str, Any]) -> tuple:
     """The files an intact folder must hold: MODEL_FILES plus the gradient and denoiser graphs its manifest lists."""
-    return MODEL_FILES + tuple(name for name in GRADIENT_FILES + (DENOISER_ONNX,) if name in manifest["files"])
+    return MODEL_FILES + tuple(name for name in GRADIENT_FILES + (DENOISER_ONNX, REFINE_ONNX)
+                               if name in manifest["files"])
 
 
 def open_model_dir(name_or_path: Optional[Union[str, Path]], names: Iterable[str]) -> tuple:
