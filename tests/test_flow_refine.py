@@ -89,3 +89,13 @@ def test_second_stage_is_fitted_exported_and_run_behind_its_own_first_stage(tmp_
     add_denoiser(tmp_path / "first2.npz", folder)
     assert REFINE_ONNX not in read_manifest(folder)["files"] and not (folder / REFINE_ONNX).exists()
     assert FlowDenoiser.from_model_dir(folder).refine is None
+
+
+def test_a_later_stage_can_take_fewer_reference_patches():
+    noisy = group_data.noisy_copy(_photos()[1].astype(np.float32) / 255, 20.0, np.random.default_rng(4))
+    planes = grouped._planes(noisy, False)
+    pilot = grouped._planes(grouped.denoise_rgb(noisy, 20 / 255), False)
+    dense = grouped.group_planes(planes, 20 / 255, pilot)
+    sparse = grouped.group_planes(planes, 20 / 255, pilot, ref_step=4)
+    assert len(sparse.counts) == len(grouped._reference_grid(64, 64, 4)[0]) < len(dense.counts)
+    assert set(sparse.ys[:, 0].tolist()) == {0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56}

@@ -20,7 +20,10 @@ Training data: random crops of clean photos with fresh noise (uniform ``sigma`` 
 clipped to 8 bits), grouped by the runtime's ``group_planes``, the target being the clipped mean
 (``flowrt.numeric.clipping``). A checkpoint (factors, Adam state, step) is written every
 ``--every`` steps; the crop sequence is a function of the seed and the step, so a run resumes
-exactly.
+exactly. ``--steps 0 --init A`` tunes nothing and writes the blend at A of the fit given (the
+shipped tables are A = 0.7 of the tuned ones, chosen on validation photos, where the tuned tables
+overshoot: benchmarks/results/flow_refine/). ``--pilot-model`` serves a second stage's fit, whose
+crops are grouped on the first stage's estimate as the runtime groups them.
 
     python -m flowrt.train.group_tune --fit runs/group_flow/group_flow.npz --data ../shared/data/train \
         ../shared/data/train-bsds --out runs/group_tune --steps 1200
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -145,14 +149,56 @@ def pilot_of(meta: dict, pilot_model, fit) -> object:
     return pilot_filter
 
 
-def main(argv=None) -> None:
-    import torch
+@dataclass
+class TuneState:
+    """What a run carries from step to step and across a resume: the factors (slots, sigma_bins), their
+    Adam state, their exponential moving averages (what is written out when ``ema`` > 0: Adam moves a
+    factor by about the learning rate per update whatever its gradient's size, so rarely-informed
+    factors random-walk, and the average damps that), the step and the losses."""
+    alpha: "torch.Tensor"
+    beta: "torch.Tensor"
+    opt: "torch.optim.Optimizer"
+    mean_alpha: "torch.Tensor"
+    mean_beta: "torch.Tensor"
+    step: int = 0
+    losses: list = field(default_factory=list)
+
+    @classmethod
+    def start(cls, shape, init: float, lr: float, resume: Path) -> "TuneState":
+        import torch
+        alpha = torch.full(shape, init, requires_grad=True)
+        beta = torch.full(shape, init, requires_grad=True)
+        state = cls(alpha, beta, torch.optim.Adam([alpha, beta], lr=lr), alpha.detach().clone(), beta.detach().clone())
+        if resume.exists():
+            saved = torch.load(resume)
+            with torch.no_grad():
+                alpha.copy_(saved["alpha"])
+                beta.copy_(saved["beta"])
+            state.opt.load_state_dict(saved["opt"])
+            state.mean_alpha = saved.get("mean_alpha", saved["alpha"]).clone()   # runs before the average
+            state.mean_beta = saved.get("mean_beta", saved["beta"]).clone()
+            state.step, state.losses = saved["step"], saved["losses"]
+            print(f"resuming at step {state.step}")
+        return state
+
+    def update_average(self, ema: float) -> None:
+        self.mean_alpha += (1.0 - ema) * (self.alpha.detach() - self.mean_alpha)
+        self.mean_beta += (1.0 - ema) * (self.beta.detach() - self.mean_beta)
+
+    def written(self, ema: float):
+        """The factors a checkpoint's tables are made from."""
+        return (self.mean_alpha, self.mean_beta) if ema > 0 else (self.alpha.detach(), self.beta.detach())
+
+
+def _arguments(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", required=True, help="the closed-form fit (group_fit's group_flow.npz)")
     ap.add_argument("--data", nargs="+", required=True, help="folders of clean photos")
     ap.add_argument("--out", required=True, help="run folder: tune.pt (resume state) and group_flow.npz (tuned)")
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="write the factors' exponential moving average with this decay per step (0: the last factors)")
     ap.add_argument("--crop", type=int, default=80)
     ap.add_argument("--sigma", type=float, nargs=2, default=(5.0, 55.0), help="noise std range, 0-255")
     ap.add_argument("--seed", type=int, default=2)
@@ -163,64 +209,65 @@ def main(argv=None) -> None:
     ap.add_argument("--pilot-model", help="for a second stage's fit: the model folder whose first stage made its "
                                           "shards' pilots (group_data --pilot-model)")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema must be in [0, 1), got {args.ema}")
+    return args
+
+
+def main(argv=None) -> None:
+    import torch
+    args = _arguments(argv)
     torch.set_num_threads(1)
     from flowrt.train.group_data import read_photos
     cfg, meta, fit_gain, fit_weight = load_fit(Path(args.fit))
     if meta.get("target") != "clipped-mean":
         raise SystemExit(f"{args.fit}: tuning needs a fit to the clipped-mean target (group_data --target clipped-mean)")
     pilot_filter = pilot_of(meta, args.pilot_model, args.fit)
-    fit_gain, fit_weight = torch.from_numpy(fit_gain), torch.from_numpy(fit_weight)
-    wiener_gain = wiener_tables(cfg)[0].float()
-    alpha = torch.full(fit_gain.shape[:2], args.init, requires_grad=True)
-    beta = torch.full(fit_gain.shape[:2], args.init, requires_grad=True)
-    opt = torch.optim.Adam([alpha, beta], lr=args.lr)
+    tables = (torch.from_numpy(fit_gain), torch.from_numpy(fit_weight), wiener_tables(cfg)[0].float())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    step, losses = 0, []
-    if (out / "tune.pt").exists():
-        state = torch.load(out / "tune.pt")
-        with torch.no_grad():
-            alpha.copy_(state["alpha"])
-            beta.copy_(state["beta"])
-        opt.load_state_dict(state["opt"])
-        step, losses = state["step"], state["losses"]
-        print(f"resuming at step {step}")
+    state = TuneState.start(tables[0].shape[:2], args.init, args.lr, out / "tune.pt")
     photos = read_photos(args.data, args.crop)
     model = AveragedEstimate(cfg)
     started = time.process_time()
     if args.steps == 0:   # no tuning: the tables at --init (a blend chosen on validation photos)
-        _save(out, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain)
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, step])   # the crop of step N is the same on a resume
+        _save(out, args, meta, state, tables)
+    while state.step < args.steps:
+        rng = np.random.default_rng([args.seed, state.step])   # the crop of step N is the same on a resume
         example = crop_example(random_crop(photos, rng, args.crop), float(rng.uniform(*args.sigma)), rng, pilot_filter)
-        gain, weight = tuned_tables(alpha, beta, fit_gain, fit_weight, wiener_gain)
+        gain, weight = tuned_tables(state.alpha, state.beta, *tables)
         loss = 0.0
         for channel in range(3):
             image, covered = model.image(gain, weight, example, channel)
             loss = loss + ((image - example["target"][channel]) ** 2)[covered].mean() / example["sigma"] ** 2
-        opt.zero_grad()
+        state.opt.zero_grad()
         loss.backward()
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        if step % args.every == 0 or step == args.steps:
-            _save(out, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain)
-            print(f"step {step}: mean loss of the last {args.every} {np.mean(losses[-args.every:]):.4f}; "
-                  f"alpha {float(alpha.detach().mean()):.3f} beta {float(beta.detach().mean()):.3f}; "
+        state.opt.step()
+        state.update_average(args.ema)
+        state.step += 1
+        state.losses.append(float(loss.detach()))
+        if state.step % args.every == 0 or state.step == args.steps:
+            _save(out, args, meta, state, tables)
+            alpha, beta = state.written(args.ema)
+            print(f"step {state.step}: mean loss of the last {args.every} {np.mean(state.losses[-args.every:]):.4f}; "
+                  f"alpha {float(alpha.mean()):.3f} beta {float(beta.mean()):.3f}; "
                   f"{time.process_time() - started:.0f} CPU-s this leg", flush=True)
 
 
-def _save(out: Path, args, meta, alpha, beta, opt, step, losses, fit_gain, fit_weight, wiener_gain) -> None:
+def _save(out: Path, args, meta, state: TuneState, tables) -> None:
     """tune.pt (what resuming needs) and group_flow.npz (the tuned tables, as group_fit writes them)."""
     import torch
 
     from flowrt.io.atomic import atomic_file
     with atomic_file(out / "tune.pt") as fh:
-        torch.save({"alpha": alpha.detach(), "beta": beta.detach(), "opt": opt.state_dict(), "step": step,
-                    "losses": losses}, fh)
-    gain, weight = tuned_tables(alpha.detach(), beta.detach(), fit_gain, fit_weight, wiener_gain)
-    tune = {"fit": str(args.fit), "steps": step, "lr": args.lr, "crop": args.crop, "sigma": list(args.sigma),
+        torch.save({"alpha": state.alpha.detach(), "beta": state.beta.detach(), "opt": state.opt.state_dict(),
+                    "mean_alpha": state.mean_alpha, "mean_beta": state.mean_beta, "step": state.step,
+                    "losses": state.losses}, fh)
+    gain, weight = tuned_tables(*state.written(args.ema), *tables)
+    tune = {"fit": str(args.fit), "steps": state.step, "lr": args.lr, "crop": args.crop, "sigma": list(args.sigma),
             "seed": args.seed, "init": args.init}
+    if args.ema:
+        tune["ema"] = args.ema
     if "tune" in meta:   # tables tuned before (a blend of tuned tables): keep how they were made
         tune["before"] = meta["tune"]
     tuned = dict(meta, tune=tune)
