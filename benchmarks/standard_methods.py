@@ -146,6 +146,7 @@ METHODS: dict[str, Callable[[], object]] = {
     "bicubic": BicubicRow,
     "flowrt": lambda: FlowrtRow("flowrt"),
     "flowrt-grouped": lambda: FlowrtRow("flowrt-grouped", "--denoiser grouped"),
+    "flowrt-flow": lambda: FlowrtRow("flowrt-flow", "--denoiser flow"),
     "map-image": lambda: FlowrtRow("map-image", "--start blur --space image"),
     "map-latent": lambda: FlowrtRow("map-latent", "--start blur --space latent"),
     "bm3d": Bm3dRow,
