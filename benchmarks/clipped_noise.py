@@ -66,6 +66,14 @@ def flow_denoiser(spec: str):
     return FlowDenoiser(tables)
 
 
+def table_label(spec: str) -> str:
+    """A row's name for a ``--tables`` entry: 'packaged', a folder's name, or parent/stem of a file."""
+    if spec == "packaged":
+        return spec
+    path = Path(spec)
+    return path.name if path.is_dir() else f"{path.parent.name}/{path.stem}"
+
+
 def bm3d_colour(noisy: np.ndarray, sigma: float) -> np.ndarray:
     import bm3d
     return np.clip(bm3d.bm3d_rgb(noisy, sigma), 0.0, 1.0).astype(np.float32)
@@ -120,8 +128,7 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=0, help="centre crops of this side (0: whole photos)")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     args = ap.parse_args(argv)
-    flows = {spec if spec == "packaged" else Path(spec).name if Path(spec).is_dir()
-             else f"{Path(spec).parent.name}/{Path(spec).stem}": flow_denoiser(spec) for spec in args.tables}
+    flows = {table_label(spec): flow_denoiser(spec) for spec in args.tables}
     results = {}
     for sigma in (float(s) for s in args.sigmas.split(",")):
         photos = {}

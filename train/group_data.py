@@ -137,9 +137,10 @@ def load_shards(folder: Path, limit: int = 0) -> Dict[str, np.ndarray]:
 def first_stage(folder: Path):
     """(group filter, sha256 of its graph): the first stage of the flow denoiser in model folder
     ``folder``, whose estimate is a second stage's pilot."""
-    from flowrt.denoise.flow import FlowDenoiser
-    from flowrt.prior.folders import DENOISER_ONNX, sha256_file
-    return FlowDenoiser.from_model_dir(folder).tables.filter_grouping, sha256_file(folder / DENOISER_ONNX)
+    from flowrt.denoise.flow import GroupTables
+    from flowrt.prior.folders import DENOISER_ONNX, open_model_dir
+    folder, manifest = open_model_dir(folder, [DENOISER_ONNX])   # hash-checked against its manifest
+    return GroupTables.from_graph(folder / DENOISER_ONNX).filter_grouping, manifest["files"][DENOISER_ONNX]["sha256"]
 
 
 def main(argv=None) -> None:

@@ -141,9 +141,10 @@ class FlowDenoiser:
 @lru_cache(maxsize=1)
 def packaged_flow_denoiser() -> FlowDenoiser:
     """The FlowDenoiser of the packaged default model folder (hash-checked), read once per process."""
-    from flowrt.prior.folders import open_model_dir, read_manifest, resolve_model_dir
-    listed = read_manifest(resolve_model_dir(None))["files"]
-    folder, _ = open_model_dir(None, [name for name in (DENOISER_ONNX, REFINE_ONNX) if name in listed])
+    from flowrt.prior.folders import check_files, read_manifest, resolve_model_dir
+    folder = resolve_model_dir(None)
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, [name for name in (DENOISER_ONNX, REFINE_ONNX) if name in manifest["files"]])
     return FlowDenoiser.from_model_dir(folder)
 
 

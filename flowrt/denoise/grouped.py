@@ -180,11 +180,9 @@ def group_planes(planes: List[np.ndarray], sigma: float,
     d = K.dct_matrix()
     planes = [np.ascontiguousarray(p, np.float32) for p in planes]
     coefs = [K.patch_dct(p, d) for p in planes]
-    refs = _reference_grid(*planes[0].shape, REF_STEP)
     if pilot is None:
-        pilot = _hard_pass(planes, coefs, refs, sigma, SEARCH_RADIUS, d)
-    if ref_step != REF_STEP:
-        refs = _reference_grid(*planes[0].shape, ref_step)
+        pilot = _hard_pass(planes, coefs, _reference_grid(*planes[0].shape, REF_STEP), sigma, SEARCH_RADIUS, d)
+    refs = _reference_grid(*planes[0].shape, ref_step)
     pilot = [np.ascontiguousarray(p, np.float32) for p in pilot]
     ys, xs, counts = K.match_blocks(pilot[0], *refs, SEARCH_RADIUS, GROUP_WIENER, MATCH_WIENER_255 / 255.0 ** 2)
     return Grouping(coefs, [K.patch_dct(p, d) for p in pilot], ys, xs, counts)
