@@ -82,6 +82,10 @@ class _Throttle:
         self.every, self.start = every, time.monotonic()
         self.last = self.start
 
+    def restart(self) -> None:
+        """Count from now: the work to time starts here."""
+        self.start = self.last = time.monotonic()
+
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
@@ -112,12 +116,16 @@ def tile_bar(total: int, stages, quiet: bool = False, log_every: Optional[float]
 
     def on_tile(done, tiles):
         state["done"] = done
-        if state["resumed"] is None:  # tiles finished by an interrupted run do not count for the ETA
-            state["resumed"] = done - 1
+        if state["resumed"] is None:  # the first call: what earlier runs finished, no work of this run's
+            state["resumed"] = done
+            clock.restart()
+            if bar is not None:   # tqdm's rate counts from ``initial`` and the reset
+                bar.reset(total=tiles)
+                bar.initial = done
         if bar is not None:
             bar.total, bar.n = tiles, done
             bar.refresh()
-        elif not quiet and (clock.due() or (done == tiles and state["logged"])):
+        elif not quiet and done > state["resumed"] and (clock.due() or (done == tiles and state["logged"])):
             state["logged"] = True
             elapsed = clock.elapsed()
             eta = elapsed / max(done - state["resumed"], 1) * (tiles - done)

@@ -229,3 +229,20 @@ def test_progress_bars_on_a_terminal_one_per_stage(monkeypatch):
     update("MAP", 1, 3)     # FLOWRT_PROGRESS_EVERY is inf under the tests: silent
     close()
     assert sys.stderr.getvalue() == ""
+
+
+def test_a_resumed_tiled_restores_eta_counts_only_its_own_tiles(monkeypatch):
+    """Off a terminal: the tiles an interrupted run left done (the first call) are not work of this
+    run; 10 s a tile now, 920 tiles to go -> an ETA of 9200 s, not one shrunk by the 305 done before."""
+    from flowrt.cli import progress
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    on_tile, _, close = progress.tile_bar(1225, [("denoise", 1)], log_every=0)
+    now[0] += 50           # opening the prior and the source, before any tile
+    on_tile(304, 1225)     # what the earlier run finished: silent
+    assert sys.stderr.getvalue() == ""
+    now[0] += 10
+    on_tile(305, 1225)
+    close()
+    assert sys.stderr.getvalue().strip() == "tile 305/1225, 10 s, ETA 9200 s"

@@ -93,7 +93,7 @@ def test_progress_and_bad_tiles():
     seen = []
     restore_tiled(ArraySource(image), ArraySink(image.shape), lambda t, b: t, tile=16, overlap=4,
                   progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(k, 16) for k in range(1, 17)]  # 4 x 4 tiles
+    assert seen == [(k, 16) for k in range(0, 17)]  # 4 x 4 tiles, after a first call with none done
     with pytest.raises(ValueError, match="restore_tile returned"):
         restore_tiled(ArraySource(image), ArraySink(image.shape), lambda t, b: t[:-1], tile=16,
                       overlap=4)
@@ -139,6 +139,24 @@ def test_resume_equals_uninterrupted(tmp_path, fail_at):
         restore_tiled(ArraySource(image), sink, restore, tile=24, overlap=8, state_path=state)
         np.testing.assert_array_equal(sink.load(), reference.pixels)
     assert len(calls) == 20 - fail_at  # finished tiles were neither lost nor redone
+
+
+@pytest.mark.parametrize("fail_at", [2, 5, 12])
+def test_a_resumed_runs_progress_starts_from_what_the_earlier_run_left(tmp_path, fail_at):
+    """Its first call says how many tiles are already done (finished bands and cached tiles of the
+    band in progress, replayed without work); then one call per tile this run restores, so a rate
+    or ETA counts only this run's work."""
+    image = np.zeros((61, 75, 3), np.uint8)  # 4 x 5 tiles
+    state, partial = tmp_path / "state", tmp_path / "out.npy"
+    restore, _ = _counting(fail_at)
+    with NpySink(partial, image.shape, np.uint8) as sink, pytest.raises(_Interrupt):
+        restore_tiled(ArraySource(image), sink, restore, tile=24, overlap=8, state_path=state)
+    seen = []
+    restore, calls = _counting()
+    with NpySink(partial, image.shape, np.uint8, reopen=True) as sink:
+        restore_tiled(ArraySource(image), sink, restore, tile=24, overlap=8, state_path=state,
+                      progress=lambda done, total: seen.append((done, len(calls))))
+    assert seen == [(fail_at + k, k) for k in range(0, 21 - fail_at)]
 
 
 def test_resume_refuses_other_runs(tmp_path):

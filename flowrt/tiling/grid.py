@@ -160,7 +160,9 @@ def restore_tiled(source: Source, sink: Sink, restore_tile: Callable, *, tile: i
     (y0, y1, x0, x1) -> float32 (h*scale, w*scale, C) in [0, 1]. Interior sides are multiples of
     ``align // scale`` input pixels; h, w may be anything where the tile meets the bottom/right edge.
     tile, overlap, align: output pixels, tile % align == 0, overlap <= tile / 2, align % scale == 0.
-    progress(done, total): called after every tile (resumed tiles count as done).
+    progress(done, total): called once before the first tile this run restores, with the tiles an
+    earlier run finished (0 for a fresh run; so a rate or ETA counts only this run's work), then
+    after every tile restored.
     state_path: a folder for resume state. If it holds state from a matching run (same shapes,
     options and ``run_key``), finished bands are skipped and finished tiles of the current band are
     replayed from disk without calling ``restore_tile``; the sink must then be the same partial
@@ -180,17 +182,24 @@ def restore_tiled(source: Source, sink: Sink, restore_tile: Callable, *, tile: i
         if carry is not None:
             band_state.set_carry(*carry)
     done = first_band * len(grid.cols)
+    started = False   # whether progress has had its first call: the work an earlier run left done
     for i in range(first_band, len(grid.rows)):
         for j in range(len(grid.cols)):
             interrupts.check()
-            restored = _restored_tile(source, restore_tile, grid, i, j, store)
+            cached = _cached_tile(source, grid, i, j, store)
+            if cached is None and not started and progress is not None:
+                progress(done, grid.count)
+            started = started or cached is None
+            restored = cached if cached is not None else _restored_tile(source, restore_tile, grid, i, j, store)
             band_state.add_tile(i, j, restored, sink)
             done += 1
-            if progress is not None:
+            if progress is not None and started:
                 progress(done, grid.count)
         if store is not None:  # data first, then the state that says it is there
             sink.flush()
             store.save_band(i + 1, *band_state.carry_view())
+    if progress is not None and not started:   # every tile was left done by an earlier run
+        progress(done, grid.count)
 
 
 def _fingerprint(grid: TileGrid, channels: int, tile: int, overlap: int, align: int,
@@ -199,14 +208,20 @@ def _fingerprint(grid: TileGrid, channels: int, tile: int, overlap: int, align: 
             "tile": tile, "overlap": overlap, "align": align, "run_key": run_key}
 
 
-def _restored_tile(source, restore_tile, grid: TileGrid, i: int, j: int, store) -> np.ndarray:
-    """Output of tile (i, j): from the resume cache if there, else read, restore, check, cache."""
+def _expected_shape(source, grid: TileGrid, i: int, j: int) -> tuple:
     (y0, y1), (x0, x1) = grid.rows[i], grid.cols[j]
-    expected = ((y1 - y0) * grid.scale, (x1 - x0) * grid.scale, source.shape[2])
-    if store is not None:
-        cached = store.cached_tile(i, j, expected)
-        if cached is not None:
-            return cached
+    return (y1 - y0) * grid.scale, (x1 - x0) * grid.scale, source.shape[2]
+
+
+def _cached_tile(source, grid: TileGrid, i: int, j: int, store) -> np.ndarray | None:
+    """Output of tile (i, j) as an interrupted run of the same job left it, or None."""
+    return None if store is None else store.cached_tile(i, j, _expected_shape(source, grid, i, j))
+
+
+def _restored_tile(source, restore_tile, grid: TileGrid, i: int, j: int, store) -> np.ndarray:
+    """Output of tile (i, j), not cached: read, restore, check, cache."""
+    (y0, y1), (x0, x1) = grid.rows[i], grid.cols[j]
+    expected = _expected_shape(source, grid, i, j)
     restored = np.asarray(restore_tile(source.read(y0, y1, x0, x1), (y0, y1, x0, x1)), np.float32)
     if restored.shape != expected:
         raise ValueError(f"restore_tile returned {restored.shape} for box {(y0, y1, x0, x1)}, "
