@@ -182,24 +182,38 @@ def restore_tiled(source: Source, sink: Sink, restore_tile: Callable, *, tile: i
         if carry is not None:
             band_state.set_carry(*carry)
     done = first_band * len(grid.cols)
-    started = False   # whether progress has had its first call: the work an earlier run left done
+    report = _ProgressReport(progress, grid.count)
     for i in range(first_band, len(grid.rows)):
         for j in range(len(grid.cols)):
             interrupts.check()
-            cached = _cached_tile(source, grid, i, j, store)
-            if cached is None and not started and progress is not None:
-                progress(done, grid.count)
-            started = started or cached is None
-            restored = cached if cached is not None else _restored_tile(source, restore_tile, grid, i, j, store)
+            restored = _cached_tile(source, grid, i, j, store)
+            if restored is None:
+                report.start(done)
+                restored = _restored_tile(source, restore_tile, grid, i, j, store)
             band_state.add_tile(i, j, restored, sink)
             done += 1
-            if progress is not None and started:
-                progress(done, grid.count)
+            report.tile(done)
         if store is not None:  # data first, then the state that says it is there
             sink.flush()
             store.save_band(i + 1, *band_state.carry_view())
-    if progress is not None and not started:   # every tile was left done by an earlier run
-        progress(done, grid.count)
+    report.start(done)   # when an earlier run had left every tile done
+
+
+class _ProgressReport:
+    """progress(done, total) as run_tiled promises it: first the tiles an earlier run left done,
+    once, before this run's first tile; then after each tile this run restores."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.started = progress, total, False
+
+    def start(self, done: int) -> None:
+        if not self.started and self.progress is not None:
+            self.progress(done, self.total)
+        self.started = True
+
+    def tile(self, done: int) -> None:
+        if self.started and self.progress is not None:
+            self.progress(done, self.total)
 
 
 def _fingerprint(grid: TileGrid, channels: int, tile: int, overlap: int, align: int,
