@@ -71,11 +71,11 @@ def test_option_is_validated_and_planned():
     assert "grouped denoiser then 20 flow-MAP iterations" in plan.describe()      # a JPEG's decode: no map back
 
 
-def test_auto_names_the_grouped_denoiser_for_a_jpeg_start():
-    """The flow was fitted to Gaussian noise; a JPEG's denoised start gets the grouped denoiser under
-    'auto' (measured on val-photos), a chain that inverts keeps the flow, and a name given is kept."""
-    assert resolve_denoiser("auto", jpeg_start=True) == "grouped" and resolve_denoiser("auto") == "flow"
-    assert resolve_denoiser("flow", jpeg_start=True) == "flow"
+def test_auto_names_the_flow_for_every_start_and_a_name_given_is_kept():
+    """A JPEG's denoised start, the splitting start and noise alone all get the flow under 'auto'
+    (measured on val-photos and val: benchmarks/results/jpeg_start/); 'grouped' still asks for the
+    classical denoiser."""
+    assert resolve_denoiser("auto") == "flow" and resolve_denoiser("grouped") == "grouped"
     from flowrt.io.arrays import loaded_from_array
     from flowrt.pipeline.plan import plan_restoration
     from flowrt.pipeline.source import from_image
@@ -83,8 +83,8 @@ def test_auto_names_the_grouped_denoiser_for_a_jpeg_start():
     def planned(**fields):
         return plan_restoration(from_image(loaded_from_array(_noisy(32, 32))), RestoreOptions.from_fields(**fields))
     jpeg = planned(jpeg=30)
-    assert jpeg.denoiser == "grouped" and jpeg.start.kind == "denoise" and "grouped denoiser then" in jpeg.describe()
-    assert planned(jpeg=30, denoiser="flow").denoiser == "flow"
+    assert jpeg.denoiser == "flow" and jpeg.start.kind == "denoise" and "flow denoiser then" in jpeg.describe()
+    assert planned(jpeg=30, denoiser="grouped").denoiser == "grouped"
     assert planned(jpeg=30, scale=2, sigma=5).denoiser == "flow"    # the splitting start
     assert planned(sigma=10).denoiser == "flow"
 

@@ -65,14 +65,12 @@ DENOISERS: Dict[str, Callable[[], Denoiser]] = {
     "flow": flow_denoiser,
     GroupedDenoiser.name: GroupedDenoiser,
 }
-# What ``denoiser='auto'`` resolves to: the flow, which beats the grouped denoiser at every noise
-# level measured, both with the clipping mapped back (kodak24 and whole val-photos:
-# benchmarks/results/standard/noise25_unclip/, clipped_noise/).
+# What ``denoiser='auto'`` resolves to, for every start: the flow. It beats the grouped denoiser at
+# every noise level measured, both with the clipping mapped back (kodak24 and whole val-photos:
+# benchmarks/results/standard/noise25_unclip/, clipped_noise/), and since its tables were blended it
+# also starts a JPEG restore better (whole val-photos and val, quality 10 and 20:
+# benchmarks/results/jpeg_start/), where the grouped denoiser had been ahead of its older tables.
 AUTO = "flow"
-# ... except for a JPEG's denoised start (a JPEG term and nothing to invert): the flow was fitted to
-# Gaussian noise, and on a JPEG's quantisation error the grouped denoiser does better (whole
-# val-photos, +0.16 dB at quality 10 and +0.04 at 20: benchmarks/results/jpeg_start/).
-AUTO_FOR_JPEG = "grouped"
 
 
 def denoiser_choices() -> Tuple[str, ...]:
@@ -80,10 +78,9 @@ def denoiser_choices() -> Tuple[str, ...]:
     return ("auto",) + tuple(DENOISERS)
 
 
-def resolve_denoiser(name: str, jpeg_start: bool = False) -> str:
-    """The registry name ``name`` stands for ('auto' -> AUTO, or AUTO_FOR_JPEG when ``jpeg_start``:
-    the start denoises a JPEG's decode); InputError (one line) for an unknown one."""
-    resolved = (AUTO_FOR_JPEG if jpeg_start else AUTO) if name == "auto" else name
+def resolve_denoiser(name: str) -> str:
+    """The registry name ``name`` stands for ('auto' -> AUTO); InputError (one line) for an unknown one."""
+    resolved = AUTO if name == "auto" else name
     if resolved not in DENOISERS:
         raise InputError(f"--denoiser must be one of {', '.join(denoiser_choices())}, not {name!r}")
     return resolved

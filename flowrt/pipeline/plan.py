@@ -304,7 +304,7 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, degradations, ma
 
 def chain_inverts(scale: int, given: tuple) -> bool:
     """Whether a chain of upscaling factor ``scale`` and these parsed degradations downsamples or
-    blurs (``RestorationPlan.inverts``; decided before the plan exists for the denoiser's choice)."""
+    blurs (``RestorationPlan.inverts``)."""
     from flowrt.numeric import degradations
     return scale > 1 or degradations.inverts(given)
 
@@ -324,8 +324,7 @@ def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
     if opts.mask:
         from flowrt.numeric.observation import read_mask
         mask = read_mask(opts.mask, (h, w))
-    jpeg_start = jpeg is not None and not chain_inverts(opts.scale, given)
     plan = RestorationPlan(sigma, sigma_source, jpeg, jpeg_source, int(opts.scale), given, mask, estimate,
                            _nothing_to_do(opts, sigma, estimate, jpeg, given, mask),
-                           denoiser=resolve_denoiser(opts.denoiser, jpeg_start=jpeg_start))
+                           denoiser=resolve_denoiser(opts.denoiser))
     return plan if plan.nothing_to_do else plan.with_method(opts.solver)
