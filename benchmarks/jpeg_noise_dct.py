@@ -59,14 +59,15 @@ def dct_reading(decoded: np.ndarray, quant_y: np.ndarray) -> float:
     q = np.asarray(quant_y, np.float64).reshape(64)
     k = np.round(coefficients / q)
     mean = coefficients[:, 0] / 8 + 128
-    k = k[(mean > 20) & (mean < 235)] if ((mean > 20) & (mean < 235)).sum() >= 16 else k
+    unclipped = (mean > 20) & (mean < 235)
+    k = k[unclipped] if unclipped.sum() >= 16 else k
     per_block = GRID[log_likelihoods(k[:, ZIGZAG[3:]], q[ZIGZAG[3:]]).argmax(axis=1)]
     flattest = k[per_block <= np.quantile(per_block, 0.25)]
     pooled = log_likelihoods(flattest[:, ZIGZAG[3:15]], q[ZIGZAG[3:15]]).sum(axis=0)
     return float(GRID[pooled.argmax()] / LUMA_NOISE)
 
 
-def readings(pixels: np.ndarray, data: bytes) -> dict:
+def readings(data: bytes) -> dict:
     from flowrt.io.jpeg_coefficients import read_jpeg_info
     from flowrt.pipeline.noise_level import estimate_sigma
     decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -77,12 +78,12 @@ def readings(pixels: np.ndarray, data: bytes) -> dict:
 def cases(photo: Path, index: int, crop):
     clean = load_photo(photo, crop)
     for quality in CLEAN_QUALITIES:
-        yield f"clean q{quality}", clean, encode_jpeg(clean, quality)
+        yield f"clean q{quality}", encode_jpeg(clean, quality)
     for sigma, quality in NOISY:
         noisy = add_gaussian_noise(clean, sigma, np.random.default_rng(1000 * index + sigma))
-        yield f"noise {sigma} q{quality}", noisy, encode_jpeg(noisy, quality)
+        yield f"noise {sigma} q{quality}", encode_jpeg(noisy, quality)
     _, data = degrade(clean, TASKS["multi"], seed_for("multi", photo.name))
-    yield "multi (x1/2, noise 8, q50)", clean, data
+    yield "multi (x1/2, noise 8, q50)", data
 
 
 def table(rows: list, threshold: float = 5.0) -> str:
@@ -115,8 +116,8 @@ def main() -> None:
     rows = json.loads(args.from_json.read_text()) if args.from_json else []
     for size, crop in (() if args.from_json else (("crop 256", 256), ("whole", None))):
         for index, photo in enumerate(photos):
-            for case, _, data in cases(photo, index, crop):
-                rows.append({"size": size, "photo": photo.name, "case": case, **readings(None, data)})
+            for case, data in cases(photo, index, crop):
+                rows.append({"size": size, "photo": photo.name, "case": case, **readings(data)})
             print(size, photo.name, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "jpeg_noise_dct.json").write_text(json.dumps(rows, indent=1))

@@ -125,7 +125,8 @@ class RestorationPlan:
     @property
     def inverts(self) -> bool:
         """The chain downsamples or blurs: enlarging a denoised observation would not undo it."""
-        return chain_inverts(self.scale, self.degradations)
+        from flowrt.numeric import degradations
+        return self.scale > 1 or degradations.inverts(self.degradations)
 
     @property
     def solver(self) -> SolverConfig:
@@ -300,13 +301,6 @@ def _nothing_to_do(opts: RestoreOptions, sigma, estimate, jpeg, degradations, ma
         return None
     return (f"nothing to restore: estimated noise {estimate:.1f} < {NOISE_THRESHOLD:g}; "
             "pass --sigma S or --force to restore anyway")
-
-
-def chain_inverts(scale: int, given: tuple) -> bool:
-    """Whether a chain of upscaling factor ``scale`` and these parsed degradations downsamples or
-    blurs (``RestorationPlan.inverts``)."""
-    from flowrt.numeric import degradations
-    return scale > 1 or degradations.inverts(given)
 
 
 def plan_restoration(source, opts: RestoreOptions) -> RestorationPlan:
