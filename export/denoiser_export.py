@@ -4,7 +4,11 @@ A fit whose shards had the first stage's estimates as pilots (``group_data --pil
 meta names that graph's sha256) is the second stage: it becomes ``denoiser_refine.onnx`` (manifest
 section ``denoiser_refine``), and only in a folder whose ``denoiser.onnx`` is that very graph,
 since the second stage's tables are only right after the first stage they were fitted behind.
-Re-exporting the first stage removes a second stage fitted behind an earlier one.
+Re-exporting the first stage removes a second stage fitted behind an earlier one. A fit of the
+splitting's last rounds (``flowrt.train.split_data``: pilot ``FINAL_PILOT``) is the final stage,
+``denoiser_final.onnx`` (section ``denoiser_final``), in a folder that has a first stage; it is
+kept when the first stage changes, since its rounds' inputs come from the data steps and the
+Wiener passes, which the first stage touches only through the splitting's first estimate.
 
 ``add_denoiser(fit, folder)`` builds the group flow (``flowrt.prior.group_flow.GroupFlow``) from a
 fit (``flowrt.train.group_fit``'s ``group_flow.npz``), exports it as one graph
@@ -29,7 +33,7 @@ from typing import Any, Dict
 import numpy as np
 
 from flowrt.errors import ModelError
-from flowrt.prior.folders import DENOISER_ONNX, REFINE_ONNX, read_manifest, sha256_file
+from flowrt.prior.folders import DENOISER_ONNX, FINAL_ONNX, FINAL_PILOT, REFINE_ONNX, read_manifest, sha256_file
 
 from .manifest import write_manifest
 
@@ -129,6 +133,11 @@ def stage_of(meta: Dict[str, Any], folder: Path, manifest: Dict[str, Any]) -> tu
     wanted = meta.get("pilot_graph") or ""
     if not wanted:
         return DENOISER_ONNX, "denoiser"
+    if wanted == FINAL_PILOT:
+        if DENOISER_ONNX not in manifest["files"]:
+            raise ModelError(f"this fit is a final stage, run after the flow denoiser's splitting, but {folder} "
+                             f"has no flow denoiser ({DENOISER_ONNX}): export that first")
+        return FINAL_ONNX, "denoiser_final"
     found = manifest["files"].get(DENOISER_ONNX, {}).get("sha256")
     if found != wanted:
         raise ModelError(f"this fit is a second stage, fitted behind the first stage {wanted[:12]}, but "

@@ -25,9 +25,9 @@ class RecordingDenoiser:
     def __init__(self):
         self.calls = []
 
-    def denoise(self, rgb, sigma, *, greyscale=False, coarse=False, pilot=None):
+    def denoise(self, rgb, sigma, *, greyscale=False, coarse=False, pilot=None, final=False):
         self.calls.append({"shape": rgb.shape, "sigma": sigma, "greyscale": greyscale, "coarse": coarse,
-                           "pilot": None if pilot is None else pilot.shape})
+                           "pilot": None if pilot is None else pilot.shape, "final": final})
         return (0.5 + 0.5 * (np.asarray(rgb, np.float32) - 0.5)).astype(np.float32)
 
 
@@ -108,7 +108,7 @@ def test_denoised_start_calls_the_given_denoiser():
     noisy = _noisy()
     start = denoised_start(build_forward_model(noisy, sigma=12.0), 12.0, True, fake)
     assert fake.calls == [{"shape": noisy.shape, "sigma": pytest.approx(12 / 255), "greyscale": True,
-                           "coarse": False, "pilot": None}]
+                           "coarse": False, "pilot": None, "final": False}]
     assert np.allclose(start[0].transpose(1, 2, 0), 0.5 + 0.5 * (noisy - 0.5), atol=1e-6)
 
 
@@ -123,6 +123,7 @@ def test_split_start_calls_the_given_denoiser_every_round():
     full = splitting.FULL_ROUNDS
     assert [c["coarse"] for c in rounds] == [True] * (splitting.ROUNDS - full) + [False] * full
     assert [c["pilot"] for c in rounds[-full:]] == [(16, 20, 3)] * full
+    assert [c["final"] for c in fake.calls] == [False] * splitting.ROUNDS + [True]   # the last round alone
     sigmas = [c["sigma"] * 255 for c in rounds]
     assert np.allclose(sigmas, splitting.sigma_schedule(6.0))
 

@@ -35,7 +35,7 @@ class BlurDenoiser:
     def __init__(self):
         self.sigmas = []
 
-    def denoise(self, rgb, sigma, *, greyscale=False, coarse=False, pilot=None):
+    def denoise(self, rgb, sigma, *, greyscale=False, coarse=False, pilot=None, final=False):
         self.sigmas.append(sigma)
         padded = np.pad(rgb, ((1, 1), (1, 1), (0, 0)), mode="edge")
         h, w = rgb.shape[:2]

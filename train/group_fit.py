@@ -190,13 +190,17 @@ def main(argv=None) -> None:
     ap.add_argument("--ridge", type=float, default=0.5, help="pseudo-observations pulling a cell to the Wiener gain")
     ap.add_argument("--r-bins", type=int, default=TableConfig.r_bins)
     ap.add_argument("--sigma-bins", type=int, default=TableConfig.sigma_bins)
+    ap.add_argument("--sigma-range", type=float, nargs=2, default=(TableConfig.sigma_min, TableConfig.sigma_max),
+                    metavar=("MIN", "MAX"), help="the outer sigma knots, 0-255 scale (a final stage's few "
+                    "last-round stds: 1.5 6 with 3 bins)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     if (out / "stats.npz").exists():
         stats = load_stats(out / "stats.npz")
         print(f"resuming from {out / 'stats.npz'}: {len(stats.shards)} shards")
     else:
-        cfg = TableConfig(r_bins=args.r_bins, sigma_bins=args.sigma_bins).validate()
+        cfg = TableConfig(r_bins=args.r_bins, sigma_bins=args.sigma_bins, sigma_min=args.sigma_range[0],
+                          sigma_max=args.sigma_range[1]).validate()
         stats = Stats.empty(cfg, int(slot_index(cfg.group).max()) + 1)
     started = time.process_time()
     add_shards(stats, args.shards, args.limit)

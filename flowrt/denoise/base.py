@@ -20,11 +20,13 @@ from flowrt.errors import InputError
 class Denoiser(Protocol):
     """name: the registry's name for it (what the plan and the summary line say).
 
-    denoise(rgb, sigma, *, greyscale, coarse, pilot): ``rgb`` float32 (H, W, 3) in [0, 1] corrupted
-    by white Gaussian noise of std ``sigma`` ([0, 1] units, > 0) per channel -> float32 (H, W, 3)
-    in [0, 1]. greyscale: the three channels hold one grey image. coarse: a cheaper, rougher
-    estimate will do (an early splitting round). pilot: None, or an earlier estimate of the clean
-    image (H, W, 3) in [0, 1] the denoiser may refine instead of starting afresh.
+    denoise(rgb, sigma, *, greyscale, coarse, pilot, final): ``rgb`` float32 (H, W, 3) in [0, 1]
+    corrupted by white Gaussian noise of std ``sigma`` ([0, 1] units, > 0) per channel -> float32
+    (H, W, 3) in [0, 1]. greyscale: the three channels hold one grey image. coarse: a cheaper,
+    rougher estimate will do (an early splitting round). pilot: None, or an earlier estimate of the
+    clean image (H, W, 3) in [0, 1] the denoiser may refine instead of starting afresh. final: this
+    call is the splitting's last round, whose estimate is the restore (its input is a data step's
+    output, not a noisy photo; a denoiser may have a pass fitted for exactly that).
 
     estimates_clipped_mean: on an 8-bit photo, whose noise was clipped at black and white, the
     estimate is of the clipped mean f(x) (``flowrt.numeric.clipping``), as any average of noisy
@@ -35,7 +37,7 @@ class Denoiser(Protocol):
     estimates_clipped_mean: bool
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
-                pilot: Optional[np.ndarray] = None) -> np.ndarray: ...
+                pilot: Optional[np.ndarray] = None, final: bool = False) -> np.ndarray: ...
 
 
 class GroupedDenoiser:
@@ -44,7 +46,7 @@ class GroupedDenoiser:
     estimates_clipped_mean = True
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
-                pilot: Optional[np.ndarray] = None) -> np.ndarray:
+                pilot: Optional[np.ndarray] = None, final: bool = False) -> np.ndarray:
         from flowrt.denoise.grouped import denoise_rgb   # numba: loaded on first use
         return denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot)
 

@@ -25,7 +25,7 @@ import numpy as np
 from flowrt.denoise import grouped
 from flowrt.denoise import kernels as K
 from flowrt.errors import ModelError
-from flowrt.prior.folders import DENOISER_ONNX, REFINE_ONNX
+from flowrt.prior.folders import DENOISER_FILES, DENOISER_ONNX, FINAL_ONNX, REFINE_ONNX
 
 R_FLOOR = math.exp(-8.0)   # the same constant as flowrt.prior.group_flow (checked by a test)
 # The second stage's reference patches every this many pixels, not grouped.REF_STEP's 3: after the
@@ -72,6 +72,12 @@ class GroupTables:
         return tuple(np.ascontiguousarray(t[:, j0] * (1 - w) + t[:, j0 + 1] * w, np.float32)
                      for t in (self.gain, self.weight))
 
+    def covers(self, sigma: float) -> bool:
+        """Whether ``sigma`` ([0, 1] units) lies within the tables' sigma knots (a final stage's few
+        last-round stds: outside them its cells never saw data, and the Wiener pass runs instead)."""
+        log_sigma = math.log(max(sigma, 1e-12) * 255.0)
+        return self.axes[3] - 1e-6 <= log_sigma <= self.axes[4] + 1e-6
+
     def filter(self, y: np.ndarray, p: np.ndarray, counts: np.ndarray, channel: int,
                sigma: float) -> Tuple[np.ndarray, np.ndarray]:
         """A ``grouped.GroupFilter``: (x_hat (n, G, 64), weight (n,)) for groups y, p (n, G, 64)."""
@@ -107,12 +113,17 @@ class FlowDenoiser:
     hard-thresholding pass alone, as for the grouped denoiser; with a ``pilot`` (the splitting's
     last rounds) the pass after it is the Wiener shrinkage, because the first stage's tables are
     fitted to hard-thresholding pilots: given a better pilot they lost 0.3 dB on val-photos
-    (benchmarks/results/flow_denoiser/README.md)."""
+    (benchmarks/results/flow_denoiser/README.md). The splitting's last round (``final``, with its
+    pilot) runs the ``final`` stage where the model has one and its sigma knots cover that round's
+    std: tables fitted on such rounds (``flowrt.train.split_data``), whose input is a data step's
+    output rather than a noisy photo."""
     name = "flow"
 
-    def __init__(self, tables: GroupTables, refine: Optional[GroupTables] = None):
+    def __init__(self, tables: GroupTables, refine: Optional[GroupTables] = None,
+                 final: Optional[GroupTables] = None):
         self.tables = tables
         self.refine = refine
+        self.final = final
         if refine is not None and refine.target != tables.target:
             raise ModelError(f"the flow denoiser's stages estimate different targets ({tables.target}, {refine.target})")
         self.estimates_clipped_mean = tables.target == "clipped-mean"
@@ -123,13 +134,18 @@ class FlowDenoiser:
         if not path.is_file():
             raise ModelError(f"the model in {folder} has no flow denoiser ({DENOISER_ONNX}); "
                              f"use --denoiser grouped, or export one with flowrt export")
-        refine = Path(folder) / REFINE_ONNX
-        return cls(GroupTables.from_graph(path), GroupTables.from_graph(refine) if refine.is_file() else None)
+        optional = [Path(folder) / name for name in (REFINE_ONNX, FINAL_ONNX)]
+        refine, final = (GroupTables.from_graph(p) if p.is_file() else None for p in optional)
+        return cls(GroupTables.from_graph(path), refine, final)
 
     def denoise(self, rgb: np.ndarray, sigma: float, *, greyscale: bool = False, coarse: bool = False,
-                pilot: Optional[np.ndarray] = None) -> np.ndarray:
+                pilot: Optional[np.ndarray] = None, final: bool = False) -> np.ndarray:
         """float32 (H, W, 3) in [0, 1] from ``rgb`` (H, W, 3) in [0, 1] with noise std ``sigma``
-        ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb``."""
+        ([0, 1] units); the options mean what they mean for ``grouped.denoise_rgb`` and the
+        ``Denoiser`` protocol."""
+        if final and pilot is not None and not coarse and self.final is not None and self.final.covers(sigma):
+            return grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, pilot=pilot,
+                                       group_filter=self.final.filter_grouping)
         learned = None if coarse or pilot is not None else self.tables.filter_grouping
         first = grouped.denoise_rgb(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot, group_filter=learned)
         if learned is None or self.refine is None:
@@ -144,7 +160,7 @@ def packaged_flow_denoiser() -> FlowDenoiser:
     from flowrt.prior.folders import check_files, read_manifest, resolve_model_dir
     folder = resolve_model_dir(None)
     manifest = read_manifest(folder)
-    check_files(folder, manifest, [name for name in (DENOISER_ONNX, REFINE_ONNX) if name in manifest["files"]])
+    check_files(folder, manifest, [name for name in DENOISER_FILES if name in manifest["files"]])
     return FlowDenoiser.from_model_dir(folder)
 
 

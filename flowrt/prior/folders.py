@@ -41,6 +41,11 @@ GRADIENT_FILES = (PRIOR_GRAD_ONNX, GENERATOR_VJP_ONNX)
 DENOISER_ONNX = "denoiser.onnx"
 # Its optional second stage: tables fitted on the first stage's estimates as pilots, run after it.
 REFINE_ONNX = "denoiser_refine.onnx"
+# Its final stage: tables fitted on the splitting's last rounds (flowrt.train.split_data), which the
+# splitting's last round runs in place of the Wiener pass.
+FINAL_ONNX = "denoiser_final.onnx"
+FINAL_PILOT = "splitting-final-round"   # what a final stage's shards and fit name as their pilot
+DENOISER_FILES = (DENOISER_ONNX, REFINE_ONNX, FINAL_ONNX)
 
 PACKAGED_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "default"
@@ -135,8 +140,7 @@ def check_files(model_dir: Union[str, Path], manifest: Dict[str, Any], names: It
 
 def listed_files(manifest: Dict[str, Any]) -> tuple:
     """The files an intact folder must hold: MODEL_FILES plus the gradient and denoiser graphs its manifest lists."""
-    return MODEL_FILES + tuple(name for name in GRADIENT_FILES + (DENOISER_ONNX, REFINE_ONNX)
-                               if name in manifest["files"])
+    return MODEL_FILES + tuple(name for name in GRADIENT_FILES + DENOISER_FILES if name in manifest["files"])
 
 
 def open_model_dir(name_or_path: Optional[Union[str, Path]], names: Iterable[str]) -> tuple:

@@ -17,7 +17,9 @@ grouped one, for theirs):
   quantised to zero, known to be small, from a noisy one);
 * the prior step: z = denoise(x, s_k), at the restored size: a coarse, cheaper estimate in all but
   the last FULL_ROUNDS rounds, and in those the Wiener pass alone with the previous round's z as
-  its pilot (as good as the denoiser's own first pass here, and cheaper).
+  its pilot (as good as the denoiser's own first pass here, and cheaper). The last round is marked
+  ``final``: its input is a data step's output, not a noisy photo, and its estimate is the answer,
+  so a denoiser may run a pass fitted on exactly such rounds there (the flow denoiser's final stage).
 
 The answer is the last z. LAM is small: the data step then nearly fits the observation, and the
 denoiser, not the coupling, does the regularising. Settings chosen on 256 crops of val and
@@ -71,7 +73,7 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
 
     denoiser: the prior step (``flowrt.denoise.Denoiser``); an early round asks it for a coarse
     estimate (the next data step moves it anyway), a late one hands it the previous round's estimate
-    as its pilot. noise_255: the observation's noise-equivalent std (``start.denoise_sigma``), > 0,
+    as its pilot, and the last round says it is the last (``final``: its estimate is the restore). noise_255: the observation's noise-equivalent std (``start.denoise_sigma``), > 0,
     which also denoises the first estimate on the observation's grid. greyscale: the image is grey
     (passed on to the denoiser). progress(done, rounds) after each round.
     """
@@ -89,7 +91,7 @@ def split_restore(forward_model: DataTerm, denoiser: Denoiser, noise_255: float,
         coarse = k < rounds - FULL_ROUNDS
         pilot = None if coarse else np.ascontiguousarray(z[0].transpose(1, 2, 0))
         rgb = denoiser.denoise(np.ascontiguousarray(np.clip(x[0], 0, 1).transpose(1, 2, 0)), sigma_255 / 255.0,
-                               greyscale=greyscale, coarse=coarse, pilot=pilot)
+                               greyscale=greyscale, coarse=coarse, pilot=pilot, final=k == rounds - 1)
         z = np.ascontiguousarray(np.asarray(rgb, np.float32).transpose(2, 0, 1))[None]
         if progress is not None:
             progress(k + 1, rounds)

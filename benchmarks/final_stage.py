@@ -1,0 +1,139 @@
+"""What the flow denoiser's final stage adds to the splitting (upscaling, deblurring), side by side.
+
+Centre crops of each photo of a folder, degraded as ``flowrt.train.split_data`` does (Pillow bicubic
+down by 2, 3 or 4, no noise; Gaussian blur 1.6 px plus noise 2, seeded by the photo's name), restored
+in-process by ``flowrt.restore`` at its defaults with three denoisers, all in one invocation:
+
+- ``grouped``: ``--denoiser grouped`` (the Wiener pass in every refining round);
+- ``flow, no final``: the flow denoiser without a final stage (its first stage's tables, the Wiener
+  pass in the splitting's last round);
+- ``flow``: the flow denoiser with the final stage of ``--final`` (a fit's ``group_flow.npz`` or an
+  exported ``denoiser_final.onnx``; default: the packaged model's).
+
+RGB PSNR over all pixels against the clean crop; bicubic for the upscaling tasks as a reference.
+sr4 is held out: the final stage is fitted on sr2, sr3 and deblurring only.
+
+    python benchmarks/final_stage.py --data ../shared/data/val-photos --crop 256 --out OUT
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metrics import psnr  # noqa: E402
+
+TASKS = {"sr2": (2, 0.0, 0.0), "sr3": (3, 0.0, 0.0), "sr4": (4, 0.0, 0.0), "deblur": (1, 1.6, 2.0)}
+
+
+def final_tables(spec: str | None):
+    """The final stage's GroupTables: the packaged model's (None), a fit file, or a graph."""
+    from flowrt.denoise.flow import GroupTables, packaged_flow_denoiser
+    if spec is None:
+        tables = packaged_flow_denoiser().final
+        if tables is None:
+            raise SystemExit("the packaged model has no final stage: give --final FIT")
+        return tables
+    if spec.endswith(".onnx"):
+        return GroupTables.from_graph(Path(spec))
+    from clipped_noise import flow_denoiser
+    return flow_denoiser(spec).tables   # a fit file read as the export stores it
+
+
+def denoisers(final_spec: str | None) -> dict:
+    """name -> factory of each compared denoiser, registered for ``flowrt.restore``."""
+    from flowrt.denoise.base import DENOISERS, GroupedDenoiser
+    from flowrt.denoise.flow import FlowDenoiser, packaged_flow_denoiser
+    packaged = packaged_flow_denoiser()
+    final = final_tables(final_spec)
+    variants = {"grouped": GroupedDenoiser,
+                "flow, no final": lambda: FlowDenoiser(packaged.tables, packaged.refine),
+                "flow": lambda: FlowDenoiser(packaged.tables, packaged.refine, final)}
+    for name, factory in variants.items():
+        DENOISERS[f"bench:{name}"] = factory
+    return variants
+
+
+def degrade(clean: np.ndarray, task: str, seed: int):
+    """(observation uint8, restore options) of clean uint8 (H, W, 3)."""
+    from PIL import Image
+    scale, blur, noise = TASKS[task]
+    if scale > 1:
+        h, w = clean.shape[:2]
+        return (np.asarray(Image.fromarray(clean).resize((w // scale, h // scale), Image.BICUBIC)),
+                dict(scale=scale, sigma=0.0))
+    from protocol import blur_and_noise
+    return blur_and_noise(clean, blur, noise, seed), dict(blur=f"gaussian:{blur:g}", sigma=noise)
+
+
+def run_photo(path: Path, crop: int, task: str, names) -> dict:
+    import flowrt
+    from PIL import Image
+    image = np.asarray(Image.open(path).convert("RGB"))
+    scale = TASKS[task][0]
+    side = crop - crop % scale
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    clean = np.ascontiguousarray(image[top:top + side, left:left + side])
+    observed, options = degrade(clean, task, zlib.crc32(f"{path.name}:{task}".encode()))
+    row = {}
+    if scale > 1:
+        bicubic = np.asarray(Image.fromarray(observed).resize((side, side), Image.BICUBIC))
+        row["bicubic"] = (psnr(bicubic, clean), 0.0)
+    for name in names:
+        started = time.perf_counter()
+        out = flowrt.restore(observed, denoiser=f"bench:{name}", **options).image
+        row[name] = (psnr(np.asarray(out), clean), time.perf_counter() - started)
+    return row
+
+
+def table(results: dict) -> str:
+    lines = []
+    for task, photos in results.items():
+        names = list(next(iter(photos.values())))
+        lines += [f"### {task}", "", "| photo | " + " | ".join(names) + " | flow - grouped |",
+                  "| --- |" + " --- |" * (len(names) + 1)]
+        for photo, row in photos.items():
+            lines.append(f"| {photo} | " + " | ".join(f"{row[n][0]:.2f}" for n in names)
+                         + f" | {row['flow'][0] - row['grouped'][0]:+.2f} |")
+        mean = {n: np.mean([r[n][0] for r in photos.values()]) for n in names}
+        secs = {n: np.mean([r[n][1] for r in photos.values()]) for n in names}
+        lines.append("| **mean** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names)
+                     + f" | **{mean['flow'] - mean['grouped']:+.2f}** |")
+        lines.append("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in names) + " | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder of clean PNG photos")
+    ap.add_argument("--crop", type=int, default=256, help="centre crop side (cut to the task's scale)")
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--final", help="the final stage: a fit's group_flow.npz or a denoiser_final.onnx "
+                                    "(default: the packaged model's)")
+    ap.add_argument("--out", required=True, help="folder for results.json and results.md")
+    args = ap.parse_args(argv)
+    names = list(denoisers(args.final))
+    results = {}
+    for task in args.tasks.split(","):
+        photos = {}
+        for path in sorted(Path(args.data).glob("*.png")):
+            photos[path.name] = run_photo(path, args.crop, task, names)
+            print(f"[{task} {path.name}] " + " ".join(f"{k} {v[0]:.2f}" for k, v in photos[path.name].items()),
+                  flush=True)
+        results[task] = photos
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    (out / "results.md").write_text(f"`python benchmarks/final_stage.py {' '.join(sys.argv[1:])}`\n\n" + table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
