@@ -68,3 +68,20 @@ def test_last_round_groups_are_fitted_and_exported_as_the_final_stage(tmp_path, 
     # a new first stage keeps it (see denoiser_export's docstring)
     add_denoiser(tmp_path / "first.npz", folder)
     assert FINAL_ONNX in read_manifest(folder)["files"]
+
+
+def test_the_packaged_final_stage_beats_the_wiener_pass_on_a_photos_upscale():
+    """A useless final stage (the Wiener pass, or one returning its input) fails this: x2 upscaling
+    of a natural photo's crop (scikit-image's bundled coffee photo), flow against grouped."""
+    data = pytest.importorskip("skimage.data")
+    import flowrt
+    from PIL import Image
+    from flowrt.denoise.flow import packaged_flow_denoiser
+    assert packaged_flow_denoiser().final is not None
+    clean = np.ascontiguousarray(data.coffee()[100:196, 200:296, :3])
+    observed = np.asarray(Image.fromarray(clean).resize((48, 48), Image.BICUBIC))
+    psnr = {}
+    for name in ("flow", "grouped"):
+        out = np.asarray(flowrt.restore(observed, scale=2, sigma=0, iters=0, denoiser=name).image, np.float64)
+        psnr[name] = 10 * np.log10(255.0 ** 2 / np.mean((out - clean) ** 2))
+    assert psnr["flow"] > psnr["grouped"] + 0.15, psnr
