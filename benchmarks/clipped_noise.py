@@ -103,18 +103,24 @@ def run_photo(path: Path, sigma_255: float, flows: dict, with_bm3d: bool, crop: 
     return row
 
 
-def table(results: dict) -> str:
+def table(results: dict, heading: str = "noise {}", extra=None) -> str:
+    """Markdown: one section per key of ``results`` (``heading`` formatted with it), a row per photo
+    of (PSNR, seconds) cells by name, the mean and the mean seconds. ``extra``: None, or (title,
+    fn) adding a column fn({name: PSNR}) shown signed (a difference between rows)."""
     lines = []
-    for sigma, photos in results.items():
+    for key, photos in results.items():
         names = list(next(iter(photos.values())))
-        lines += [f"### noise {sigma}", "", "| photo | " + " | ".join(names) + " |",
-                  "| --- |" + " --- |" * len(names)]
+        title = f" {extra[0]} |" if extra else ""
+        lines += [f"### {heading.format(key)}", "", "| photo | " + " | ".join(names) + " |" + title,
+                  "| --- |" + " --- |" * (len(names) + bool(extra))]
         for photo, row in photos.items():
-            lines.append(f"| {photo} | " + " | ".join(f"{row[n][0]:.2f}" for n in names) + " |")
+            cell = f" {extra[1]({n: row[n][0] for n in names}):+.2f} |" if extra else ""
+            lines.append(f"| {photo} | " + " | ".join(f"{row[n][0]:.2f}" for n in names) + " |" + cell)
         mean = {n: np.mean([r[n][0] for r in photos.values()]) for n in names}
         secs = {n: np.mean([r[n][1] for r in photos.values()]) for n in names}
-        lines.append("| **mean** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names) + " |")
-        lines.append("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in names) + " |")
+        cell = f" **{extra[1](mean):+.2f}** |" if extra else ""
+        lines.append("| **mean** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names) + " |" + cell)
+        lines.append("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in names) + " |" + (" |" if extra else ""))
         lines.append("")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clipped_noise import table as results_table  # noqa: E402
 from metrics import psnr  # noqa: E402
 
 TASKS = {"sr2": (2, 0.0, 0.0), "sr3": (3, 0.0, 0.0), "sr4": (4, 0.0, 0.0), "deblur": (1, 1.6, 2.0)}
@@ -92,24 +93,6 @@ def run_photo(path: Path, crop: int, task: str, names) -> dict:
     return row
 
 
-def table(results: dict) -> str:
-    lines = []
-    for task, photos in results.items():
-        names = list(next(iter(photos.values())))
-        lines += [f"### {task}", "", "| photo | " + " | ".join(names) + " | flow - grouped |",
-                  "| --- |" + " --- |" * (len(names) + 1)]
-        for photo, row in photos.items():
-            lines.append(f"| {photo} | " + " | ".join(f"{row[n][0]:.2f}" for n in names)
-                         + f" | {row['flow'][0] - row['grouped'][0]:+.2f} |")
-        mean = {n: np.mean([r[n][0] for r in photos.values()]) for n in names}
-        secs = {n: np.mean([r[n][1] for r in photos.values()]) for n in names}
-        lines.append("| **mean** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names)
-                     + f" | **{mean['flow'] - mean['grouped']:+.2f}** |")
-        lines.append("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in names) + " | |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of clean PNG photos")
@@ -131,8 +114,9 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-    (out / "results.md").write_text(f"`python benchmarks/final_stage.py {' '.join(sys.argv[1:])}`\n\n" + table(results))
-    print(table(results))
+    text = results_table(results, "{}", ("flow - grouped", lambda row: row["flow"] - row["grouped"]))
+    (out / "results.md").write_text(f"`python benchmarks/final_stage.py {' '.join(sys.argv[1:])}`\n\n" + text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -110,13 +110,20 @@ def make_shard(photos: List[np.ndarray], seed: int, crops: int, crop: int, keep:
 def write_shards(photos, out: Path, first_seed: int, shards: int, pilot_graph: str = "", **kw) -> None:
     """Write shards ``first_seed .. first_seed + shards - 1`` into ``out``, skipping those present;
     ``pilot_graph``: see the module docstring."""
+    write_seeded(out, first_seed, shards, lambda seed: make_shard(photos, seed, **kw), pilot_graph)
+
+
+def write_seeded(out: Path, first_seed: int, shards: int, make, pilot_graph: str) -> None:
+    """Shards ``first_seed ..`` into ``out`` as ``make(seed)`` gives them (dicts of arrays), each
+    written atomically with its ``pilot_graph`` and named by its seed; those present are skipped, so
+    an interrupted run resumes."""
     out.mkdir(parents=True, exist_ok=True)
     for seed in range(first_seed, first_seed + shards):
         path = out / f"shard-{seed:05d}.npz"
         if path.exists():
             continue
         started = time.time()
-        shard = make_shard(photos, seed, **kw)
+        shard = make(seed)
         shard["pilot_graph"] = np.array(pilot_graph)
         with atomic_file(path) as fh:
             np.savez(fh, **shard)
@@ -143,15 +150,21 @@ def first_stage(folder: Path):
     return GroupTables.from_graph(folder / DENOISER_ONNX).filter_grouping, manifest["files"][DENOISER_ONNX]["sha256"]
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def shard_arguments(description: str, shards: int, crops: int, crop: int, keep: int) -> argparse.ArgumentParser:
+    """The options every shard writer takes (photos, output, seeds, crops, groups kept), with its defaults."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", nargs="+", required=True, help="folders of clean photos")
     ap.add_argument("--out", required=True, help="folder of shards (created; existing shards are kept)")
     ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--shards", type=int, default=20)
-    ap.add_argument("--crops", type=int, default=40, help="crops per shard")
-    ap.add_argument("--crop", type=int, default=96, help="crop side in pixels")
-    ap.add_argument("--keep", type=int, default=48, help="groups kept per crop")
+    ap.add_argument("--shards", type=int, default=shards)
+    ap.add_argument("--crops", type=int, default=crops, help="crops per shard")
+    ap.add_argument("--crop", type=int, default=crop, help="crop side in pixels")
+    ap.add_argument("--keep", type=int, default=keep, help="groups kept per crop")
+    return ap
+
+
+def main(argv=None) -> None:
+    ap = shard_arguments(__doc__.splitlines()[0], shards=20, crops=40, crop=96, keep=48)
     ap.add_argument("--sigma", type=float, nargs=2, default=(2.0, 60.0), help="noise std range, 0-255")
     ap.add_argument("--pilot-model", help="a model folder whose flow denoiser makes the pilot (second-stage groups)")
     ap.add_argument("--target", choices=("clipped-mean", "clean"), default="clipped-mean",

@@ -19,18 +19,15 @@ are written atomically and named by their seed, so an interrupted run resumes.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from flowrt.io.atomic import atomic_file
 from flowrt.prior.folders import FINAL_PILOT
 
-from .group_data import random_crop, read_photos
+from .group_data import random_crop, read_photos, shard_arguments, write_seeded
 
 log = logging.getLogger("flowrt.train.split_data")
 
@@ -122,31 +119,18 @@ def write_shards(photos: List[np.ndarray], out: Path, first_seed: int, shards: i
         from flowrt.denoise.flow import packaged_flow_denoiser
         denoiser = packaged_flow_denoiser()
     recorder = _LastRound(denoiser)
-    out.mkdir(parents=True, exist_ok=True)
-    for seed in range(first_seed, first_seed + shards):
-        path = out / f"shard-{seed:05d}.npz"
-        if path.exists():
-            continue
-        started = time.time()
+
+    def make(seed: int) -> Dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         parts = [crop_groups(random_crop(photos, rng, crop), tasks[i % len(tasks)], keep, rng, recorder)
                  for i in range(crops)]
-        shard = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        shard["pilot_graph"] = np.array(FINAL_PILOT)
-        with atomic_file(path) as fh:
-            np.savez(fh, **shard)
-        log.info("%s: %d channel-groups in %.1f s", path.name, len(shard["count"]), time.time() - started)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    write_seeded(out, first_seed, shards, make, FINAL_PILOT)
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", nargs="+", required=True, help="folders of clean photos")
-    ap.add_argument("--out", required=True, help="folder of shards (created; existing shards are kept)")
-    ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--shards", type=int, default=60)
-    ap.add_argument("--crops", type=int, default=6, help="crops per shard")
-    ap.add_argument("--crop", type=int, default=126, help="crop side in pixels (divisible by every task's scale)")
-    ap.add_argument("--keep", type=int, default=60, help="groups kept per crop")
+    ap = shard_arguments(__doc__.splitlines()[0], shards=60, crops=6, crop=126, keep=60)   # crop: divisible by 2 and 3
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of " + ",".join(TASKS))
     args = ap.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
