@@ -147,6 +147,9 @@ METHODS: dict[str, Callable[[], object]] = {
     "flowrt": lambda: FlowrtRow("flowrt"),
     "flowrt-grouped": lambda: FlowrtRow("flowrt-grouped", "--denoiser grouped"),
     "flowrt-flow": lambda: FlowrtRow("flowrt-flow", "--denoiser flow"),
+    # a candidate default: no MAP steps after a splitting start (benchmarks/results/final_stage/)
+    "flowrt-iters0": lambda: FlowrtRow("flowrt-iters0", "--iters 0"),
+    "flowrt-grouped-iters0": lambda: FlowrtRow("flowrt-grouped-iters0", "--denoiser grouped --iters 0"),
     "map-image": lambda: FlowrtRow("map-image", "--start blur --space image"),
     "map-latent": lambda: FlowrtRow("map-latent", "--start blur --space latent"),
     "bm3d": Bm3dRow,
