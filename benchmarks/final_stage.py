@@ -30,7 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clipped_noise import table as results_table  # noqa: E402
 from metrics import psnr  # noqa: E402
 
-TASKS = {"sr2": (2, 0.0, 0.0), "sr3": (3, 0.0, 0.0), "sr4": (4, 0.0, 0.0), "deblur": (1, 1.6, 2.0)}
+
+
+def tasks() -> dict:
+    """The final stage's training degradations (``split_data.TASKS``) and the held-out x4."""
+    from flowrt.train.split_data import TASKS, SplitTask
+    return {**TASKS, "sr4": SplitTask(scale=4)}
 
 
 def final_tables(spec: str | None):
@@ -61,29 +66,21 @@ def denoisers(final_spec: str | None) -> dict:
     return variants
 
 
-def degrade(clean: np.ndarray, task: str, seed: int):
-    """(observation uint8, restore options) of clean uint8 (H, W, 3)."""
-    from PIL import Image
-    scale, blur, noise = TASKS[task]
-    if scale > 1:
-        h, w = clean.shape[:2]
-        return (np.asarray(Image.fromarray(clean).resize((w // scale, h // scale), Image.BICUBIC)),
-                dict(scale=scale, sigma=0.0))
-    from protocol import blur_and_noise
-    return blur_and_noise(clean, blur, noise, seed), dict(blur=f"gaussian:{blur:g}", sigma=noise)
-
-
-def run_photo(path: Path, crop: int, task: str, names) -> dict:
+def run_photo(path: Path, crop: int, name: str, task, names) -> dict:
+    """One photo's row: its centre crop degraded by ``task`` (a ``split_data.SplitTask`` named
+    ``name``, seeded by the photo and the name), restored with each denoiser of ``names``."""
     import flowrt
     from PIL import Image
+
+    from flowrt.train.split_data import degrade
     image = np.asarray(Image.open(path).convert("RGB"))
-    scale = TASKS[task][0]
-    side = crop - crop % scale
+    side = crop - crop % task.scale
     top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
     clean = np.ascontiguousarray(image[top:top + side, left:left + side])
-    observed, options = degrade(clean, task, zlib.crc32(f"{path.name}:{task}".encode()))
+    rng = np.random.default_rng(zlib.crc32(f"{path.name}:{name}".encode()))
+    observed, options = degrade(clean.astype(np.float32) / 255.0, task, rng), task.options
     row = {}
-    if scale > 1:
+    if task.scale > 1:
         bicubic = np.asarray(Image.fromarray(observed).resize((side, side), Image.BICUBIC))
         row["bicubic"] = (psnr(bicubic, clean), 0.0)
     for name in names:
@@ -97,17 +94,20 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of clean PNG photos")
     ap.add_argument("--crop", type=int, default=256, help="centre crop side (cut to the task's scale)")
-    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--tasks", default="sr2,sr3,sr4,deblur")
     ap.add_argument("--final", help="the final stage: a fit's group_flow.npz or a denoiser_final.onnx "
                                     "(default: the packaged model's)")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     args = ap.parse_args(argv)
     names = list(denoisers(args.final))
+    known = tasks()
     results = {}
     for task in args.tasks.split(","):
+        if task not in known:
+            ap.error(f"--tasks takes {', '.join(known)}; not {task}")
         photos = {}
         for path in sorted(Path(args.data).glob("*.png")):
-            photos[path.name] = run_photo(path, args.crop, task, names)
+            photos[path.name] = run_photo(path, args.crop, task, known[task], names)
             print(f"[{task} {path.name}] " + " ".join(f"{k} {v[0]:.2f}" for k, v in photos[path.name].items()),
                   flush=True)
         results[task] = photos

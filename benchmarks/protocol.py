@@ -108,16 +108,11 @@ def bicubic_resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def blur_and_noise(clean: np.ndarray, blur_std: float, sigma: float, seed: int) -> np.ndarray:
-    """Blur clean (H, W, 3) uint8 with flowrt's own Gaussian kernel of std ``blur_std`` pixels through
-    its numpy chain (the restorer's model, edges included), add N(0, sigma^2) noise (0-255 scale)
-    from ``seed``, round and clip: (H, W, 3) uint8."""
-    from flowrt.numeric.chain import build_forward_model
-    from flowrt.numeric.kernels import gaussian_kernel
-    x = clean.astype(np.float32) / 255.0
-    model = build_forward_model(x, sigma=sigma, blur=gaussian_kernel(blur_std))
-    blurred = model.apply(x.transpose(2, 0, 1)[None])[0]
-    noisy = blurred.transpose(1, 2, 0) + np.random.default_rng(seed).normal(0, sigma / 255.0, x.shape)
-    return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
+    """Blur clean (H, W, 3) uint8 with flowrt's own Gaussian kernel of std ``blur_std`` pixels, add
+    N(0, sigma^2) noise (0-255 scale) from ``seed``, round and clip: (H, W, 3) uint8. The one
+    implementation is the training crops' (``flowrt.train.split_data.blur_and_noise``)."""
+    from flowrt.train.split_data import blur_and_noise as blurred_noisy
+    return blurred_noisy(clean, blur_std, sigma, np.random.default_rng(seed))
 
 
 def reference_for(clean: np.ndarray, task: TaskSpec) -> np.ndarray:

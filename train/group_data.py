@@ -68,15 +68,23 @@ def crop_groups(clean: np.ndarray, sigma_255: float, keep: int, rng: np.random.G
     if pilot_filter is not None:
         pilot = G._planes(G.denoise_rgb(noisy, sigma, group_filter=pilot_filter), False)
     grouping = group_planes(G._planes(noisy, False), sigma, pilot)
-    d = K.dct_matrix()
     target = clipped_mean(clean, sigma).astype(np.float32) if clipped_target else clean
-    clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(target, False)]
+    return kept_groups(grouping, target, sigma, keep, rng, clipped_target)
+
+
+def kept_groups(grouping: "G.Grouping", target: np.ndarray, sigma: float, keep: int, rng: np.random.Generator,
+                clipped_target: bool) -> Dict[str, np.ndarray]:
+    """A shard's arrays (see the module docstring) for ``keep`` random references of ``grouping``:
+    its noisy and pilot groups, and ``target``'s (float32 (H, W, 3) in [0, 1]) at the same places;
+    ``sigma`` ([0, 1] units) and ``clipped_target`` are recorded per channel-group."""
+    d = K.dct_matrix()
+    target_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(target, False)]
     refs = np.sort(rng.choice(len(grouping.counts), size=min(keep, len(grouping.counts)), replace=False))
     ys, xs, counts = grouping.ys[refs], grouping.xs[refs], grouping.counts[refs]
     parts = {"y": [], "p": [], "x": [], "count": [], "channel": []}
     n = len(refs)
     for channel in range(3):
-        for key, coefs in (("y", grouping.coefs), ("p", grouping.pilot_coefs), ("x", clean_coefs)):
+        for key, coefs in (("y", grouping.coefs), ("p", grouping.pilot_coefs), ("x", target_coefs)):
             parts[key].append(K.gather_groups(coefs[channel], ys, xs, counts, 0, n))
         parts["count"].append(counts.astype(np.int32))
         parts["channel"].append(np.full(n, channel, np.int8))

@@ -20,6 +20,7 @@ are written atomically and named by their seed, so an interrupted run resumes.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -27,17 +28,27 @@ import numpy as np
 
 from flowrt.prior.folders import FINAL_PILOT
 
-from .group_data import random_crop, read_photos, shard_arguments, write_seeded
+from .group_data import kept_groups, random_crop, read_photos, shard_arguments, write_seeded
 
 log = logging.getLogger("flowrt.train.split_data")
 
-# name -> (restore options, blur std in pixels, noise std 0-255) of each degradation; sr: Pillow
-# bicubic down by the scale, as flowrt's downsampling operator models it.
-TASKS: Dict[str, tuple] = {
-    "sr2": (dict(scale=2, sigma=0.0), 0.0, 0.0),
-    "sr3": (dict(scale=3, sigma=0.0), 0.0, 0.0),
-    "deblur": (dict(blur="gaussian:1.6", sigma=2.0), 1.6, 2.0),
-}
+@dataclass(frozen=True)
+class SplitTask:
+    """A degradation of the training crops: Pillow bicubic down by ``scale`` (as flowrt's
+    downsampling operator models it), or flowrt's Gaussian blur of std ``blur_std`` pixels, then
+    noise of std ``noise`` (0-255 scale); ``options`` are what ``flowrt.restore`` is told."""
+    scale: int = 1
+    blur_std: float = 0.0
+    noise: float = 0.0
+
+    @property
+    def options(self) -> dict:
+        blur = {"blur": f"gaussian:{self.blur_std:g}"} if self.blur_std else {}
+        return dict(scale=self.scale, sigma=self.noise, **blur)
+
+
+TASKS: Dict[str, SplitTask] = {"sr2": SplitTask(scale=2), "sr3": SplitTask(scale=3),
+                               "deblur": SplitTask(blur_std=1.6, noise=2.0)}
 _RECORDER = "split-data-recorder"   # the registry name the recording denoiser is lent for a restore
 
 
@@ -56,30 +67,37 @@ class _LastRound:
         return self.inner.denoise(rgb, sigma, greyscale=greyscale, coarse=coarse, pilot=pilot)
 
 
-def degrade(clean: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
+def degrade(clean: np.ndarray, task: SplitTask, rng: np.random.Generator) -> np.ndarray:
     """The observation of ``clean`` float32 (H, W, 3) in [0, 1] under ``task``: uint8."""
     from PIL import Image
-    options, blur_std, noise = TASKS[task]
     pixels = np.round(clean * 255.0).astype(np.uint8)
-    scale = options.get("scale", 1)
-    if scale > 1:
+    if task.scale > 1:
         h, w = clean.shape[:2]
-        return np.asarray(Image.fromarray(pixels).resize((w // scale, h // scale), Image.BICUBIC))
+        pixels = np.asarray(Image.fromarray(pixels).resize((w // task.scale, h // task.scale), Image.BICUBIC))
+    return blur_and_noise(pixels, task.blur_std, task.noise, rng) if task.blur_std else pixels
+
+
+def blur_and_noise(clean: np.ndarray, blur_std: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur clean (H, W, 3) uint8 with flowrt's own Gaussian kernel of std ``blur_std`` pixels through
+    its numpy chain (the restorer's model, edges included), add N(0, sigma^2) noise (0-255 scale)
+    drawn from ``rng``, round and clip: (H, W, 3) uint8."""
     from flowrt.numeric.chain import build_forward_model
     from flowrt.numeric.kernels import gaussian_kernel
-    blurred = build_forward_model(clean, sigma=noise, blur=gaussian_kernel(blur_std)).apply(clean.transpose(2, 0, 1)[None])
-    noisy = blurred[0].transpose(1, 2, 0) * 255.0 + noise * rng.standard_normal(clean.shape)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    x = clean.astype(np.float32) / 255.0
+    model = build_forward_model(x, sigma=sigma, blur=gaussian_kernel(blur_std))
+    blurred = model.apply(x.transpose(2, 0, 1)[None])[0]
+    noisy = blurred.transpose(1, 2, 0) + rng.normal(0, sigma / 255.0, x.shape)
+    return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
 
 
-def last_round(observed: np.ndarray, task: str, recorder: _LastRound) -> tuple:
+def last_round(observed: np.ndarray, task: SplitTask, recorder: _LastRound) -> tuple:
     """(input, pilot, sigma) of the splitting's last round restoring ``observed`` under ``task``."""
     import flowrt
     from flowrt.denoise.base import DENOISERS
     recorder.seen = None
     DENOISERS[_RECORDER] = lambda: recorder
     try:
-        flowrt.restore(observed, denoiser=_RECORDER, iters=0, **TASKS[task][0])   # the start is what is recorded
+        flowrt.restore(observed, denoiser=_RECORDER, iters=0, **task.options)   # the start is what is recorded
     finally:
         del DENOISERS[_RECORDER]
     if recorder.seen is None:
@@ -92,23 +110,9 @@ def crop_groups(clean: np.ndarray, task: str, keep: int, rng: np.random.Generato
     """The channel-groups of ``keep`` random references of one crop's last round (arrays as in
     ``flowrt.train.group_data``), against the clean crop."""
     from flowrt.denoise import grouped as G
-    from flowrt.denoise import kernels as K
-    rgb, pilot, sigma = last_round(degrade(clean, task, rng), task, recorder)
+    rgb, pilot, sigma = last_round(degrade(clean, TASKS[task], rng), TASKS[task], recorder)
     grouping = G.group_planes(G._planes(rgb, False), sigma, G._planes(pilot, False))
-    d = K.dct_matrix()
-    clean_coefs = [K.patch_dct(np.ascontiguousarray(p), d) for p in G._planes(clean, False)]
-    refs = np.sort(rng.choice(len(grouping.counts), size=min(keep, len(grouping.counts)), replace=False))
-    ys, xs, counts = grouping.ys[refs], grouping.xs[refs], grouping.counts[refs]
-    parts: Dict[str, List[np.ndarray]] = {"y": [], "p": [], "x": [], "count": [], "channel": []}
-    for channel in range(3):
-        for key, coefs in (("y", grouping.coefs), ("p", grouping.pilot_coefs), ("x", clean_coefs)):
-            parts[key].append(K.gather_groups(coefs[channel], ys, xs, counts, 0, len(refs)))
-        parts["count"].append(counts.astype(np.int32))
-        parts["channel"].append(np.full(len(refs), channel, np.int8))
-    out = {k: np.concatenate(v) for k, v in parts.items()}
-    out["sigma"] = np.full(len(out["count"]), sigma, np.float32)
-    out["clipped"] = np.zeros(len(out["count"]), np.int8)
-    return out
+    return kept_groups(grouping, clean, sigma, keep, rng, clipped_target=False)
 
 
 def write_shards(photos: List[np.ndarray], out: Path, first_seed: int, shards: int, crops: int, crop: int,
@@ -137,7 +141,7 @@ def main(argv=None) -> None:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         ap.error(f"--tasks takes {', '.join(TASKS)}; not {', '.join(unknown) or 'nothing'}")
-    if any(args.crop % TASKS[t][0].get("scale", 1) for t in tasks):
+    if any(args.crop % TASKS[t].scale for t in tasks):
         ap.error("--crop must be divisible by every task's scale")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     photos = read_photos(args.data, args.crop)
